@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the Debian packages lmermagic needs (R, lme4, lmerTest, pbkrtest, ...)
+# when any is missing. Idempotent: does nothing when all are present.
+set -euo pipefail
+PKGS="r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack r-cran-emmeans"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+    exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "Missing R packages:$missing" >&2
+    echo "This is not a Debian/Ubuntu system: install R and, in R," >&2
+    echo '  install.packages(c("lme4", "lmerTest", "pbkrtest", "geepack", "emmeans"))' >&2
+    exit 1
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "Missing Debian packages:$missing; run as root: apt-get install$missing" >&2
+        exit 1
+    fi
+fi
+echo "Installing Debian packages:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
