@@ -1,0 +1,290 @@
+# lmermagic's R side. rbridge.py sys.source()s this file into a private
+# environment whose parent is baseenv(): nothing here is attached, nothing is
+# written to the global environment, and every non-base function is called
+# through its namespace so that the user's R session cannot change our results.
+
+# ---------------------------------------------------------------------------
+# Formula safety
+# ---------------------------------------------------------------------------
+
+# The allowlist itself lives in Python (lmermagic.request.ALLOWED_FUNCTIONS)
+# and arrives here as a named list: package -> function names.
+# Names usable as values without being columns.
+lmm_constants <- c("pi", "Inf", "T", "F")
+
+# Parse the formula text without evaluating it and walk the call tree.
+# Returns list(ok, message, vars, calls): vars are the symbols used as values,
+# calls the names of functions called. Nothing here evaluates user text.
+lmm_check_formula <- function(text, columns, allowed) {
+    exprs <- tryCatch(parse(text = text, keep.source = FALSE),
+                      error = function(e) e)
+    if (inherits(exprs, "error")) {
+        return(list(ok = FALSE, kind = "parse", message = conditionMessage(exprs)))
+    }
+    if (length(exprs) != 1L) {
+        return(list(ok = FALSE, kind = "shape",
+                    message = sprintf("a formula is one expression 'lhs ~ rhs'; found %d",
+                                      length(exprs))))
+    }
+    f <- exprs[[1L]]
+    if (!is.call(f) || !identical(f[[1L]], as.name("~")) || length(f) != 3L) {
+        return(list(ok = FALSE, kind = "shape",
+                    message = "a formula needs a response and a right-hand side: 'lhs ~ rhs'"))
+    }
+    allowed <- unlist(allowed, use.names = FALSE)
+    vars <- character()
+    calls <- character()
+    bad <- character()
+    walk <- function(x) {
+        if (is.call(x)) {
+            fn <- x[[1L]]
+            if (is.symbol(fn)) {
+                name <- as.character(fn)
+                calls <<- c(calls, name)
+                if (!(name %in% allowed)) {
+                    bad <<- c(bad, if (make.names(name) == name) paste0(name, "()")
+                                   else paste0("`", name, "`"))
+                }
+            } else {
+                bad <<- c(bad, paste(deparse(fn, width.cutoff = 60L)[1L], "(...)"))
+            }
+            args <- as.list(x)[-1L]
+            for (a in args) if (!missing(a)) walk(a)
+        } else if (is.symbol(x)) {
+            name <- as.character(x)
+            if (nzchar(name)) vars <<- c(vars, name)
+        } else if (is.numeric(x) || is.character(x) || is.logical(x) || is.null(x)) {
+            NULL
+        } else {
+            bad <<- c(bad, paste("a", typeof(x), "value"))
+        }
+    }
+    walk(f)
+    vars <- unique(vars)
+    unknown <- setdiff(vars, c(columns, lmm_constants))
+    list(ok = length(bad) == 0L && length(unknown) == 0L, kind = "tree",
+         bad = unique(bad), unknown = unknown,
+         vars = intersect(vars, columns), calls = unique(calls))
+}
+
+# An environment holding only the allowed functions, with emptyenv() as parent:
+# the formula's environment. A call that slipped through the tree check fails
+# there with "could not find function".
+# allowed: package -> function names; names under "" are looked up in base,
+# stats, splines and utils, in that order (user extensions).
+lmm_safe_env <- function(allowed) {
+    env <- new.env(parent = emptyenv())
+    for (pkg in names(allowed)) {
+        where <- if (nzchar(pkg)) pkg else c("base", "stats", "splines", "utils")
+        for (name in allowed[[pkg]]) {
+            for (p in where) {
+                fn <- get0(name, envir = asNamespace(p), inherits = FALSE)
+                if (is.function(fn)) { assign(name, fn, envir = env); break }
+            }
+        }
+    }
+    env$pi <- base::pi
+    env$T <- TRUE
+    env$F <- FALSE
+    env
+}
+
+lmm_make_formula <- function(text, columns, allowed) {
+    chk <- lmm_check_formula(text, columns, allowed)
+    if (!isTRUE(chk$ok)) stop("the formula did not pass lmermagic's safety check")
+    env <- lmm_safe_env(allowed)
+    f <- parse(text = text, keep.source = FALSE)[[1L]]
+    # The tree was checked: evaluating `~` only builds the formula object.
+    eval(f, env)
+}
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+# codes: 1-based integer codes (NA allowed); uniques: level labels in the
+# order pandas found them. sort_levels: order levels as R's factor() would.
+lmm_factor <- function(codes, uniques, sort_levels, ordered) {
+    if (sort_levels && length(uniques) > 1L) {
+        s <- sort(uniques)
+        codes <- match(uniques, s)[codes]
+        uniques <- s
+    }
+    attr(codes, "levels") <- uniques
+    class(codes) <- if (ordered) c("ordered", "factor") else "factor"
+    codes
+}
+
+lmm_frame <- function(cols, names, nrow) {
+    names(cols) <- names
+    attr(cols, "row.names") <- c(NA_integer_, -as.integer(nrow))
+    class(cols) <- "data.frame"
+    cols
+}
+
+# ---------------------------------------------------------------------------
+# Fitting
+# ---------------------------------------------------------------------------
+
+lmm_families <- c("binomial", "poisson", "Gamma", "gaussian", "inverse.gaussian")
+
+lmm_make_family <- function(name, link) {
+    if (!(name %in% lmm_families)) stop("unknown family")
+    fun <- get(name, envir = asNamespace("stats"), inherits = FALSE)
+    if (is.null(link) || !nzchar(link)) fun() else fun(link = link)
+}
+
+# Run expr with R options our results depend on set to R's defaults, and
+# collect warnings and messages as text instead of letting R print them.
+lmm_with_conditions <- function(expr_fun) {
+    warns <- character()
+    msgs <- character()
+    old <- options(contrasts = c(unordered = "contr.treatment", ordered = "contr.poly"),
+                   na.action = "na.omit", warn = 0, OutDec = ".",
+                   show.error.messages = FALSE)
+    on.exit(options(old), add = TRUE)
+    had_cur <- exists("curWarnings", envir = globalenv(), inherits = FALSE)
+    on.exit(if (!had_cur && exists("curWarnings", envir = globalenv(), inherits = FALSE))
+        rm("curWarnings", envir = globalenv()), add = TRUE)
+    value <- tryCatch(
+        withCallingHandlers(expr_fun(),
+            warning = function(w) {
+                warns <<- c(warns, conditionMessage(w))
+                invokeRestart("muffleWarning")
+            },
+            message = function(m) {
+                msgs <<- c(msgs, sub("\n$", "", conditionMessage(m)))
+                invokeRestart("muffleMessage")
+            }),
+        error = function(e) e)
+    list(value = value, warnings = warns, messages = msgs)
+}
+
+# kind: "lmer" or "glmer"; ddf: "satterthwaite", "kenward-roger", "lme4".
+lmm_fit <- function(data, formula_text, kind, reml, ddf, family_name, family_link,
+                    weights, factors, allowed) {
+    res <- lmm_with_conditions(function() {
+        for (f in factors) data[[f]] <- factor(data[[f]])
+        formula <- lmm_make_formula(formula_text, names(data), allowed)
+        fitenv <- new.env(parent = baseenv())
+        fitenv$data <- data
+        fitenv$formula <- formula
+        if (kind == "lmer") {
+            fun <- if (ddf == "lme4") quote(lme4::lmer) else quote(lmerTest::lmer)
+            cl <- call("lmer", formula = quote(formula), data = quote(data), REML = reml)
+        } else {
+            fitenv$family <- lmm_make_family(family_name, family_link)
+            fun <- quote(lme4::glmer)
+            cl <- call("glmer", formula = quote(formula), data = quote(data),
+                       family = quote(family))
+        }
+        cl[[1L]] <- fun
+        if (length(weights)) cl$weights <- as.name(weights)
+        fit <- eval(cl, fitenv)
+        # Show the formula itself, not the symbol it was bound to, in summary().
+        fit@call$formula <- formula
+        list(fit = fit, tables = lmm_tables(fit, kind, ddf))
+    })
+    out <- list(warnings = res$warnings, messages = res$messages)
+    if (inherits(res$value, "error")) {
+        out$error <- conditionMessage(res$value)
+        out$error_call <- paste(deparse(conditionCall(res$value), width.cutoff = 80L),
+                                collapse = " ")
+        return(out)
+    }
+    c(out, res$value)
+}
+
+lmm_coef_table <- function(fit, kind, ddf) {
+    if (kind == "lmer" && ddf != "lme4") {
+        method <- if (ddf == "kenward-roger") "Kenward-Roger" else "Satterthwaite"
+        ct <- stats::coef(lmerTest:::summary.lmerModLmerTest(fit, ddf = method))
+        out <- list(estimate = ct[, 1L], std_error = ct[, 2L], df = ct[, 3L],
+                    statistic = ct[, 4L], p_value = ct[, 5L])
+    } else {
+        ct <- stats::coef(lme4:::summary.merMod(fit))
+        n <- nrow(ct)
+        has_p <- ncol(ct) >= 4L
+        out <- list(estimate = ct[, 1L], std_error = ct[, 2L],
+                    df = rep(if (kind == "glmer") Inf else NA_real_, n),
+                    statistic = ct[, 3L],
+                    p_value = if (has_p) ct[, 4L] else rep(NA_real_, n))
+    }
+    z <- stats::qnorm(0.975)
+    out$conf_low <- out$estimate - z * out$std_error
+    out$conf_high <- out$estimate + z * out$std_error
+    out <- lapply(out, function(v) unname(as.numeric(v)))
+    out$terms <- rownames(ct)
+    out
+}
+
+lmm_tables <- function(fit, kind, ddf) {
+    vc <- as.data.frame(lme4::VarCorr(fit))
+    re <- lme4::ranef(fit)
+    mf <- stats::model.frame(fit)
+    dropped <- attr(mf, "na.action")
+    reml <- lme4::isREML(fit)
+    ll <- stats::logLik(fit)
+    conv <- fit@optinfo$conv
+    fam <- stats::family(fit)
+    list(
+        coefs = lmm_coef_table(fit, kind, ddf),
+        varcorr = list(group = vc$grp, var1 = as.character(vc$var1),
+                       var2 = as.character(vc$var2), vcov = vc$vcov, sdcor = vc$sdcor),
+        ranef = lapply(re, function(d) list(values = as.matrix(d), levels = rownames(d),
+                                            terms = colnames(d))),
+        fitted = unname(as.numeric(stats::fitted(fit))),
+        residuals = unname(as.numeric(stats::residuals(fit))),
+        dropped = if (is.null(dropped)) integer() else as.integer(dropped),
+        nobs = as.integer(stats::nobs(fit)),
+        ngroups = lme4::ngrps(fit),
+        loglik = as.numeric(ll),
+        df_model = as.integer(attr(ll, "df")),
+        aic = stats::AIC(fit),
+        bic = stats::BIC(fit),
+        deviance = if (reml) lme4:::deviance.merMod(fit, REML = FALSE) else stats::deviance(fit),
+        reml_criterion = if (reml) lme4::REMLcrit(fit) else NA_real_,
+        sigma = stats::sigma(fit),
+        reml = reml,
+        singular = lme4::isSingular(fit),
+        opt_code = as.integer(if (is.null(conv$opt)) 0L else conv$opt),
+        conv_messages = as.character(unlist(conv$lme4$messages)),
+        family = fam$family,
+        link = fam$link,
+        theta = unname(lme4::getME(fit, "theta"))
+    )
+}
+
+lmm_summary_text <- function(fit, ddf, data_name) {
+    res <- lmm_with_conditions(function() {
+        s <- if (inherits(fit, "lmerModLmerTest") && ddf != "lme4") {
+            method <- if (ddf == "kenward-roger") "Kenward-Roger" else "Satterthwaite"
+            lmerTest:::summary.lmerModLmerTest(fit, ddf = method)
+        } else {
+            lme4:::summary.merMod(fit)
+        }
+        utils::capture.output(print(s))
+    })
+    if (inherits(res$value, "error")) stop(conditionMessage(res$value))
+    out <- res$value
+    at <- which(out == "   Data: data")
+    if (length(at)) out[at[1L]] <- paste0("   Data: ", data_name)
+    paste(out, collapse = "\n")
+}
+
+lmm_versions <- function() {
+    pk <- c("lme4", "lmerTest", "pbkrtest", "Matrix", "emmeans", "geepack")
+    v <- vapply(pk, function(p) {
+        if (nzchar(system.file(package = p))) as.character(utils::packageVersion(p))
+        else NA_character_
+    }, "")
+    c(R = paste(R.version$major, R.version$minor, sep = "."), R_home = R.home(), v)
+}
+
+lmm_dataset <- function(name, package) {
+    env <- new.env(parent = emptyenv())
+    utils::data(list = name, package = package, envir = env)
+    if (!exists(name, envir = env, inherits = FALSE)) stop("no data set")
+    d <- get(name, envir = env)
+    as.data.frame(d)
+}

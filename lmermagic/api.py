@@ -1,0 +1,247 @@
+"""The Python API: ``lmer`` and ``glmer``. The magics call these."""
+
+from __future__ import annotations
+
+import warnings as _warnings
+from typing import Any
+
+import numpy as np
+
+from . import convert, tables
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    FitError,
+    FormulaError,
+    LmerWarning,
+    SingularFitWarning,
+    UnsafeFormulaError,
+    did_you_mean,
+)
+from .model import LmerModel
+from .request import FitRequest, allowlist
+
+__all__ = ["lmer", "glmer", "fit"]
+
+_MAX_R_MESSAGE = 600
+_MAX_WARNINGS = 5
+
+
+def lmer(
+    formula: str,
+    data: Any,
+    *,
+    reml: bool = True,
+    ddf: str = "satterthwaite",
+    factors: str | list[str] | None = None,
+    weights: str | None = None,
+    family: str | None = None,
+    allow_functions: list[str] | tuple[str, ...] = (),
+) -> LmerModel:
+    """Fit a linear mixed model with R's ``lme4::lmer`` (p-values from lmerTest).
+
+    Parameters
+    ----------
+    formula : str
+        An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``. Every
+        variable must be a column of ``data``; every function an allowed one.
+    data : pandas.DataFrame or polars.DataFrame
+        Only the columns the formula (and ``weights``) use are sent to R.
+    reml : bool
+        REML (default) or maximum likelihood.
+    ddf : {"satterthwaite", "kenward-roger", "lme4"}
+        Denominator degrees of freedom for the t tests; ``"lme4"`` gives no
+        df and no p-values.
+    factors : list of str or str, optional
+        Columns to turn into R factors, as ``as.factor()`` in R.
+    weights : str, optional
+        Name of a column of prior weights.
+    family : str, optional
+        If given, fit a GLMM with :func:`glmer` instead.
+    allow_functions : sequence of str
+        Functions to allow in the formula beyond the built-in allowlist.
+
+    Returns
+    -------
+    LmerModel
+
+    Examples
+    --------
+    >>> import lmermagic
+    >>> sleep = lmermagic.datasets.load("sleepstudy")
+    >>> m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> round(m.coefs.loc["Days", "estimate"], 4)
+    10.4673
+    """
+    if family is not None:
+        return glmer(formula, data, family=family, factors=factors, weights=weights,
+                     allow_functions=allow_functions)
+    request = FitRequest.build(formula, kind="lmer", reml=reml, ddf=ddf, factors=factors,
+                               weights=weights, extra_functions=tuple(allow_functions))
+    return fit(request, data)
+
+
+def glmer(
+    formula: str,
+    data: Any,
+    *,
+    family: str = "binomial",
+    factors: str | list[str] | None = None,
+    weights: str | None = None,
+    allow_functions: list[str] | tuple[str, ...] = (),
+) -> LmerModel:
+    """Fit a generalized linear mixed model with R's ``lme4::glmer``.
+
+    Parameters
+    ----------
+    formula : str
+        e.g. ``"cbind(incidence, size - incidence) ~ period + (1 | herd)"``.
+    data : pandas.DataFrame or polars.DataFrame
+    family : str
+        ``"binomial"``, ``"poisson"``, ``"Gamma(link='log')"``,
+        ``"inverse.gaussian"``, ``"gaussian(link='log')"``.
+    factors, weights, allow_functions
+        As for :func:`lmer`.
+
+    Returns
+    -------
+    LmerModel
+        ``coefs`` has z statistics and ``df = inf``.
+    """
+    request = FitRequest.build(formula, kind="glmer", family=family, factors=factors,
+                               weights=weights, extra_functions=tuple(allow_functions))
+    return fit(request, data)
+
+
+def _check_formula(r: Any, request: FitRequest, columns: list[str]) -> list[str]:
+    chk = r.call_py("lmm_check_formula", request.formula, columns,
+                    allowlist(request.extra_functions))
+    if chk["kind"][0] == "parse":
+        raise FormulaError(
+            f"R cannot parse the formula {request.formula!r}: {chk['message'][0]}"
+        )
+    if chk["kind"][0] == "shape":
+        raise FormulaError(f"{chk['message'][0]}: {request.formula!r}")
+    bad = chk.get("bad") or []
+    if bad:
+        raise UnsafeFormulaError(
+            f"the formula calls {', '.join(bad)}, which lmermagic does not allow in a "
+            "formula (it would run R code). Allowed are formula operators and model "
+            "transformations such as log, poly, ns, scale, factor, I (the full list: "
+            "lmermagic.ALLOWED_FUNCTIONS). To allow more, pass allow_functions=[...] "
+            "(magic: --allow NAME)."
+        )
+    unknown = chk.get("unknown") or []
+    if unknown:
+        name = unknown[0]
+        raise FormulaError(
+            f"'{name}' is not a column of '{request.data_name}'."
+            + did_you_mean(name, columns)
+            + ("" if len(unknown) == 1 else
+               f" (also unknown: {', '.join(repr(u) for u in unknown[1:])})")
+        )
+    return list(chk.get("vars") or [])
+
+
+def _used_columns(request: FitRequest, vars_: list[str], columns: list[str]) -> list[str]:
+    used = list(vars_)
+    for col in request.factors:
+        if col not in columns:
+            raise DataError(f"factors: '{col}' is not a column of '{request.data_name}'."
+                            + did_you_mean(col, columns))
+        if col not in used:
+            raise DataError(f"factors: '{col}' is not used in the formula.")
+    if request.weights is not None:
+        if request.weights not in columns:
+            raise DataError(
+                f"weights: '{request.weights}' is not a column of '{request.data_name}'."
+                + did_you_mean(request.weights, columns))
+        if request.weights not in used:
+            used.append(request.weights)
+    return used
+
+
+def _warn(texts: list[str], category: type[Warning]) -> None:
+    for text in texts:
+        _warnings.warn(text, category, stacklevel=4)
+
+
+def fit(request: FitRequest, data: Any) -> LmerModel:
+    """Fit ``request`` on ``data`` in R and return the model."""
+    from .rbridge import get_r, to_py
+
+    df = convert.as_pandas(data, request.data_name)
+    convert.check_labels(df, request.data_name)
+    r = get_r()
+    if request.kind == "lmer" and request.ddf != "lme4":
+        r.require("lmerTest")
+    if request.ddf == "kenward-roger":
+        r.require("pbkrtest")
+    columns = list(df.columns)
+    used = _used_columns(request, _check_formula(r, request, columns), columns)
+    encoded = [convert.encode_column(c, df[c]) for c in used]
+    frame = r.frame(encoded, len(df))
+    raw = r.call(
+        "lmm_fit", frame, request.formula, request.kind, request.reml, request.ddf,
+        request.family, request.link or "", list(filter(None, [request.weights])),
+        list(request.factors), allowlist(request.extra_functions),
+    )
+    names = list(raw.names)
+    res = {n: (v if n == "fit" else to_py(v)) for n, v in zip(names, raw)}
+    r_warnings = list(res.get("warnings") or [])
+    r_messages = list(res.get("messages") or [])
+    if "error" in res:
+        msg = str(res["error"][0])
+        short = msg if len(msg) <= _MAX_R_MESSAGE else msg[:_MAX_R_MESSAGE] + " [...]"
+        raise FitError(f"R could not fit {request.formula!r}: {short}", r_message=msg)
+    t = res["tables"]
+    conv_msgs = list(t.get("conv_messages") or [])
+    all_warnings = list(dict.fromkeys(r_warnings + r_messages + conv_msgs))
+    singular = bool(t["singular"][0])
+    converged = int(t["opt_code"][0]) == 0 and not any(
+        "converge" in m.lower() for m in conv_msgs + r_warnings)
+    for text in all_warnings[:_MAX_WARNINGS]:
+        low = text.lower()
+        category: type[Warning]
+        if "singular" in low:
+            category = SingularFitWarning
+        elif "converge" in low or "eigenvalue" in low or "gradient" in low:
+            category = ConvergenceWarning
+        else:
+            category = LmerWarning
+        _warn([text], category)
+    if len(all_warnings) > _MAX_WARNINGS:
+        _warn([f"... and {len(all_warnings) - _MAX_WARNINGS} more R warnings: see "
+               "model.warnings"], LmerWarning)
+    index = df.index
+    dropped = np.asarray(t["dropped"] if t["dropped"] is not None else [], dtype=np.int64)
+    return LmerModel(
+        formula=request.formula,
+        kind=request.kind,
+        family=str(t["family"][0]),
+        link=str(t["link"][0]),
+        reml=bool(t["reml"][0]),
+        ddf=request.ddf,
+        coefs=tables.coef_table(t["coefs"]),
+        ranef=tables.ranef_tables(t["ranef"]),
+        varcorr=tables.varcorr_table(t["varcorr"]),
+        fitted=tables.on_caller_index(t["fitted"], dropped, index, "fitted"),
+        residuals=tables.on_caller_index(t["residuals"], dropped, index, "residuals"),
+        nobs=int(t["nobs"][0]),
+        ngroups={k: int(v) for k, v in t["ngroups"].items()},
+        loglik=float(t["loglik"][0]),
+        df_model=int(t["df_model"][0]),
+        aic=float(t["aic"][0]),
+        bic=float(t["bic"][0]),
+        deviance=float(t["deviance"][0]),
+        reml_criterion=float(t["reml_criterion"][0]),
+        sigma=float(t["sigma"][0]),
+        converged=converged,
+        singular=singular,
+        warnings=all_warnings,
+        dropped=index[dropped - 1] if len(dropped) else index[:0],
+        theta=np.asarray(t["theta"], dtype=float),
+        data_name=request.data_name,
+        robj=res["fit"],
+    )
+

@@ -1,0 +1,50 @@
+"""Data sets shipped with installed R packages, as pandas DataFrames."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import DataError, FitError
+
+__all__ = ["load", "SEARCH_PACKAGES"]
+
+# Where load() looks when no package is named, in this order.
+SEARCH_PACKAGES = ("lme4", "lmerTest", "geepack", "pbkrtest", "emmeans", "datasets")
+
+
+def load(name: str, package: str | None = None) -> pd.DataFrame:
+    """Load a data set of an installed R package.
+
+    Parameters
+    ----------
+    name : str
+        The data set's name in R, e.g. ``"sleepstudy"``.
+    package : str, optional
+        The R package holding it (``"geepack"`` for ``dietox``). Without it,
+        lme4, lmerTest, geepack, pbkrtest, emmeans and datasets are searched.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Factors become Categoricals with R's level order.
+
+    Examples
+    --------
+    >>> from lmermagic import datasets
+    >>> datasets.load("dietox", package="geepack").shape
+    (861, 7)
+    """
+    from .rbridge import frame_to_pandas, get_r
+
+    r = get_r()
+    packages = [package] if package else [p for p in SEARCH_PACKAGES
+                                          if p == "datasets" or r.versions.get(p)]
+    if package in r.versions and not r.versions[package]:
+        r.require(package)
+    for pkg in packages:
+        try:
+            return frame_to_pandas(r.call("lmm_dataset", name, pkg))
+        except FitError:
+            continue
+    where = f"R package '{package}'" if package else "packages " + ", ".join(packages)
+    raise DataError(f"no data set '{name}' in {where}.")

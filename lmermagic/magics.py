@@ -1,0 +1,240 @@
+"""The IPython magics ``%lmer``, ``%%lmer``, ``%glmer``, ``%%glmer``: glue only.
+
+Parse the call into a :class:`~lmermagic.request.FitRequest`, resolve the data
+in the user's namespace, fit through :mod:`lmermagic.api`, push the requested
+names back. Nothing below this module knows IPython exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .errors import DataError, LmerError, did_you_mean
+from .model import LmerModel
+from .request import FitRequest
+
+__all__ = ["LmerMagics", "split_options", "strip_comments"]
+
+_TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
+
+
+def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[list[str], str]:
+    """Split ``line`` into option tokens and the free text after them.
+
+    Options come first; the formula starts at the first token that is not an
+    option or an option's value, and is returned verbatim (quotes, spacing and
+    all), so that argparse never sees or mangles it.
+    """
+    takes_value: dict[str, bool] = {}
+    for action in parser._actions:
+        for opt in action.option_strings:
+            takes_value[opt] = action.nargs != 0
+    tokens: list[str] = []
+    pos = 0
+    while True:
+        m = _TOKEN.match(line, pos)
+        if not m:
+            return tokens, ""
+        tok = m.group(1)
+        key = tok.split("=", 1)[0]
+        if tok == "--":
+            return tokens, line[m.end():].strip()
+        if key not in takes_value:
+            return tokens, line[m.start(1):].strip()
+        tokens.append(tok)
+        pos = m.end()
+        if takes_value[key] and "=" not in tok:
+            m = _TOKEN.match(line, pos)
+            if not m:
+                return tokens, ""
+            value = m.group(1)
+            if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) > 1:
+                value = value[1:-1]
+            tokens.append(value)
+            pos = m.end()
+
+
+def strip_comments(text: str) -> str:
+    """Drop ``#`` comments (outside quotes) and join the lines into one."""
+    out_lines = []
+    for line in text.splitlines():
+        quote = ""
+        cut = len(line)
+        for i, ch in enumerate(line):
+            if quote:
+                if ch == quote:
+                    quote = ""
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#":
+                cut = i
+                break
+        if line[:cut].strip():
+            out_lines.append(line[:cut].strip())
+    return " ".join(out_lines)
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would sys.exit()
+        raise DataError(f"{self.prog}: {message}")
+
+
+def _parser(func: Any) -> argparse.ArgumentParser:
+    parser = func.parser
+    parser.__class__ = _RaisingParser
+    return parser
+
+
+_OPTIONS = [
+    argument("-d", "--data", required=False, metavar="EXPR",
+             help="the DataFrame: a name or a Python expression in the notebook (required)"),
+    argument("-o", "--out", metavar="NAME", help="store the fitted model as NAME"),
+    argument("--coefs", metavar="NAME", help="store the fixed-effects table as NAME"),
+    argument("--ranef", metavar="NAME", help="store the random effects (dict) as NAME"),
+    argument("--varcorr", metavar="NAME", help="store the variance components as NAME"),
+    argument("--family", metavar="F",
+             help="GLMM family: binomial, poisson, \"Gamma(link='log')\", ...; "
+                  "on %%lmer switches to glmer"),
+    argument("--ml", action="store_true", help="maximum likelihood instead of REML"),
+    argument("--ddf", metavar="METHOD", default="satterthwaite",
+             help="satterthwaite (default), kenward-roger or lme4 (no df, no p)"),
+    argument("--factors", metavar="COL[,COL...]",
+             help="columns to turn into R factors (as.factor)"),
+    argument("--weights", metavar="COL", help="column of prior weights"),
+    argument("--allow", metavar="FUN[,FUN...]",
+             help="allow these extra functions in the formula"),
+    argument("-q", "--quiet", action="store_true",
+             help="return nothing and display nothing"),
+]
+
+
+def _with_options(func: Any) -> Any:
+    for opt in reversed(_OPTIONS):
+        func = opt(func)
+    return magic_arguments()(func)
+
+
+@magics_class
+class LmerMagics(Magics):
+    """Magics fitting lme4 mixed models on DataFrames of the notebook."""
+
+    def _run(self, func: Any, kind: str, line: str, cell: str | None) -> LmerModel | None:
+        parser = _parser(func)
+        tokens, rest = split_options(line, parser)
+        args = parser.parse_args(tokens)
+        formula = strip_comments(cell) if cell is not None else rest
+        if cell is not None and rest:
+            raise DataError(
+                f"%%{kind}: options go on the first line and the formula in the cell body; "
+                f"found {rest!r} after the options."
+            )
+        if not formula:
+            raise DataError(f"%{kind}: no formula given. Example: %{kind} -d df y ~ x + (1 | g)")
+        if not args.data:
+            raise DataError(f"%{kind}: -d/--data is required: %{kind} -d df {formula}")
+        data = self._resolve(args.data)
+        family = args.family
+        use_glmer = kind == "glmer" or family is not None
+        extra = tuple(f.strip() for f in (args.allow or "").split(",") if f.strip())
+        request = FitRequest.build(
+            formula,
+            kind="glmer" if use_glmer else "lmer",
+            reml=not args.ml,
+            ddf=args.ddf,
+            family=family,
+            factors=args.factors,
+            weights=args.weights,
+            data_name=args.data,
+            extra_functions=extra,
+        )
+        from .api import fit
+
+        model = fit(request, data)
+        ns = self.shell.user_ns
+        if args.out:
+            ns[args.out] = model
+        if args.coefs:
+            ns[args.coefs] = model.coefs
+        if args.ranef:
+            ns[args.ranef] = model.ranef
+        if args.varcorr:
+            ns[args.varcorr] = model.varcorr
+        return None if args.quiet else model
+
+    def _resolve(self, expr: str) -> Any:
+        ns = self.shell.user_ns
+        if expr.isidentifier() and expr not in ns:
+            names = [k for k in ns if not k.startswith("_")]
+            raise DataError(f"'{expr}' is not defined." + did_you_mean(expr, names))
+        try:
+            return eval(expr, ns)  # the user's own expression, in their own kernel
+        except Exception as exc:
+            raise DataError(f"-d {expr}: evaluating it raised "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+    @no_var_expand
+    @_with_options
+    @line_cell_magic
+    def lmer(self, line: str, cell: str | None = None) -> LmerModel | None:
+        """Fit a linear mixed model with lme4/lmerTest on a DataFrame.
+
+        Usage::
+
+            %lmer  [options] FORMULA
+            %%lmer [options]
+            FORMULA, over several lines  # comments allowed
+
+        The formula is lme4's: fixed effects plus random-effect terms in
+        parentheses, ``(1 | g)``, ``(1 + x | g)``, ``(1 | g1) + (1 | g2)``,
+        ``(1 | g1/g2)``. Every variable must be a column of the data. The magic
+        returns the model (``m = %lmer ...`` works; a bare call shows a card);
+        with ``-q`` it returns nothing. ``--family`` switches to glmer.
+
+        Example::
+
+            %load_ext lmermagic
+            import lmermagic
+            sleep = lmermagic.datasets.load("sleepstudy")
+            %lmer -d sleep -o m  Reaction ~ Days + (Days | Subject)
+            m.coefs        # estimate, std_error, df, statistic, p_value, conf_low, conf_high
+            m.varcorr      # group, var1, var2, vcov, sdcor
+
+            %%lmer -d sleep --ml --coefs tab
+            Reaction ~ Days +      # fixed effect of days of deprivation
+              (Days | Subject)     # random intercept and slope per subject
+        """
+        try:
+            return self._run(LmerMagics.lmer, "lmer", line, cell)
+        except LmerError as exc:
+            raise exc.with_traceback(None) from None
+
+    @no_var_expand
+    @_with_options
+    @line_cell_magic
+    def glmer(self, line: str, cell: str | None = None) -> LmerModel | None:
+        """Fit a generalized linear mixed model with lme4::glmer on a DataFrame.
+
+        Usage::
+
+            %glmer  [options] FORMULA
+            %%glmer [options]
+            FORMULA
+
+        ``--family`` defaults to binomial; also poisson, ``"Gamma(link='log')"``,
+        inverse.gaussian. Other options as for ``%lmer``.
+
+        Example::
+
+            cbpp = lmermagic.datasets.load("cbpp")
+            %glmer -d cbpp -o g  cbind(incidence, size - incidence) ~ period + (1 | herd)
+            g.coefs        # z statistics, df = inf
+        """
+        try:
+            return self._run(LmerMagics.glmer, "glmer", line, cell)
+        except LmerError as exc:
+            raise exc.with_traceback(None) from None

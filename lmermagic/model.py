@@ -1,0 +1,190 @@
+"""The fitted-model object and its display."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["LmerModel"]
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return ""
+    if np.isinf(x):
+        return "Inf"
+    return f"{x:.{digits}g}"
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or np.isnan(p):
+        return ""
+    if p < 1e-4:
+        return f"{p:.1e}"
+    return f"{p:.4f}"
+
+
+def _stars(p: float) -> str:
+    if p is None or np.isnan(p):
+        return ""
+    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return mark
+    return ""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LmerModel:
+    """A fitted lme4 model (``lmer`` or ``glmer``) with its results as pandas objects.
+
+    Attributes
+    ----------
+    coefs : pandas.DataFrame
+        Fixed effects indexed by R's term names, columns ``estimate, std_error,
+        df, statistic, p_value, conf_low, conf_high`` (95 % Wald intervals; for
+        glmer ``df`` is ``inf`` and ``statistic`` is z; with ``ddf="lme4"``
+        ``df`` and ``p_value`` are NaN).
+    fixef : pandas.Series
+        The fixed-effect estimates, as R's ``fixef()``.
+    ranef : dict of str to pandas.DataFrame
+        As R's ``ranef()``: per grouping factor, rows = levels, columns = terms.
+    varcorr : pandas.DataFrame
+        As R's ``as.data.frame(VarCorr(m))``: group, var1, var2, vcov, sdcor.
+    fitted, residuals : pandas.Series
+        On the caller's index; rows R dropped for missing values hold NaN.
+    nobs : int
+    ngroups : dict of str to int
+    loglik, aic, bic, deviance, sigma : float
+        As R's ``logLik``, ``AIC``, ``BIC``, ``sigma``; ``deviance`` is the ML
+        deviance (for REML fits at the REML estimates, as ``deviance(m,
+        REML=FALSE)``); ``reml_criterion`` is R's ``REMLcrit`` (NaN for ML).
+    formula, family, link, kind : str
+    reml, converged, singular : bool
+    warnings : list of str
+        R's warnings and messages from the fit, verbatim.
+    dropped : pandas.Index
+        Caller's index labels of rows dropped for missing values.
+    robj : rpy2 object
+        The underlying R model.
+    """
+
+    formula: str
+    kind: str
+    family: str
+    link: str
+    reml: bool
+    ddf: str
+    coefs: pd.DataFrame
+    ranef: dict[str, pd.DataFrame]
+    varcorr: pd.DataFrame
+    fitted: pd.Series
+    residuals: pd.Series
+    nobs: int
+    ngroups: dict[str, int]
+    loglik: float
+    df_model: int
+    aic: float
+    bic: float
+    deviance: float
+    reml_criterion: float
+    sigma: float
+    converged: bool
+    singular: bool
+    warnings: list[str]
+    dropped: pd.Index
+    theta: np.ndarray
+    data_name: str
+    robj: Any = field(default=None)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fixef(self) -> pd.Series:
+        return self.coefs["estimate"].rename("fixef")
+
+    # -- text -----------------------------------------------------------------
+
+    def summary(self) -> str:
+        """R's own ``summary()`` of the model, as text."""
+        from .rbridge import get_r
+
+        text = get_r().call_py("lmm_summary_text", self.robj, self.ddf, self.data_name)
+        return str(text[0] if isinstance(text, list) else text)
+
+    def _model_line(self) -> str:
+        if self.kind == "lmer":
+            how = "REML" if self.reml else "ML"
+            head = f"Linear mixed model ({how})"
+        else:
+            head = f"Generalized linear mixed model, {self.family} ({self.link})"
+        return head
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{g}: {n}" for g, n in self.ngroups.items())
+        lines = [
+            f"<{self._model_line()}: {self.formula}",
+            f"  data '{self.data_name}', {self.nobs} observations; groups {groups}",
+            f"  logLik {self.loglik:.4f}, AIC {self.aic:.4f}"
+            + ("; singular fit" if self.singular else "")
+            + ("" if self.converged else "; NOT converged") + ">",
+        ]
+        return "\n".join(lines)
+
+    # -- notebook -------------------------------------------------------------
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = []
+        for term, r in self.coefs.iterrows():
+            rows.append(
+                "<tr>" + f"<td style='text-align:left'><code>{esc(str(term))}</code></td>"
+                + "".join(f"<td>{_fmt(r[c])}</td>" for c in
+                          ("estimate", "std_error", "df", "statistic"))
+                + f"<td>{_fmt_p(r['p_value'])}</td><td>{_stars(r['p_value'])}</td>"
+                + f"<td>[{_fmt(r['conf_low'])}, {_fmt(r['conf_high'])}]</td></tr>"
+            )
+        stat = "z" if self.kind == "glmer" else "t"
+        fixed = (
+            "<table><thead><tr><th style='text-align:left'>term</th><th>estimate</th>"
+            f"<th>std. error</th><th>df</th><th>{stat}</th><th>p</th><th></th>"
+            "<th>95% CI</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        )
+        vc_rows = []
+        for _, r in self.varcorr.iterrows():
+            var = r["var1"] if r["var2"] is None else f"{r['var1']} : {r['var2']}"
+            what = "corr" if r["var2"] is not None else "sd"
+            vc_rows.append(
+                f"<tr><td style='text-align:left'>{esc(str(r['group']))}</td>"
+                f"<td style='text-align:left'>{esc(str(var or ''))}</td>"
+                f"<td>{_fmt(r['vcov'])}</td><td>{what} {_fmt(r['sdcor'])}</td></tr>"
+            )
+        random = (
+            "<table><thead><tr><th style='text-align:left'>group</th>"
+            "<th style='text-align:left'>term</th><th>variance/cov</th><th>sd/corr</th>"
+            "</tr></thead><tbody>" + "".join(vc_rows) + "</tbody></table>"
+        )
+        groups = ", ".join(f"{esc(g)} ({n})" for g, n in self.ngroups.items())
+        crit = (f"REML criterion {self.reml_criterion:.4f}" if self.reml
+                else f"deviance {self.deviance:.4f}")
+        stats_line = (f"{self.nobs} obs · groups: {groups} · logLik {self.loglik:.4f} · "
+                      f"AIC {self.aic:.2f} · BIC {self.bic:.2f} · {crit}")
+        warn = ""
+        if self.warnings:
+            items = "".join(f"<li>{esc(w)}</li>" for w in self.warnings)
+            warn = ("<div style='background:#fff3cd;border-left:4px solid #e0a800;"
+                    f"padding:4px 8px;margin-top:6px'><b>R warnings</b><ul>{items}</ul></div>")
+        df_note = {"satterthwaite": "Satterthwaite df (lmerTest)",
+                   "kenward-roger": "Kenward-Roger df (pbkrtest)",
+                   "lme4": ""}.get(self.ddf, "")
+        return (
+            "<div class='lmermagic-model' style='font-size:0.9em'>"
+            f"<div><b>{esc(self._model_line())}</b>: <code>{esc(self.formula)}</code>"
+            f" · data <code>{esc(self.data_name)}</code></div>"
+            f"<div style='color:#555'>{stats_line}</div>"
+            f"<div style='margin-top:6px'><b>Fixed effects</b> "
+            f"<span style='color:#777'>{df_note}</span></div>{fixed}"
+            f"<div style='margin-top:6px'><b>Random effects</b></div>{random}{warn}</div>"
+        )

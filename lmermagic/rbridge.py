@@ -1,0 +1,292 @@
+"""The one module that talks to R.
+
+R starts lazily at the first call, not at import. Every call into R holds one
+process-wide lock (two threads in R crash the process) and runs with R's
+console output captured, so that nothing R prints lands in the notebook raw.
+Only rpy2's low-level ``rinterface`` is used: values cross as buffers, and no
+conversion context is needed (new threads lose rpy2's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .convert import RColumn
+from .errors import FitError, LmerError, RNotAvailableError, RPackageMissingError
+
+__all__ = ["R", "get_r"]
+
+_R_SOURCE = Path(__file__).with_name("R")
+
+# Debian package, conda-forge package, R package.
+PACKAGE_ADVICE = {
+    "lme4": "apt-get install r-cran-lme4  |  conda install -c conda-forge r-lme4  |  "
+    "in R: install.packages('lme4')",
+    "lmerTest": "apt-get install r-cran-lmertest  |  conda install -c conda-forge r-lmertest  |  "
+    "in R: install.packages('lmerTest')",
+    "pbkrtest": "apt-get install r-cran-pbkrtest  |  conda install -c conda-forge r-pbkrtest  |  "
+    "in R: install.packages('pbkrtest')",
+    "emmeans": "apt-get install r-cran-emmeans  |  conda install -c conda-forge r-emmeans  |  "
+    "in R: install.packages('emmeans')",
+    "geepack": "apt-get install r-cran-geepack  |  conda install -c conda-forge r-geepack  |  "
+    "in R: install.packages('geepack')",
+}
+R_ADVICE = (
+    "Install R and rpy2: on Debian/Ubuntu `apt-get install r-base-core r-cran-lme4 "
+    "r-cran-lmertest` then `pip install 'rpy2>=3.5.13,<3.6'`; with conda "
+    "`conda install -c conda-forge r-lme4 r-lmertest rpy2`; on macOS/Windows install R "
+    "from CRAN, then in R install.packages(c('lme4','lmerTest')), then pip install rpy2."
+)
+
+_lock = threading.RLock()
+_instance: R | None = None
+
+
+def get_r() -> R:
+    """Return the process-wide R session, starting R on first use."""
+    global _instance
+    if _instance is None:
+        with _lock:
+            if _instance is None:
+                _instance = R()
+    return _instance
+
+
+class _Console:
+    """Collects what R writes to its console while we hold the lock."""
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.chunks.append(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+class R:
+    """A handle on the embedded R with lmermagic's R code loaded."""
+
+    def __init__(self) -> None:
+        try:
+            import rpy2.rinterface as ri
+            from rpy2.rinterface_lib import callbacks, embedded
+        except Exception as exc:  # ImportError, or OSError when libR is missing
+            raise RNotAvailableError(f"rpy2 could not load R: {exc}\n{R_ADVICE}") from exc
+        self.ri = ri
+        self._callbacks = callbacks
+        self._RRuntimeError = embedded.RRuntimeError
+        with _lock:
+            if not embedded.isready():
+                # rpy2 installs its own SIGINT handler while starting R; keep ours.
+                previous = signal.getsignal(signal.SIGINT) if _main_thread() else None
+                ri.initr_simple()
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
+            self.env = self._load_code()
+        self.versions = self.call_py("lmm_versions")
+        self.require("lme4")
+
+    # -- low level ------------------------------------------------------------
+
+    def _load_code(self) -> Any:
+        ri = self.ri
+        base = ri.baseenv
+        with self._captured():
+            env = base["new.env"](parent=base["baseenv"]())
+            for path in sorted(_R_SOURCE.glob("*.R")):
+                base["sys.source"](ri.StrSexpVector([str(path)]), envir=env)
+        return env
+
+    @contextlib.contextmanager
+    def _captured(self) -> Iterator[_Console]:
+        console = _Console()
+        cb = self._callbacks
+        with cb.obj_in_module(cb, "consolewrite_print", console.write), \
+                cb.obj_in_module(cb, "consolewrite_warnerror", console.write):
+            yield console
+
+    def to_r(self, value: Any) -> Any:
+        """Python scalar/list/None/RColumn -> R object (never R source text)."""
+        ri = self.ri
+        if value is None:
+            return ri.NULL
+        if isinstance(value, ri.Sexp):
+            return value
+        if isinstance(value, (bool, np.bool_)):
+            return ri.BoolSexpVector([bool(value)])
+        if isinstance(value, (int, np.integer)):
+            return ri.IntSexpVector([int(value)])
+        if isinstance(value, (float, np.floating)):
+            return ri.FloatSexpVector([float(value)])
+        if isinstance(value, str):
+            return ri.StrSexpVector([value])
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return ri.StrSexpVector(list(value))
+        if isinstance(value, dict):
+            out = ri.ListSexpVector([self.to_r(v) for v in value.values()])
+            out.do_slot_assign("names", ri.StrSexpVector([str(k) for k in value]))
+            return out
+        if isinstance(value, np.ndarray):
+            if value.dtype == np.float64:
+                return ri.FloatSexpVector.from_memoryview(memoryview(np.ascontiguousarray(value)))
+            if value.dtype == np.int32:
+                return ri.IntSexpVector.from_memoryview(memoryview(np.ascontiguousarray(value)))
+        raise TypeError(f"cannot send {type(value).__name__} to R")
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call one of lmermagic's R functions; returns the raw R object."""
+        with _lock, self._captured() as console:
+            fn = self.env[name]
+            rargs = [self.to_r(a) for a in args]
+            rkwargs = {k: self.to_r(v) for k, v in kwargs.items()}
+            try:
+                return fn(*rargs, **rkwargs)
+            except self._RRuntimeError as exc:
+                text = console.text.strip() or str(exc)
+                raise FitError(f"R error in {name}: {text}", r_message=text) from exc
+
+    def call_py(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            return to_py(self.call(name, *args, **kwargs))
+
+    def require(self, package: str) -> None:
+        if self.versions.get(package) is None:
+            advice = PACKAGE_ADVICE.get(package, f"in R: install.packages('{package}')")
+            raise RPackageMissingError(
+                f"R package '{package}' is not installed: {advice}"
+            )
+
+    # -- data -----------------------------------------------------------------
+
+    def column(self, col: RColumn) -> Any:
+        """One encoded column -> R vector (one buffer copy)."""
+        ri = self.ri
+        if col.kind == "double":
+            return ri.FloatSexpVector.from_memoryview(memoryview(col.values))
+        if col.kind == "integer":
+            return ri.IntSexpVector.from_memoryview(memoryview(col.values))
+        if col.kind == "logical":
+            return ri.BoolSexpVector.from_memoryview(memoryview(col.values))
+        if col.kind == "factor":
+            codes = ri.IntSexpVector.from_memoryview(memoryview(col.values))
+            return self.env["lmm_factor"](
+                codes, ri.StrSexpVector(list(col.levels)),
+                ri.BoolSexpVector([col.sort_levels]), ri.BoolSexpVector([col.ordered]))
+        if col.kind == "posixct":
+            vec = ri.FloatSexpVector.from_memoryview(memoryview(col.values))
+            vec.do_slot_assign("class", ri.StrSexpVector(["POSIXct", "POSIXt"]))
+            vec.do_slot_assign("tzone", ri.StrSexpVector(["UTC"]))
+            return vec
+        raise LmerError(f"internal: unknown column kind {col.kind}")
+
+    def frame(self, columns: Sequence[RColumn], nrow: int) -> Any:
+        """Encoded columns -> an R data.frame (names kept verbatim)."""
+        ri = self.ri
+        with _lock, self._captured():
+            vectors = ri.ListSexpVector([self.column(c) for c in columns])
+            names = ri.StrSexpVector([c.name for c in columns])
+            return self.env["lmm_frame"](vectors, names, ri.IntSexpVector([nrow]))
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _names(obj: Any) -> list[str] | None:
+    names = obj.names
+    if names is None or type(names).__name__ == "NULLType":
+        return None
+    try:
+        return [str(n) for n in names]
+    except TypeError:
+        return None
+
+
+def _atomic(obj: Any) -> Any:
+    import rpy2.rinterface as ri
+
+    if isinstance(obj, ri.StrSexpVector):
+        return [None if v is ri.NA_Character else str(v) for v in obj]
+    if isinstance(obj, ri.FloatSexpVector):
+        arr = np.array(obj.memoryview(), dtype=np.float64)
+    elif isinstance(obj, ri.IntSexpVector):
+        arr = np.array(obj.memoryview(), dtype=np.int32)
+    elif isinstance(obj, ri.BoolSexpVector):
+        raw = np.array(obj.memoryview(), dtype=np.int32)
+        arr = raw.astype(bool) if (raw != np.iinfo(np.int32).min).all() else \
+            pd.array(np.where(raw == np.iinfo(np.int32).min, None, raw.astype(bool)),
+                     dtype="boolean")
+        return arr
+    else:
+        raise TypeError(type(obj).__name__)
+    dim = obj.do_slot("dim") if "dim" in obj.list_attrs() else None
+    if dim is not None:
+        shape = tuple(int(d) for d in dim)
+        arr = arr.reshape(shape, order="F")
+    return arr
+
+
+def to_py(obj: Any) -> Any:
+    """Convert an R result (nested named lists of vectors) to Python.
+
+    Named lists become dicts, unnamed lists lists; numeric vectors numpy arrays
+    (matrices keep their shape); named atomic vectors dicts; character vectors
+    lists of str (NA -> None). Scalars stay length-one arrays: callers index.
+    """
+    import rpy2.rinterface as ri
+
+    if obj is ri.NULL or type(obj).__name__ == "NULLType":
+        return None
+    if isinstance(obj, ri.ListSexpVector):
+        names = _names(obj)
+        items = [to_py(v) for v in obj]
+        return dict(zip(names, items)) if names is not None else items
+    if isinstance(obj, (ri.StrSexpVector, ri.FloatSexpVector, ri.IntSexpVector,
+                        ri.BoolSexpVector)):
+        values = _atomic(obj)
+        names = _names(obj) if "dim" not in obj.list_attrs() else None
+        if names is not None:
+            return dict(zip(names, list(values)))
+        return values
+    return obj
+
+
+def frame_to_pandas(obj: Any) -> pd.DataFrame:
+    """An R data.frame -> pandas, factors as Categoricals with R's level order."""
+    import rpy2.rinterface as ri
+
+    names = _names(obj) or []
+    data: dict[str, Any] = {}
+    for name, col in zip(names, obj):
+        attrs = list(col.list_attrs())
+        if "levels" in attrs and isinstance(col, ri.IntSexpVector):
+            levels = [str(v) for v in col.do_slot("levels")]
+            codes = np.array(col.memoryview(), dtype=np.int64)
+            codes = np.where(codes == np.iinfo(np.int32).min, -1, codes - 1)
+            klass = [str(c) for c in col.do_slot("class")]
+            data[name] = pd.Categorical.from_codes(codes, categories=levels,
+                                                   ordered="ordered" in klass)
+        elif isinstance(col, ri.IntSexpVector):
+            raw = np.array(col.memoryview(), dtype=np.int32)
+            na = raw == np.iinfo(np.int32).min
+            data[name] = pd.array(np.where(na, 0, raw), dtype="Int64") if na.any() else \
+                raw.astype(np.int64)
+            if na.any():
+                data[name][na] = pd.NA
+        elif isinstance(col, ri.FloatSexpVector):
+            data[name] = np.array(col.memoryview(), dtype=np.float64)
+        else:
+            data[name] = _atomic(col)
+    return pd.DataFrame(data)
+
