@@ -114,7 +114,7 @@ def glmer(
 
 
 def _check_formula(r: Any, request: FitRequest, columns: list[str]) -> list[str]:
-    chk = r.call_py("lmm_check_formula", request.formula, columns,
+    chk = r.run("lmm_check_formula", request.formula, columns,
                     allowlist(request.extra_functions))
     if chk["kind"][0] == "parse":
         raise FormulaError(
@@ -168,7 +168,7 @@ def _warn(texts: list[str], category: type[Warning]) -> None:
 
 def fit(request: FitRequest, data: Any) -> LmerModel:
     """Fit ``request`` on ``data`` in R and return the model."""
-    from .rbridge import get_r, to_py
+    from .rbridge import RFrame, get_r
 
     df = convert.as_pandas(data, request.data_name)
     convert.check_labels(df, request.data_name)
@@ -180,14 +180,12 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     columns = list(df.columns)
     used = _used_columns(request, _check_formula(r, request, columns), columns)
     encoded = [convert.encode_column(c, df[c]) for c in used]
-    frame = r.frame(encoded, len(df))
-    raw = r.call(
-        "lmm_fit", frame, request.formula, request.kind, request.reml, request.ddf,
-        request.family, request.link or "", list(filter(None, [request.weights])),
-        list(request.factors), allowlist(request.extra_functions),
+    res = r.run(
+        "lmm_fit", RFrame(encoded, len(df)), request.formula, request.kind, request.reml,
+        request.ddf, request.family, request.link or "",
+        list(filter(None, [request.weights])), list(request.factors),
+        allowlist(request.extra_functions), keep=("fit",),
     )
-    names = list(raw.names)
-    res = {n: (v if n == "fit" else to_py(v)) for n, v in zip(names, raw)}
     r_warnings = list(res.get("warnings") or [])
     r_messages = list(res.get("messages") or [])
     if "error" in res:
@@ -242,6 +240,6 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
         dropped=index[dropped - 1] if len(dropped) else index[:0],
         theta=np.asarray(t["theta"], dtype=float),
         data_name=request.data_name,
-        robj=res["fit"],
+        r_object=res["fit"],
     )
 

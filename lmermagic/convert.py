@@ -47,16 +47,35 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
     """Accept a pandas DataFrame, or a polars DataFrame when polars is installed."""
     if isinstance(data, pd.DataFrame):
         return data
-    module = type(data).__module__
-    if module.startswith("polars"):
-        try:
-            return data.to_pandas()
-        except Exception as exc:  # pragma: no cover - depends on pyarrow
-            raise DataError(f"could not read the polars DataFrame '{what}': {exc}") from exc
+    if type(data).__module__.startswith("polars"):
+        return _from_polars(data)
     raise DataError(
         f"'{what}' is a {type(data).__name__}, not a DataFrame: pass a pandas "
         "(or polars) DataFrame."
     )
+
+
+def _from_polars(data: Any) -> pd.DataFrame:
+    """polars -> pandas column by column, without needing pyarrow."""
+    import polars as pl
+
+    out: dict[str, Any] = {}
+    for name in data.columns:
+        s = data.get_column(name)
+        if isinstance(s.dtype, pl.Enum):
+            # An Enum's category list is its level order.
+            out[name] = pd.Categorical(s.cast(pl.String).to_list(),
+                                       categories=list(s.dtype.categories))
+        elif isinstance(s.dtype, pl.Categorical):
+            # polars' Categorical has no fixed level order: R's factor() sorts.
+            out[name] = pd.Series(s.cast(pl.String).to_list(), dtype=object)
+        elif s.dtype.is_numeric() and s.null_count() and s.dtype.is_integer():
+            out[name] = pd.array(s.to_list(), dtype="Int64")
+        elif s.dtype.is_numeric() or s.dtype == pl.Boolean and not s.null_count():
+            out[name] = s.to_numpy()
+        else:
+            out[name] = pd.Series(s.to_list(), dtype=object)
+    return pd.DataFrame(out)
 
 
 def check_labels(df: pd.DataFrame, what: str = "data") -> None:

@@ -43,7 +43,7 @@ def load(name: str, package: str | None = None) -> pd.DataFrame:
         r.require(package)
     for pkg in packages:
         try:
-            return frame_to_pandas(r.call("lmm_dataset", name, pkg))
+            return r.run("lmm_dataset", name, pkg, convert=frame_to_pandas)
         except FitError:
             continue
     where = f"R package '{package}'" if package else "packages " + ", ".join(packages)

@@ -11,7 +11,13 @@ import argparse
 import re
 from typing import Any
 
-from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    magics_class,
+    no_var_expand,
+    output_can_be_silenced,
+)
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import DataError, LmerError, did_you_mean
@@ -127,7 +133,8 @@ class LmerMagics(Magics):
         parser = _parser(func)
         tokens, rest = split_options(line, parser)
         args = parser.parse_args(tokens)
-        formula = strip_comments(cell) if cell is not None else rest
+        # A trailing ";" only silences the output (IPython); it is not formula.
+        formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
         if cell is not None and rest:
             raise DataError(
                 f"%%{kind}: options go on the first line and the formula in the cell body; "
@@ -174,9 +181,12 @@ class LmerMagics(Magics):
         try:
             return eval(expr, ns)  # the user's own expression, in their own kernel
         except Exception as exc:
+            hint = (" Quote an expression with spaces: -d 'df[df.x > 1]'."
+                    if isinstance(exc, SyntaxError) else "")
             raise DataError(f"-d {expr}: evaluating it raised "
-                            f"{type(exc).__name__}: {exc}") from exc
+                            f"{type(exc).__name__}: {exc}.{hint}") from exc
 
+    @output_can_be_silenced
     @no_var_expand
     @_with_options
     @line_cell_magic
@@ -213,6 +223,7 @@ class LmerMagics(Magics):
         except LmerError as exc:
             raise exc.with_traceback(None) from None
 
+    @output_can_be_silenced
     @no_var_expand
     @_with_options
     @line_cell_magic

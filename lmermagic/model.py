@@ -98,8 +98,13 @@ class LmerModel:
     dropped: pd.Index
     theta: np.ndarray
     data_name: str
-    robj: Any = field(default=None)
+    r_object: Any = field(default=None)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def robj(self) -> Any:
+        """The underlying R model (an rpy2 object). Drop it in the thread that uses R."""
+        return self.r_object.sexp
 
     @property
     def fixef(self) -> pd.Series:
@@ -111,7 +116,7 @@ class LmerModel:
         """R's own ``summary()`` of the model, as text."""
         from .rbridge import get_r
 
-        text = get_r().call_py("lmm_summary_text", self.robj, self.ddf, self.data_name)
+        text = get_r().run("lmm_summary_text", self.r_object, self.ddf, self.data_name)
         return str(text[0] if isinstance(text, list) else text)
 
     def _model_line(self) -> str:
@@ -154,11 +159,13 @@ class LmerModel:
         )
         vc_rows = []
         for _, r in self.varcorr.iterrows():
-            var = r["var1"] if r["var2"] is None else f"{r['var1']} : {r['var2']}"
-            what = "corr" if r["var2"] is not None else "sd"
+            has_var2 = not pd.isna(r["var2"])
+            var1 = "" if pd.isna(r["var1"]) else str(r["var1"])
+            var = f"{var1} : {r['var2']}" if has_var2 else var1
+            what = "corr" if has_var2 else "sd"
             vc_rows.append(
                 f"<tr><td style='text-align:left'>{esc(str(r['group']))}</td>"
-                f"<td style='text-align:left'>{esc(str(var or ''))}</td>"
+                f"<td style='text-align:left'>{esc(var)}</td>"
                 f"<td>{_fmt(r['vcov'])}</td><td>{what} {_fmt(r['sdcor'])}</td></tr>"
             )
         random = (

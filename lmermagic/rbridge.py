@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pandas as pd
 from .convert import RColumn
 from .errors import FitError, LmerError, RNotAvailableError, RPackageMissingError
 
-__all__ = ["R", "get_r"]
+__all__ = ["R", "RFrame", "RObject", "get_r", "to_py", "frame_to_pandas"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -60,6 +61,43 @@ def get_r() -> R:
     return _instance
 
 
+@dataclass(frozen=True)
+class RFrame:
+    """Columns to become one R data.frame inside the locked call."""
+
+    columns: Sequence[RColumn]
+    nrow: int
+
+
+# R objects whose Python handle died, waiting to be released under the lock.
+_graveyard: list[Any] = []
+
+
+def _drain_graveyard() -> None:
+    while _graveyard:
+        _graveyard.pop()
+
+
+class RObject:
+    """A handle on an R object that is safe to drop from any thread.
+
+    rpy2 releases an R object when its Python wrapper is freed; doing that
+    while another thread runs R corrupts rpy2's bookkeeping. The handle parks
+    the wrapper instead, and the next call into R frees it under the lock.
+    """
+
+    __slots__ = ("sexp",)
+
+    def __init__(self, sexp: Any) -> None:
+        self.sexp = sexp
+
+    def __del__(self) -> None:
+        _graveyard.append(self.sexp)
+
+    def __repr__(self) -> str:
+        return f"<R object {type(self.sexp).__name__}>"
+
+
 class _Console:
     """Collects what R writes to its console while we hold the lock."""
 
@@ -94,7 +132,7 @@ class R:
                 if previous is not None:
                     signal.signal(signal.SIGINT, previous)
             self.env = self._load_code()
-        self.versions = self.call_py("lmm_versions")
+        self.versions = self.run("lmm_versions")
         self.require("lme4")
 
     # -- low level ------------------------------------------------------------
@@ -121,8 +159,10 @@ class R:
         ri = self.ri
         if value is None:
             return ri.NULL
-        if isinstance(value, ri.Sexp):
-            return value
+        if isinstance(value, RObject):
+            return value.sexp
+        if isinstance(value, RFrame):
+            return self.frame(value)
         if isinstance(value, (bool, np.bool_)):
             return ri.BoolSexpVector([bool(value)])
         if isinstance(value, (int, np.integer)):
@@ -144,21 +184,40 @@ class R:
                 return ri.IntSexpVector.from_memoryview(memoryview(np.ascontiguousarray(value)))
         raise TypeError(f"cannot send {type(value).__name__} to R")
 
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call one of lmermagic's R functions; returns the raw R object."""
-        with _lock, self._captured() as console:
-            fn = self.env[name]
-            rargs = [self.to_r(a) for a in args]
-            rkwargs = {k: self.to_r(v) for k, v in kwargs.items()}
-            try:
-                return fn(*rargs, **rkwargs)
-            except self._RRuntimeError as exc:
-                text = console.text.strip() or str(exc)
-                raise FitError(f"R error in {name}: {text}", r_message=text) from exc
+    def run(self, name: str, *args: Any, keep: Sequence[str] = (),
+            convert: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:
+        """Call one of lmermagic's R functions and return Python values.
 
-    def call_py(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        Arguments may be Python scalars, lists of str, dicts (named lists),
+        :class:`RFrame` (built into a data.frame here) or :class:`RObject`.
+        The result goes through ``convert`` (default :func:`to_py`); elements
+        of a named-list result whose names are in ``keep`` come back as
+        :class:`RObject` handles instead. Every rpy2 object is created and
+        dropped while the lock is held: rpy2's bookkeeping of R objects is not
+        thread-safe.
+        """
         with _lock:
-            return to_py(self.call(name, *args, **kwargs))
+            _drain_graveyard()
+            with self._captured() as console:
+                return self._run_locked(console, name, args, kwargs, keep, convert)
+
+    def _run_locked(self, console: _Console, name: str, args: Sequence[Any],
+                    kwargs: dict[str, Any], keep: Sequence[str],
+                    convert: Callable[[Any], Any] | None) -> Any:
+        fn = self.env[name]
+        rargs = [self.to_r(a) for a in args]
+        rkwargs = {k: self.to_r(v) for k, v in kwargs.items()}
+        try:
+            result = fn(*rargs, **rkwargs)
+        except self._RRuntimeError as exc:
+            text = console.text.strip() or str(exc)
+            raise FitError(f"R error in {name}: {text}", r_message=text) from None
+        if convert is not None:
+            return convert(result)
+        if keep and isinstance(result, self.ri.ListSexpVector):
+            names = _names(result) or []
+            return {n: (RObject(v) if n in keep else to_py(v)) for n, v in zip(names, result)}
+        return to_py(result)
 
     def require(self, package: str) -> None:
         if self.versions.get(package) is None:
@@ -190,13 +249,12 @@ class R:
             return vec
         raise LmerError(f"internal: unknown column kind {col.kind}")
 
-    def frame(self, columns: Sequence[RColumn], nrow: int) -> Any:
-        """Encoded columns -> an R data.frame (names kept verbatim)."""
+    def frame(self, spec: RFrame) -> Any:
+        """Encoded columns -> an R data.frame (names kept verbatim). Lock held."""
         ri = self.ri
-        with _lock, self._captured():
-            vectors = ri.ListSexpVector([self.column(c) for c in columns])
-            names = ri.StrSexpVector([c.name for c in columns])
-            return self.env["lmm_frame"](vectors, names, ri.IntSexpVector([nrow]))
+        vectors = ri.ListSexpVector([self.column(c) for c in spec.columns])
+        names = ri.StrSexpVector([c.name for c in spec.columns])
+        return self.env["lmm_frame"](vectors, names, ri.IntSexpVector([spec.nrow]))
 
 
 def _main_thread() -> bool:

@@ -179,7 +179,11 @@ lmm_fit <- function(data, formula_text, kind, reml, ddf, family_name, family_lin
                        family = quote(family))
         }
         cl[[1L]] <- fun
-        if (length(weights)) cl$weights <- as.name(weights)
+        if (length(weights)) {
+            cl$weights <- as.name(weights)
+            # lme4's lFormula also get()s `weights` from the calling frame.
+            fitenv$weights <- data[[weights]]
+        }
         fit <- eval(cl, fitenv)
         # Show the formula itself, not the symbol it was bound to, in summary().
         fit@call$formula <- formula

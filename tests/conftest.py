@@ -1,0 +1,94 @@
+"""Test set-up: the suite needs the real R, lme4 and lmerTest and says so loudly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+INSTALL = (
+    "lmermagic's tests need R with lme4 and lmerTest. On Debian/Ubuntu run `make test` "
+    "(it installs r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack "
+    "r-cran-emmeans), or apt-get install them yourself; elsewhere see README.md."
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    try:
+        from lmermagic.rbridge import get_r
+
+        r = get_r()
+        r.require("lmerTest")
+        r.require("pbkrtest")
+        r.require("geepack")
+    except Exception as exc:  # fail the whole run, never skip the core
+        pytest.exit(f"R is not usable: {exc}\n{INSTALL}", returncode=3)
+
+
+class RRef:
+    """Evaluate R code for reference values, through rpy2's high-level API."""
+
+    def __init__(self) -> None:
+        import rpy2.robjects as ro
+
+        self.ro = ro
+
+    def __call__(self, code: str) -> Any:
+        from lmermagic.rbridge import _lock
+
+        with _lock:
+            return self.py(self.ro.r(f"local({{\n{code}\n}})"))
+
+    def py(self, obj: Any) -> Any:
+        ro = self.ro
+        if isinstance(obj, ro.vectors.ListVector) or type(obj).__name__ == "ListSexpVector":
+            names = list(obj.names) if obj.names is not ro.NULL else None
+            items = [self.py(v) for v in obj]
+            return dict(zip(names, items)) if names else items
+        if isinstance(obj, ro.vectors.StrVector):
+            return [str(v) if v is not ro.NA_Character else None for v in obj]
+        if isinstance(obj, (ro.vectors.FloatVector, ro.vectors.IntVector,
+                            ro.vectors.BoolVector)):
+            arr = np.array(obj)
+            if isinstance(obj, ro.vectors.IntVector):
+                arr = arr.astype(float)
+                arr[np.array(obj) == ro.NA_Integer] = np.nan
+            return arr
+        return obj
+
+
+@pytest.fixture(scope="session")
+def rref() -> RRef:
+    return RRef()
+
+
+@pytest.fixture(scope="session")
+def shell() -> Any:
+    """A real IPython shell with the extension loaded; run_cell re-raises."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    sh = InteractiveShell.instance()
+    sh.run_cell("%load_ext lmermagic", store_history=False)
+    return sh
+
+
+@pytest.fixture(scope="session")
+def dietox() -> Any:
+    import lmermagic
+
+    return lmermagic.datasets.load("dietox", package="geepack")
+
+
+@pytest.fixture(scope="session")
+def sleepstudy() -> Any:
+    import lmermagic
+
+    return lmermagic.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="session")
+def cbpp() -> Any:
+    import lmermagic
+
+    return lmermagic.datasets.load("cbpp")

@@ -1,0 +1,185 @@
+"""Columns cross to R faithfully, or are refused with the column named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmermagic
+from lmermagic.convert import NA_INTEGER, as_pandas, check_labels, encode_column
+from lmermagic.rbridge import RFrame, _lock, get_r
+
+
+def in_r(series: pd.Series) -> dict:
+    """What R sees for this column: class, levels, values as text, NA positions."""
+    import rpy2.robjects as ro
+
+    r = get_r()
+    with _lock:
+        frame = r.frame(RFrame([encode_column("x", series)], len(series)))
+        inspect = ro.r("""function(d) {
+            x <- d$x
+            list(class = class(x), levels = if (is.factor(x)) levels(x) else character(),
+                 text = {t <- if (is.factor(x)) as.character(x) else
+                                     format(x, digits = 17, trim = TRUE)
+                         ifelse(is.na(t), "NA", t)},
+                 na = which(is.na(x)) - 1L, nan = if (is.double(x)) which(is.nan(x)) - 1L
+                 else integer(), tz = if (inherits(x, "POSIXct")) attr(x, "tzone") else "")
+        }""")(frame)
+        out = {k: list(v) for k, v in zip(inspect.names, inspect)}
+        del frame, inspect
+        return out
+
+
+def test_numeric_with_missing_values_become_na_not_nan():
+    got = in_r(pd.Series([1.5, np.nan, None, 4.0]))
+    assert got["class"] == ["numeric"] and got["na"] == [1, 2] and got["nan"] == []
+
+
+@pytest.mark.parametrize("series, klass", [
+    (pd.Series([1, 2, 3], dtype="int64"), "integer"),
+    (pd.Series([1, None, 3], dtype="Int64"), "integer"),
+    (pd.Series([1.0, None], dtype="Float64"), "numeric"),
+    (pd.Series([True, False]), "logical"),
+    (pd.Series([True, None], dtype="boolean"), "logical"),
+    (pd.Series([-2147483648, 0], dtype="int64"), "numeric"),
+    (pd.Series([2**40, 1], dtype="int64"), "numeric"),
+    (pd.Series([1, 2], dtype="uint8"), "integer"),
+])
+def test_numeric_classes(series, klass):
+    got = in_r(series)
+    assert got["class"] == [klass]
+    expected = ["NA" if pd.isna(v) else (str(bool(v)).upper()
+                                         if isinstance(v, (bool, np.bool_))
+                                         else str(int(v))) for v in series]
+    assert got["text"] == expected
+
+
+def test_int_min_stays_a_number():
+    got = in_r(pd.Series([-2147483648, 5]))
+    assert got["text"] == ["-2147483648", "5"] and got["na"] == []
+
+
+def test_strings_become_factor_sorted_as_r_does(rref):
+    s = pd.Series(["b", "a", None, "c", "a"], dtype=object)
+    got = in_r(s)
+    assert got["class"] == ["factor"]
+    assert got["levels"] == rref('levels(factor(c("b", "a", NA, "c", "a")))')
+    assert got["text"][:2] == ["b", "a"] and got["na"] == [2]
+    assert in_r(s.astype("string"))["levels"] == got["levels"]
+
+
+def test_categorical_keeps_pandas_level_order_and_unused_levels():
+    s = pd.Series(pd.Categorical(["lo", "hi", "mid", None],
+                                 categories=["lo", "mid", "hi", "unused"]))
+    got = in_r(s)
+    assert got["levels"] == ["lo", "mid", "hi", "unused"]
+    assert got["text"] == ["lo", "hi", "mid", "NA"]
+
+
+def test_ordered_categorical_is_ordered_factor():
+    s = pd.Series(pd.Categorical(["a", "b"], categories=["b", "a"], ordered=True))
+    assert in_r(s)["class"] == ["ordered", "factor"]
+
+
+def test_integer_categories_keep_their_order():
+    s = pd.Series(pd.Categorical([10, 2, 1], categories=[1, 2, 10]))
+    got = in_r(s)
+    assert got["levels"] == ["1", "2", "10"] and got["text"] == ["10", "2", "1"]
+    f = pd.Series(pd.Categorical([0.5, 1.0], categories=[1.0, 0.5]))
+    assert in_r(f)["levels"] == ["1", "0.5"]
+
+
+def test_naive_datetimes_do_not_shift():
+    s = pd.Series(pd.to_datetime(["2024-03-01 12:00:00", None]))
+    got = in_r(s)
+    assert got["class"] == ["POSIXct", "POSIXt"] and got["tz"] == ["UTC"]
+    assert got["text"][0] == "2024-03-01 12:00:00" and got["na"] == [1]
+
+
+@pytest.mark.parametrize("series, match", [
+    (pd.Series(["a", 1, 2.5], dtype=object), "mixes values of types"),
+    (pd.Series([2**60, 1], dtype="int64"), "beyond"),
+    (pd.Series([2**63], dtype="uint64"), "beyond"),
+    (pd.Series(pd.to_datetime(["2024-01-01"]).tz_localize("UTC")), "time-zone-aware"),
+    (pd.Series([1.0, np.inf]), "infinite"),
+    (pd.Series([pd.Timedelta(1, "s")]), "does not send"),
+])
+def test_unfaithful_columns_are_refused(series, match):
+    with pytest.raises(lmermagic.ConversionError, match=match) as info:
+        encode_column("col", series)
+    assert "'col'" in str(info.value)
+
+
+def test_only_used_columns_are_checked(sleepstudy):
+    df = sleepstudy.assign(junk=pd.Series([object()] * len(sleepstudy), dtype=object))
+    m = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", df)
+    assert m.nobs == 180
+
+
+@pytest.mark.parametrize("columns, match", [
+    (pd.MultiIndex.from_tuples([("a", "y"), ("a", "x"), ("b", "g")]), "MultiIndex"),
+    (["y", "y", "g"], "more than one column named 'y'"),
+    (["y", 1, "g"], "not a string"),
+    (["y", "", "g"], "empty name"),
+])
+def test_bad_labels(columns, match):
+    df = pd.DataFrame(np.zeros((3, 3)), columns=columns)
+    with pytest.raises(lmermagic.DataError, match=match):
+        check_labels(df)
+
+
+def test_odd_column_names_work(sleepstudy, rref):
+    df = sleepstudy.rename(columns={"Reaction": "reaction time (ms)", "Days": "if",
+                                    "Subject": "sübject.id"})
+    m = lmermagic.lmer("`reaction time (ms)` ~ `if` + (1 | `sübject.id`)", df)
+    ref = rref("coef(summary(lme4::lmer(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)))")
+    np.testing.assert_allclose(m.fixef, np.asarray(ref)[:, 0], rtol=1e-8)
+    assert list(m.coefs.index) == ["(Intercept)", "`if`"] or "if" in m.coefs.index[1]
+    assert set(m.ngroups) == {"sübject.id"}
+
+
+def test_injection_through_column_name_is_inert(sleepstudy):
+    import os
+
+    evil = 'x` + system("touch /tmp/lmermagic-col") + `x'
+    df = sleepstudy.assign(**{evil: np.arange(180) % 3 + 1.0, "d2": sleepstudy["Days"]})
+    # pasted into a formula unescaped, the name is code: refused before R runs it
+    with pytest.raises(lmermagic.UnsafeFormulaError):
+        lmermagic.lmer(f"Reaction ~ `{evil}` + (1 | Subject)", df)
+    # as a name handed over by option, it is only ever a name
+    m = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", df, weights=evil)
+    escaped = evil.replace("`", "\\`")
+    m2 = lmermagic.lmer(f"Reaction ~ `{escaped}` + d2 + (1 | Subject)", df, factors=[evil])
+    assert not os.path.exists("/tmp/lmermagic-col")
+    assert m.nobs == 180 and m2.nobs == 180
+
+
+def test_polars_frames_are_accepted(sleepstudy):
+    pl = pytest.importorskip("polars")
+    pdf = pl.DataFrame({
+        "Reaction": sleepstudy["Reaction"].to_numpy(),
+        "Days": sleepstudy["Days"].to_numpy(),
+        "Subject": pl.Series(sleepstudy["Subject"].astype(str).tolist()).cast(pl.Categorical),
+    })
+    m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", pdf)
+    ref = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    pd.testing.assert_frame_equal(m.coefs, ref.coefs)
+    assert isinstance(as_pandas(pdf), pd.DataFrame)
+
+
+def test_missing_values_drop_rows_and_fitted_keeps_index(sleepstudy):
+    df = sleepstudy.copy()
+    df.index = [f"row{i}" for i in range(len(df))]
+    df.loc["row3", "Reaction"] = np.nan
+    df["Days"] = df["Days"].astype("Float64")
+    df.loc["row7", "Days"] = pd.NA
+    m = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", df)
+    assert m.nobs == 178 and list(m.dropped) == ["row3", "row7"]
+    assert m.fitted.index.equals(df.index) and m.fitted[["row3", "row7"]].isna().all()
+    assert m.residuals.notna().sum() == 178
+
+
+def test_na_integer_constant():
+    assert NA_INTEGER == -(2**31)

@@ -1,0 +1,161 @@
+"""The magics through a real IPython InteractiveShell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmermagic
+from lmermagic.magics import split_options, strip_comments
+
+
+@pytest.fixture()
+def ns(shell, dietox, sleepstudy, cbpp):
+    shell.user_ns.update(dietox=dietox, sleep=sleepstudy, cbpp=cbpp)
+    return shell.user_ns
+
+
+def run(shell, cell):
+    result = shell.run_cell(cell, store_history=False)
+    if result.error_before_exec is not None:
+        raise result.error_before_exec
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result
+
+
+def test_line_magic_stores_and_returns(shell, ns, rref):
+    out = run(shell, "%lmer -d dietox -o m  Weight ~ Time + (1 + Time | Pig)")
+    m = ns["m"]
+    assert out is m and isinstance(m, lmermagic.LmerModel)
+    assert m.data_name == "dietox"
+    ref = np.asarray(rref("""e <- new.env(); utils::data("dietox", package = "geepack",
+        envir = e); lme4::fixef(lme4::lmer(Weight ~ Time + (1 + Time | Pig), e$dietox))"""))
+    np.testing.assert_allclose(m.fixef, ref, rtol=1e-8)
+
+
+def test_assignment_and_quiet(shell, ns):
+    run(shell, "m2 = %lmer -d sleep Reaction ~ Days + (Days | Subject)")
+    assert isinstance(ns["m2"], lmermagic.LmerModel)
+    assert run(shell, "%lmer -q -d sleep --coefs tab Reaction ~ Days + (1 | Subject)") is None
+    assert list(ns["tab"].columns) == ["estimate", "std_error", "df", "statistic",
+                                       "p_value", "conf_low", "conf_high"]
+
+
+def test_line_comment_and_semicolon_are_not_formula(shell, ns):
+    run(shell, "%lmer -d sleep -o mx Reaction ~ Days + (1 | Subject)   # a note;")
+    assert ns["mx"].formula == "Reaction ~ Days + (1 | Subject)"
+    out = shell.run_cell("%lmer -d sleep -o my Reaction ~ Days + (1 | Subject);",
+                         store_history=False)
+    assert out.success and ns["my"].formula == "Reaction ~ Days + (1 | Subject)"
+
+
+def test_store_tables(shell, ns):
+    run(shell, "%lmer -q -d sleep --ranef re --varcorr vc --coefs cf "
+               "Reaction ~ Days + (Days | Subject)")
+    assert set(ns["re"]) == {"Subject"}
+    assert list(ns["vc"].columns) == ["group", "var1", "var2", "vcov", "sdcor"]
+    assert ns["cf"].index.tolist() == ["(Intercept)", "Days"]
+
+
+def test_cell_magic_with_comments_and_ml(shell, ns):
+    run(shell, "%%lmer -d dietox --ml -o mc\n"
+               "Weight ~ Time +   # growth per week\n"
+               "   (1 + Time | Pig)  # pig-specific curves\n")
+    ref = lmermagic.lmer("Weight ~ Time + (1 + Time | Pig)", ns["dietox"], reml=False)
+    assert ns["mc"].reml is False
+    assert ns["mc"].loglik == pytest.approx(ref.loglik, rel=1e-12)
+
+
+def test_factors_option_and_expression_data(shell, ns):
+    run(shell, "%lmer -d 'dietox[dietox.Time > 2]' --factors Evit -o mf "
+               "Weight ~ Time + Evit + (1 | Pig)")
+    assert "EvitEvit100" in ns["mf"].coefs.index
+    assert ns["mf"].nobs == int((ns["dietox"].Time > 2).sum())
+
+
+def test_glmer_magics(shell, ns):
+    run(shell, "%glmer -d cbpp -o g cbind(incidence, size - incidence) ~ period + (1 | herd)")
+    assert ns["g"].aic == pytest.approx(194.053, abs=1e-3)
+    run(shell, "%lmer -d cbpp --family binomial -o g2 "
+               "cbind(incidence, size - incidence) ~ period + (1 | herd)")
+    assert ns["g2"].kind == "glmer"
+    run(shell, "%%glmer -d cbpp -o g3\ncbind(incidence, size - incidence) ~ period + (1 | herd)")
+    assert ns["g3"].loglik == pytest.approx(-92.0266, abs=1e-4)
+
+
+def test_no_variable_expansion(shell, ns):
+    # IPython would expand {..} and $x; the magic must see the text as written.
+    ns["x"] = "Days"
+    with pytest.raises(lmermagic.UnsafeFormulaError):
+        run(shell, "%lmer -d sleep Reaction ~ {x} + (1 | Subject)")
+    with pytest.raises(lmermagic.FormulaError, match="'\\$x'|parse"):
+        run(shell, "%lmer -d sleep Reaction ~ $x + (1 | Subject)")
+
+
+@pytest.mark.parametrize("cell, match", [
+    ("%lmer -d sleeep Reaction ~ Days + (1 | Subject)", "Did you mean 'sleep'"),
+    ("%lmer Reaction ~ Days + (1 | Subject)", "-d/--data is required"),
+    ("%lmer -d sleep", "no formula"),
+    ("%lmer -d sleep Reaction ~ Dayz + (1 | Subject)", "'Dayz' is not a column of 'sleep'"),
+    ("%lmer -d sleep --ddf fast Reaction ~ Days + (1 | Subject)", "not a df method"),
+    ("%glmer -d cbpp --family quasi cbind(incidence, size) ~ period + (1 | herd)",
+     "not supported"),
+    ("%lmer -d 42 Reaction ~ Days", "not a DataFrame"),
+])
+def test_errors_are_one_clear_message(shell, ns, cell, match):
+    with pytest.raises(lmermagic.LmerError, match=match) as info:
+        run(shell, cell)
+    rendered = info.value._render_traceback_()
+    assert len(rendered) <= 3 and type(info.value).__name__ in rendered[0]
+    # and the next fit works
+    assert isinstance(run(shell, "%lmer -d sleep Reaction ~ Days + (1 | Subject)"),
+                      lmermagic.LmerModel)
+
+
+def test_help_is_complete(shell):
+    doc = shell.find_line_magic("lmer").__doc__
+    for text in ("%lmer", "%%lmer", "-d EXPR", "--ddf", "--factors", "Example", "-q"):
+        assert text in doc
+    assert "glmer" in shell.find_line_magic("glmer").__doc__
+
+
+def test_html_card_via_display_formatter(shell, ns):
+    m = run(shell, "%lmer -d sleep Reaction ~ Days + (Days | Subject)")
+    data, _ = shell.display_formatter.format(m)
+    assert "text/html" in data and "Fixed effects" in data["text/html"]
+    assert "251.4" in data["text/html"]
+
+
+@pytest.mark.parametrize("line, tokens, rest", [
+    ("-d df y ~ x", ["-d", "df"], "y ~ x"),
+    ("-d df -o m --ml y ~ x + (1|g)", ["-d", "df", "-o", "m", "--ml"], "y ~ x + (1|g)"),
+    ("--data=df y ~ x - 1", ["--data=df"], "y ~ x - 1"),
+    ("-d df -- -y ~ x", ["-d", "df"], "-y ~ x"),
+    ('-d "df[df.a > 1]" y ~ x', ["-d", "df[df.a > 1]"], "y ~ x"),
+    ("-d df y ~ relevel(f, ref = 'a  b')", ["-d", "df"], "y ~ relevel(f, ref = 'a  b')"),
+    ("-d df", ["-d", "df"], ""),
+    ("", [], ""),
+])
+def test_split_options(line, tokens, rest):
+    from lmermagic.magics import LmerMagics
+
+    got_tokens, got_rest = split_options(line, LmerMagics.lmer.parser)
+    assert (got_tokens, got_rest) == (tokens, rest)
+
+
+@pytest.mark.parametrize("text, out", [
+    ("y ~ x  # comment\n + (1|g)", "y ~ x + (1|g)"),
+    ("# only\ny ~ x", "y ~ x"),
+    ("y ~ relevel(f, ref = '#1')", "y ~ relevel(f, ref = '#1')"),
+    ("\n\n", ""),
+])
+def test_strip_comments(text, out):
+    assert strip_comments(text) == out
+
+
+def test_frame_untouched_by_magic(shell, ns):
+    before = ns["dietox"].copy(deep=True)
+    run(shell, "%lmer -q -d dietox --factors Evit Weight ~ Time + Evit + (1 | Pig)")
+    pd.testing.assert_frame_equal(ns["dietox"], before)

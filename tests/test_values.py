@@ -1,0 +1,270 @@
+"""Every number a model returns, against R's own for the same model, live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmermagic
+
+RTOL = 1e-7
+
+
+def _crossed(seed: int = 11) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    subj, item = np.meshgrid(np.arange(30), np.arange(20), indexing="ij")
+    subj, item = subj.ravel(), item.ravel()
+    cond = rng.integers(0, 2, subj.size)
+    y = (500 + 30 * cond + rng.normal(0, 40, 30)[subj] + rng.normal(0, 25, 20)[item]
+         + rng.normal(0, 50, subj.size))
+    return pd.DataFrame({"rt": y, "cond": np.where(cond, "b", "a"),
+                         "subject": [f"s{i:02d}" for i in subj],
+                         "item": [f"i{i:02d}" for i in item]})
+
+
+def _nested(seed: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    school = np.repeat(np.arange(12), 40)
+    klass = np.repeat(np.arange(48), 10)
+    x = rng.normal(size=school.size)
+    y = (2 + 0.7 * x + rng.normal(0, 1, 12)[school] + rng.normal(0, 0.6, 48)[klass]
+         + rng.normal(0, 1, school.size))
+    y[[3, 17, 200]] = np.nan  # rows R drops
+    return pd.DataFrame({"score": y, "x": x, "school": [f"S{s}" for s in school],
+                         "class": [f"C{c % 4}" for c in klass]})
+
+
+def _poisson(seed: int = 13) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(25), 12)
+    x = rng.uniform(-1, 1, g.size)
+    mu = np.exp(0.5 + 0.8 * x + rng.normal(0, 0.5, 25)[g])
+    return pd.DataFrame({"count": rng.poisson(mu), "x": x,
+                         "site": pd.Categorical([f"site{i}" for i in g])})
+
+
+@dataclass
+class Case:
+    name: str
+    formula: str
+    data: str  # how R gets the data: an R expression, or a generator name
+    kind: str = "lmer"
+    reml: bool = True
+    family: str = "binomial"
+    factors: tuple[str, ...] = ()
+
+
+CASES = [
+    Case("sleepstudy", "Reaction ~ Days + (Days | Subject)", "lme4::sleepstudy"),
+    Case("sleepstudy-ml", "Reaction ~ Days + (Days | Subject)", "lme4::sleepstudy",
+         reml=False),
+    Case("dietox", "Weight ~ Time + (1 + Time | Pig)", "geepack::dietox"),
+    Case("dietox-evit", "Weight ~ Time + factor(Evit) + (1 + Time | Pig)",
+         "geepack::dietox"),
+    Case("crossed", "rt ~ cond + (1 | subject) + (1 | item)", "crossed"),
+    Case("nested", "score ~ x + (1 | school/class)", "nested"),
+    Case("binomial", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+         "lme4::cbpp", kind="glmer"),
+    Case("poisson", "count ~ x + (1 | site)", "poisson", kind="glmer", family="poisson"),
+]
+
+GENERATED = {"crossed": _crossed, "nested": _nested, "poisson": _poisson}
+
+
+def _data(case: Case, tmp: Path) -> tuple[pd.DataFrame, str]:
+    """The pandas frame for lmermagic and the R code that builds the same data."""
+    if case.data in GENERATED:
+        df = GENERATED[case.data]()
+        path = tmp / f"{case.data}.csv"
+        df.to_csv(path, index=False)
+        return df, f'd <- utils::read.csv("{path}", stringsAsFactors = TRUE)'
+    pkg, name = case.data.split("::")
+    df = lmermagic.datasets.load(name, package=pkg)
+    return df, f'e <- new.env(); utils::data("{name}", package = "{pkg}", envir = e); ' \
+               f'd <- e${name}'
+
+
+def _reference(rref, case: Case, setup: str) -> dict:
+    if case.kind == "lmer":
+        fit = f"m <- lmerTest::lmer({case.formula}, data = d, REML = {str(case.reml).upper()})"
+        coef = "coef(summary(m))"
+    else:
+        fit = f"m <- lme4::glmer({case.formula}, data = d, family = {case.family})"
+        coef = "coef(summary(m))"
+    return rref(f"""
+        {setup}
+        {fit}
+        list(coef = {coef}, terms = rownames({coef}),
+             vc = as.data.frame(lme4::VarCorr(m)),
+             ranef = lapply(lme4::ranef(m), as.matrix),
+             ranef_levels = lapply(lme4::ranef(m), rownames),
+             fitted = stats::fitted(m), resid = stats::residuals(m),
+             fitted_rows = as.integer(names(stats::fitted(m))),
+             nobs = stats::nobs(m), ngrps = lme4::ngrps(m),
+             ngrps_names = names(lme4::ngrps(m)),
+             loglik = as.numeric(stats::logLik(m)), aic = stats::AIC(m),
+             bic = stats::BIC(m),
+             dev = if (lme4::isREML(m)) lme4:::deviance.merMod(m, REML = FALSE)
+                   else stats::deviance(m),
+             remlcrit = if (lme4::isREML(m)) lme4::REMLcrit(m) else NA_real_,
+             sigma = stats::sigma(m), singular = lme4::isSingular(m))
+    """)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("data")
+    out = {}
+    for case in CASES:
+        df, setup = _data(case, tmp)
+        before = df.copy(deep=True)
+        if case.kind == "lmer":
+            m = lmermagic.lmer(case.formula, df, reml=case.reml)
+        else:
+            m = lmermagic.glmer(case.formula, df, family=case.family)
+        out[case.name] = (case, df, before, m, setup)
+    return out
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_against_r(name, fitted, rref):
+    case, df, before, m, setup = fitted[name]
+    ref = _reference(rref, case, setup)
+    coef = np.asarray(ref["coef"])
+    ncol = coef.shape[1]
+    assert list(m.coefs.index) == ref["terms"]
+    np.testing.assert_allclose(m.coefs["estimate"], coef[:, 0], rtol=RTOL)
+    np.testing.assert_allclose(m.fixef, coef[:, 0], rtol=RTOL)
+    np.testing.assert_allclose(m.coefs["std_error"], coef[:, 1], rtol=1e-6)
+    if case.kind == "lmer":
+        assert ncol == 5
+        np.testing.assert_allclose(m.coefs["df"], coef[:, 2], rtol=1e-6)
+        np.testing.assert_allclose(m.coefs["statistic"], coef[:, 3], rtol=1e-6)
+        np.testing.assert_allclose(m.coefs["p_value"], coef[:, 4], rtol=1e-5)
+    else:
+        assert np.isinf(m.coefs["df"]).all()
+        np.testing.assert_allclose(m.coefs["statistic"], coef[:, 2], rtol=1e-6)
+        np.testing.assert_allclose(m.coefs["p_value"], coef[:, 3], rtol=1e-5)
+    # 95 % Wald intervals as R's confint(m, method = "Wald")
+    wald = rref(f"{setup}\n" + (
+        f"m <- lme4::lmer({case.formula}, data = d, REML = {str(case.reml).upper()})"
+        if case.kind == "lmer" else
+        f"m <- lme4::glmer({case.formula}, data = d, family = {case.family})")
+        + "\nci <- stats::confint(m, method = 'Wald'); ci[!is.na(ci[, 1]), , drop = FALSE]")
+    np.testing.assert_allclose(m.coefs["conf_low"], np.asarray(wald)[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(m.coefs["conf_high"], np.asarray(wald)[:, 1], rtol=1e-6)
+
+    vc = ref["vc"]
+    assert list(m.varcorr["group"]) == [str(g) for g in vc["grp"]]
+    assert list(m.varcorr["var1"].fillna("NA")) == [v or "NA" for v in vc["var1"]]
+    np.testing.assert_allclose(m.varcorr["vcov"], vc["vcov"], rtol=1e-6)
+    np.testing.assert_allclose(m.varcorr["sdcor"], vc["sdcor"], rtol=1e-6)
+
+    assert set(m.ranef) == set(ref["ranef"])
+    for group, values in ref["ranef"].items():
+        assert list(m.ranef[group].index) == ref["ranef_levels"][group]
+        np.testing.assert_allclose(m.ranef[group].to_numpy(), values, rtol=1e-6, atol=1e-10)
+
+    rows = ref["fitted_rows"].astype(int) - 1
+    assert m.fitted.index.equals(df.index)
+    np.testing.assert_allclose(m.fitted.iloc[rows], ref["fitted"], rtol=1e-7)
+    np.testing.assert_allclose(m.residuals.iloc[rows], ref["resid"], rtol=1e-6, atol=1e-9)
+    dropped = np.setdiff1d(np.arange(len(df)), rows)
+    assert m.fitted.iloc[dropped].isna().all()
+    assert list(m.dropped) == list(df.index[dropped])
+
+    assert m.nobs == int(ref["nobs"][0])
+    assert m.ngroups == dict(zip(ref["ngrps_names"], ref["ngrps"].astype(int)))
+    for attr, key in [("loglik", "loglik"), ("aic", "aic"), ("bic", "bic"),
+                      ("deviance", "dev"), ("sigma", "sigma")]:
+        assert getattr(m, attr) == pytest.approx(float(ref[key][0]), rel=RTOL), attr
+    if case.kind == "lmer" and case.reml:
+        assert m.reml_criterion == pytest.approx(float(ref["remlcrit"][0]), rel=RTOL)
+    else:
+        assert np.isnan(m.reml_criterion)
+    assert m.singular == bool(ref["singular"][0])
+    assert m.reml == (case.kind == "lmer" and case.reml)
+    # the caller's frame is untouched
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_dietox_reference_numbers(dietox):
+    """The figures the README and notebook quote (R 4.2.2, lme4 1.1-31, lmerTest 3.1-3)."""
+    m = lmermagic.lmer("Weight ~ Time + (1 + Time | Pig)", dietox)
+    assert m.coefs.loc["(Intercept)", "estimate"] == pytest.approx(15.738650, abs=1e-6)
+    assert m.coefs.loc["Time", "estimate"] == pytest.approx(6.939014, abs=1e-6)
+    assert m.coefs.loc["(Intercept)", "df"] == pytest.approx(71.04, abs=0.01)
+    assert m.coefs.loc["Time", "df"] == pytest.approx(71.07, abs=0.01)
+    assert m.reml_criterion == pytest.approx(4434.0949, abs=1e-4)
+    assert m.converged and not m.singular and m.warnings == []
+
+
+def test_sleepstudy_reference_numbers(sleepstudy):
+    m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    np.testing.assert_allclose(m.fixef, [251.405104848485, 10.467285959595], rtol=1e-8)
+    np.testing.assert_allclose(m.coefs["std_error"], [6.824597, 1.545790], rtol=1e-6)
+    np.testing.assert_allclose(m.coefs["df"], [16.9997, 16.99998], rtol=1e-5)
+
+
+def test_kenward_roger_matches_r(sleepstudy, rref):
+    m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, ddf="kenward-roger")
+    ref = np.asarray(rref("""
+        m <- lmerTest::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+        coef(summary(m, ddf = "Kenward-Roger"))"""))
+    np.testing.assert_allclose(m.coefs[["estimate", "std_error", "df", "statistic",
+                                        "p_value"]].to_numpy(), ref, rtol=1e-6)
+
+
+def test_ddf_lme4_has_no_df(sleepstudy, rref):
+    m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, ddf="lme4")
+    ref = np.asarray(rref("coef(summary(lme4::lmer(Reaction ~ Days + (Days | Subject), "
+                          "lme4::sleepstudy)))"))
+    np.testing.assert_allclose(m.coefs[["estimate", "std_error", "statistic"]], ref,
+                               rtol=1e-7)
+    assert m.coefs["df"].isna().all() and m.coefs["p_value"].isna().all()
+
+
+def test_weights_and_factors(dietox, rref):
+    df = dietox.assign(w=np.linspace(0.5, 2, len(dietox)), cu=dietox["Cu"].cat.codes)
+    m = lmermagic.lmer("Weight ~ Time + cu + (1 | Pig)", df, weights="w", factors=["cu"])
+    path_setup = rref("""
+        e <- new.env(); utils::data("dietox", package = "geepack", envir = e); d <- e$dietox
+        d$w <- seq(0.5, 2, length.out = nrow(d)); d$cu <- factor(as.integer(d$Cu) - 1L)
+        m <- lmerTest::lmer(Weight ~ Time + cu + (1 | Pig), d, weights = w)
+        list(coef = coef(summary(m)), terms = rownames(coef(summary(m))),
+             sigma = sigma(m))""")
+    assert list(m.coefs.index) == path_setup["terms"]
+    np.testing.assert_allclose(m.coefs[["estimate", "std_error", "df"]],
+                               np.asarray(path_setup["coef"])[:, :3], rtol=1e-6)
+    assert m.sigma == pytest.approx(float(path_setup["sigma"][0]), rel=1e-7)
+
+
+def test_gamma_family_with_link(rref):
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.uniform(0, 1, g.size)
+    y = rng.gamma(5, np.exp(0.3 + x + rng.normal(0, 0.3, 20)[g]) / 5)
+    df = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    m = lmermagic.glmer("y ~ x + (1 | g)", df, family="Gamma(link='log')")
+    assert (m.family, m.link) == ("Gamma", "log")
+    ref = rref(f"""
+        d <- data.frame(y = c({",".join(repr(float(v)) for v in y)}), x = c({",".join(repr(float(v)) for v in x)}),
+                        g = factor(rep(sprintf("g%d", 0:19), each = 10)))
+        m <- lme4::glmer(y ~ x + (1 | g), d, family = Gamma(link = "log"))
+        list(fe = lme4::fixef(m), ll = as.numeric(logLik(m)))""")
+    np.testing.assert_allclose(m.fixef, ref["fe"], rtol=1e-5)
+    assert m.loglik == pytest.approx(float(ref["ll"][0]), rel=1e-7)
+
+
+def test_summary_is_rs_text(sleepstudy):
+    m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    text = m.summary()
+    assert "REML criterion at convergence: 1743.6" in text
+    assert "Formula: Reaction ~ Days + (Days | Subject)" in text
+    assert "Satterthwaite" in text and "Days" in text
+    html = m._repr_html_()
+    assert "Reaction ~ Days + (Days | Subject)" in html and "10.47" in html
