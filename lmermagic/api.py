@@ -35,6 +35,9 @@ def lmer(
     ddf: str = "satterthwaite",
     factors: str | list[str] | None = None,
     weights: str | None = None,
+    offset: str | None = None,
+    contrasts: dict[str, Any] | str | None = None,
+    control: dict[str, Any] | None = None,
     family: str | None = None,
     allow_functions: list[str] | tuple[str, ...] = (),
 ) -> LmerModel:
@@ -56,6 +59,15 @@ def lmer(
         Columns to turn into R factors, as ``as.factor()`` in R.
     weights : str, optional
         Name of a column of prior weights.
+    offset : str, optional
+        Name of a column to use as offset (``offset()`` in the formula works too).
+    contrasts : dict, optional
+        Column -> ``"treatment"``, ``"sum"``, ``"helmert"``, ``"poly"``, ``"SAS"``
+        or ``"treatment:LEVEL"`` (reference level), as R's ``contrasts=``.
+    control : dict, optional
+        ``optimizer`` (bobyqa, Nelder_Mead, nloptwrap, nlminbwrap), ``maxfun``,
+        ``calc_derivs`` and lme4's ``check.*`` settings ("ignore", "warning",
+        "message", "stop"), as ``lmerControl()``.
     family : str, optional
         If given, fit a GLMM with :func:`glmer` instead.
     allow_functions : sequence of str
@@ -75,9 +87,11 @@ def lmer(
     """
     if family is not None:
         return glmer(formula, data, family=family, factors=factors, weights=weights,
+                     offset=offset, contrasts=contrasts, control=control,
                      allow_functions=allow_functions)
     request = FitRequest.build(formula, kind="lmer", reml=reml, ddf=ddf, factors=factors,
-                               weights=weights, extra_functions=tuple(allow_functions))
+                               weights=weights, offset=offset, contrasts=contrasts,
+                               control=control, extra_functions=tuple(allow_functions))
     return fit(request, data)
 
 
@@ -88,6 +102,10 @@ def glmer(
     family: str = "binomial",
     factors: str | list[str] | None = None,
     weights: str | None = None,
+    offset: str | None = None,
+    contrasts: dict[str, Any] | str | None = None,
+    control: dict[str, Any] | None = None,
+    nagq: int | None = None,
     allow_functions: list[str] | tuple[str, ...] = (),
 ) -> LmerModel:
     """Fit a generalized linear mixed model with R's ``lme4::glmer``.
@@ -99,8 +117,11 @@ def glmer(
     data : pandas.DataFrame or polars.DataFrame
     family : str
         ``"binomial"``, ``"poisson"``, ``"Gamma(link='log')"``,
-        ``"inverse.gaussian"``, ``"gaussian(link='log')"``.
-    factors, weights, allow_functions
+        ``"inverse.gaussian"``, ``"gaussian(link='log')"``, or
+        ``"negative_binomial"`` (lme4's ``glmer.nb``).
+    nagq : int, optional
+        Adaptive Gauss-Hermite quadrature points (lme4's ``nAGQ``).
+    factors, weights, offset, contrasts, control, allow_functions
         As for :func:`lmer`.
 
     Returns
@@ -109,7 +130,9 @@ def glmer(
         ``coefs`` has z statistics and ``df = inf``.
     """
     request = FitRequest.build(formula, kind="glmer", family=family, factors=factors,
-                               weights=weights, extra_functions=tuple(allow_functions))
+                               weights=weights, offset=offset, contrasts=contrasts,
+                               control=control, nagq=nagq,
+                               extra_functions=tuple(allow_functions))
     return fit(request, data)
 
 
@@ -145,19 +168,22 @@ def _check_formula(r: Any, request: FitRequest, columns: list[str]) -> list[str]
 
 def _used_columns(request: FitRequest, vars_: list[str], columns: list[str]) -> list[str]:
     used = list(vars_)
-    for col in request.factors:
+
+    def known(col: str, what: str) -> None:
         if col not in columns:
-            raise DataError(f"factors: '{col}' is not a column of '{request.data_name}'."
+            raise DataError(f"{what}: '{col}' is not a column of '{request.data_name}'."
                             + did_you_mean(col, columns))
-        if col not in used:
-            raise DataError(f"factors: '{col}' is not used in the formula.")
-    if request.weights is not None:
-        if request.weights not in columns:
-            raise DataError(
-                f"weights: '{request.weights}' is not a column of '{request.data_name}'."
-                + did_you_mean(request.weights, columns))
-        if request.weights not in used:
-            used.append(request.weights)
+
+    for what, cols in (("factors", request.factors), ("contrasts", tuple(request.contrasts))):
+        for col in cols:
+            known(col, what)
+            if col not in used:
+                raise DataError(f"{what}: '{col}' is not used in the formula.")
+    for what, col in (("weights", request.weights), ("offset", request.offset)):
+        if col is not None:
+            known(col, what)
+            if col not in used:
+                used.append(col)
     return used
 
 
@@ -180,12 +206,8 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     columns = list(df.columns)
     used = _used_columns(request, _check_formula(r, request, columns), columns)
     encoded = [convert.encode_column(c, df[c]) for c in used]
-    res = r.run(
-        "lmm_fit", RFrame(encoded, len(df)), request.formula, request.kind, request.reml,
-        request.ddf, request.family, request.link or "",
-        list(filter(None, [request.weights])), list(request.factors),
-        allowlist(request.extra_functions), keep=("fit",),
-    )
+    res = r.run("lmm_fit", RFrame(encoded, len(df)), request.formula, request.r_options(),
+                allowlist(request.extra_functions), keep=("fit", "data"))
     r_warnings = list(res.get("warnings") or [])
     r_messages = list(res.get("messages") or [])
     if "error" in res:
@@ -241,5 +263,9 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
         theta=np.asarray(t["theta"], dtype=float),
         data_name=request.data_name,
         r_object=res["fit"],
+        r_data=res["data"],
+        request=request,
+        data=data,
+        name=request.name,
     )
 

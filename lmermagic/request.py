@@ -118,19 +118,111 @@ def parse_family(text: str) -> tuple[str, str | None]:
     return name, link
 
 
+CONTRAST_TYPES = ("treatment", "sum", "helmert", "poly", "SAS")
+OPTIMIZERS = ("bobyqa", "Nelder_Mead", "nloptwrap", "nlminbwrap")
+CHECK_KEYS = (
+    "check.nobs.vs.rankZ", "check.nobs.vs.nlev", "check.nlev.gtreq.5", "check.nlev.gtr.1",
+    "check.nobs.vs.nRE", "check.scaleX", "check.conv.grad", "check.conv.singular",
+    "check.conv.hess",
+)
+CHECK_ACTIONS = ("ignore", "warning", "message", "stop")
+KINDS = ("lmer", "glmer", "glmer.nb")
+
+
+def _names(value: str | list[str] | tuple[str, ...] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if not all(isinstance(v, str) for v in value):
+        raise DataError(f"{what} takes column names (strings).")
+    return tuple(value)
+
+
+def parse_contrasts(spec: str | dict[str, object] | None) -> dict[str, dict[str, str]]:
+    """``{"Evit": "sum", "Cu": "treatment:Cu035"}`` or ``"Evit=sum,Cu=treatment:Cu035"``.
+
+    Returns column -> {"type", "ref"}, checked against fixed lists.
+    """
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        items: dict[str, object] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            if "=" not in part:
+                raise DataError(f"--contrasts: {part!r} is not COLUMN=TYPE, e.g. Evit=sum.")
+            col, _, kind = part.partition("=")
+            items[col.strip()] = kind.strip()
+        spec = items
+    out: dict[str, dict[str, str]] = {}
+    for col, value in spec.items():
+        if isinstance(value, tuple) and len(value) == 2:
+            kind, ref = str(value[0]), str(value[1])
+        else:
+            kind, _, ref = str(value).partition(":")
+        kind = kind.strip().lower().removeprefix("contr.")
+        kind = {"sas": "SAS", "deviation": "sum", "effect": "sum"}.get(kind, kind)
+        if kind not in CONTRAST_TYPES:
+            raise DataError(
+                f"contrasts for '{col}': {value!r} is not one of {', '.join(CONTRAST_TYPES)} "
+                "(treatment may name its reference level: 'treatment:LEVEL')."
+            )
+        if ref and kind != "treatment":
+            raise DataError(f"contrasts for '{col}': only treatment takes a reference level.")
+        out[str(col)] = {"type": kind, "ref": ref.strip()}
+    return out
+
+
+def parse_control(control: dict[str, object] | None) -> dict[str, object] | None:
+    """lmerControl/glmerControl settings from fixed lists: optimizer, maxfun,
+    calc_derivs and the ``check.*`` actions."""
+    if not control:
+        return None
+    out: dict[str, object] = {}
+    checks: dict[str, str] = {}
+    for key, value in control.items():
+        if key == "optimizer":
+            if value not in OPTIMIZERS:
+                raise DataError(f"control optimizer {value!r}: use one of {', '.join(OPTIMIZERS)}.")
+            out["optimizer"] = value
+        elif key == "maxfun":
+            if not isinstance(value, (int, float)) or value < 1:
+                raise DataError("control maxfun takes a positive number.")
+            out["maxfun"] = int(value)
+        elif key in ("calc_derivs", "calc.derivs"):
+            out["calc_derivs"] = bool(value)
+        elif key in CHECK_KEYS:
+            if value not in CHECK_ACTIONS:
+                raise DataError(f"control {key}: use one of {', '.join(CHECK_ACTIONS)}.")
+            checks[key] = str(value)
+        else:
+            raise DataError(
+                f"control key {key!r} is not supported; use optimizer, maxfun, calc_derivs "
+                f"or one of {', '.join(CHECK_KEYS)}."
+            )
+    if checks:
+        out["checks"] = checks
+    return out
+
+
 @dataclass(frozen=True)
 class FitRequest:
     """One model to fit."""
 
     formula: str
-    kind: Literal["lmer", "glmer"] = "lmer"
+    kind: Literal["lmer", "glmer", "glmer.nb"] = "lmer"
     reml: bool = True
     ddf: str = "satterthwaite"
     family: str | None = None
     link: str | None = None
     factors: tuple[str, ...] = ()
     weights: str | None = None
+    offset: str | None = None
+    contrasts: dict[str, dict[str, str]] = field(default_factory=dict)
+    control: dict[str, object] | None = None
+    nagq: int | None = None
     data_name: str = "data"
+    name: str | None = None
     extra_functions: tuple[str, ...] = field(default=())
 
     @classmethod
@@ -138,37 +230,71 @@ class FitRequest:
         cls,
         formula: str,
         *,
-        kind: Literal["lmer", "glmer"] = "lmer",
+        kind: str = "lmer",
         reml: bool = True,
         ddf: str = "satterthwaite",
         family: str | None = None,
         factors: str | list[str] | tuple[str, ...] | None = None,
         weights: str | None = None,
+        offset: str | None = None,
+        contrasts: str | dict[str, object] | None = None,
+        control: dict[str, object] | None = None,
+        nagq: int | None = None,
         data_name: str = "data",
+        name: str | None = None,
         extra_functions: tuple[str, ...] | list[str] = (),
     ) -> FitRequest:
         if not isinstance(formula, str) or not formula.strip():
             raise DataError("the formula is empty: give one like 'y ~ x + (1 | group)'.")
-        fam, link = (None, None)
+        fam, link = "gaussian", "identity"
         if kind == "glmer":
-            fam, link = parse_family(family or "binomial")
-            if fam == "gaussian" and link in (None, "identity"):
-                raise DataError(
-                    "family gaussian with identity link is a linear mixed model: use lmer."
-                )
-        if isinstance(factors, str):
-            factors = tuple(f.strip() for f in factors.split(",") if f.strip())
-        if weights is not None and not isinstance(weights, str):
-            raise DataError("weights= takes the name of a column of the data.")
+            text = family or "binomial"
+            if text.replace("_", ".").replace(" ", ".").lower() in (
+                    "negative.binomial", "negbin", "nb"):
+                kind, fam, link = "glmer.nb", "negative.binomial", "log"
+            else:
+                fam, link = parse_family(text)  # type: ignore[assignment]
+                if fam == "gaussian" and link in (None, "identity"):
+                    raise DataError(
+                        "family gaussian with identity link is a linear mixed model: use lmer."
+                    )
+        if kind not in KINDS:
+            raise DataError(f"internal: unknown model kind {kind!r}")
+        for what, col in (("weights", weights), ("offset", offset)):
+            if col is not None and not isinstance(col, str):
+                raise DataError(f"{what}= takes the name of a column of the data.")
+        if nagq is not None and (kind != "glmer" or int(nagq) < 0):
+            raise DataError("nAGQ applies to glmer only and is a whole number >= 0.")
         return cls(
             formula=formula.replace("\r", " ").replace("\n", " ").strip(),
-            kind=kind,
+            kind=kind,  # type: ignore[arg-type]
             reml=bool(reml) if kind == "lmer" else False,
             ddf=normalize_ddf(ddf) if kind == "lmer" else "lme4",
-            family=fam if kind == "glmer" else "gaussian",
-            link=link if kind == "glmer" else "identity",
-            factors=tuple(factors or ()),
+            family=fam,
+            link=link,
+            factors=_names(factors, "factors"),
             weights=weights,
+            offset=offset,
+            contrasts=parse_contrasts(contrasts),
+            control=parse_control(control),
+            nagq=None if nagq is None else int(nagq),
             data_name=data_name,
+            name=name,
             extra_functions=tuple(extra_functions),
         )
+
+    def r_options(self) -> dict[str, object]:
+        """The options list lmm_fit() takes in R (no R code, only values)."""
+        return {
+            "kind": self.kind,
+            "reml": self.reml,
+            "ddf": self.ddf,
+            "family": self.family,
+            "link": self.link or "",
+            "weights": self.weights,
+            "offset": self.offset,
+            "factors": list(self.factors),
+            "contrasts": self.contrasts or None,
+            "control": self.control,
+            "nagq": self.nagq,
+        }

@@ -160,47 +160,107 @@ lmm_with_conditions <- function(expr_fun) {
     list(value = value, warnings = warns, messages = msgs)
 }
 
-# kind: "lmer" or "glmer"; ddf: "satterthwaite", "kenward-roger", "lme4".
-lmm_fit <- function(data, formula_text, kind, reml, ddf, family_name, family_link,
-                    weights, factors, allowed) {
+lmm_contrast_funs <- c(treatment = "contr.treatment", sum = "contr.sum",
+                       helmert = "contr.helmert", poly = "contr.poly", SAS = "contr.SAS")
+
+# spec: list(type = one of names(lmm_contrast_funs), ref = level or "").
+lmm_contrast <- function(x, spec) {
+    if (!is.factor(x)) stop("contrasts can only be set for factors")
+    lev <- levels(x)
+    type <- spec$type
+    if (!(type %in% names(lmm_contrast_funs))) stop("unknown contrast type")
+    fun <- get(lmm_contrast_funs[[type]], envir = asNamespace("stats"), inherits = FALSE)
+    if (type == "treatment" && length(spec$ref) && nzchar(spec$ref)) {
+        base <- match(spec$ref, lev)
+        if (is.na(base)) stop(sprintf("reference level '%s' is not a level", spec$ref))
+        return(fun(lev, base = base))
+    }
+    fun(lev)
+}
+
+lmm_optimizers <- c("bobyqa", "Nelder_Mead", "nloptwrap", "nlminbwrap")
+lmm_check_values <- c("ignore", "warning", "message", "stop")
+
+# control: list(optimizer, maxfun, checks = named list of action strings, calc_derivs)
+lmm_control <- function(kind, control) {
+    args <- list()
+    if (length(control$optimizer)) {
+        if (!(control$optimizer %in% lmm_optimizers)) stop("unknown optimizer")
+        args$optimizer <- control$optimizer
+    }
+    if (length(control$maxfun)) args$optCtrl <- list(maxfun = as.integer(control$maxfun))
+    if (length(control$calc_derivs)) args$calc.derivs <- as.logical(control$calc_derivs)
+    for (name in names(control$checks)) {
+        value <- control$checks[[name]]
+        if (!(value %in% lmm_check_values)) stop("unknown check action")
+        args[[name]] <- value
+    }
+    fun <- if (kind == "lmer") lme4::lmerControl else lme4::glmerControl
+    do.call(fun, args)
+}
+
+# opts: kind ("lmer", "glmer", "glmer.nb"), reml, ddf, family, link, weights,
+# offset, factors, contrasts (column -> list(type, ref)), control, nagq.
+# Column names arrive as strings and reach the call only as symbols.
+lmm_fit <- function(data, formula_text, opts, allowed) {
+    kind <- opts$kind
     res <- lmm_with_conditions(function() {
-        for (f in factors) data[[f]] <- factor(data[[f]])
+        for (f in opts$factors) data[[f]] <- factor(data[[f]])
         formula <- lmm_make_formula(formula_text, names(data), allowed)
         fitenv <- new.env(parent = baseenv())
-        fitenv$data <- data
         fitenv$formula <- formula
-        if (kind == "lmer") {
-            fun <- if (ddf == "lme4") quote(lme4::lmer) else quote(lmerTest::lmer)
-            cl <- call("lmer", formula = quote(formula), data = quote(data), REML = reml)
-        } else {
-            fitenv$family <- lmm_make_family(family_name, family_link)
-            fun <- quote(lme4::glmer)
-            cl <- call("glmer", formula = quote(formula), data = quote(data),
-                       family = quote(family))
-        }
+        cl <- switch(kind,
+            lmer = {
+                fun <- if (opts$ddf == "lme4") quote(lme4::lmer) else quote(lmerTest::lmer)
+                call("lmer", formula = quote(formula), data = quote(data), REML = opts$reml)
+            },
+            glmer = {
+                fitenv$family <- lmm_make_family(opts$family, opts$link)
+                fun <- quote(lme4::glmer)
+                call("glmer", formula = quote(formula), data = quote(data),
+                     family = quote(family))
+            },
+            glmer.nb = {
+                fun <- quote(lme4::glmer.nb)
+                call("glmer.nb", formula = quote(formula), data = quote(data))
+            })
         cl[[1L]] <- fun
-        if (length(weights)) {
-            cl$weights <- as.name(weights)
-            # lme4's lFormula also get()s `weights` from the calling frame.
-            fitenv$weights <- data[[weights]]
+        for (arg in c("weights", "offset")) {
+            col <- opts[[arg]]
+            if (length(col)) {
+                cl[[arg]] <- as.name(col)
+                # lme4's lFormula also get()s weights/offset from the calling frame.
+                assign(arg, data[[col]], envir = fitenv)
+            }
         }
+        if (length(opts$contrasts)) {
+            fitenv$contrasts <- lapply(stats::setNames(nm = names(opts$contrasts)),
+                                       function(col) lmm_contrast(data[[col]],
+                                                                  opts$contrasts[[col]]))
+            cl$contrasts <- quote(contrasts)
+        }
+        if (length(opts$control)) {
+            fitenv$control <- lmm_control(if (kind == "lmer") "lmer" else "glmer",
+                                          opts$control)
+            cl$control <- quote(control)
+        }
+        if (kind == "glmer" && length(opts$nagq)) cl$nAGQ <- as.integer(opts$nagq)
+        fitenv$data <- data
         fit <- eval(cl, fitenv)
         # Show the formula itself, not the symbol it was bound to, in summary().
         fit@call$formula <- formula
-        list(fit = fit, tables = lmm_tables(fit, kind, ddf))
+        list(fit = fit, data = data, tables = lmm_tables(fit, kind, opts$ddf))
     })
     out <- list(warnings = res$warnings, messages = res$messages)
     if (inherits(res$value, "error")) {
         out$error <- conditionMessage(res$value)
-        out$error_call <- paste(deparse(conditionCall(res$value), width.cutoff = 80L),
-                                collapse = " ")
         return(out)
     }
     c(out, res$value)
 }
 
 lmm_coef_table <- function(fit, kind, ddf) {
-    if (kind == "lmer" && ddf != "lme4") {
+    if (kind == "lmer" && ddf != "lme4" && inherits(fit, "lmerModLmerTest")) {
         method <- if (ddf == "kenward-roger") "Kenward-Roger" else "Satterthwaite"
         ct <- stats::coef(lmerTest:::summary.lmerModLmerTest(fit, ddf = method))
         out <- list(estimate = ct[, 1L], std_error = ct[, 2L], df = ct[, 3L],
@@ -210,7 +270,7 @@ lmm_coef_table <- function(fit, kind, ddf) {
         n <- nrow(ct)
         has_p <- ncol(ct) >= 4L
         out <- list(estimate = ct[, 1L], std_error = ct[, 2L],
-                    df = rep(if (kind == "glmer") Inf else NA_real_, n),
+                    df = rep(if (kind == "lmer") NA_real_ else Inf, n),
                     statistic = ct[, 3L],
                     p_value = if (has_p) ct[, 4L] else rep(NA_real_, n))
     }

@@ -106,6 +106,28 @@
   })
 }
 
+# Natural size of each theta_j: theta_j multiplies columns of Z (rows of Zt), so
+# one unit of theta_j is worth (RMS of those Z entries) units of the response /
+# sigma. 1 for random intercepts; small for slopes of covariates with large
+# values. Used as the step floor near theta_j = 0 (e.g. on the boundary).
+.lmm_sat_theta_scale <- function(devfun) {
+  pp <- environment(devfun)$pp
+  Zt <- methods::as(pp$Zt, "CsparseMatrix")
+  Lt <- pp$Lambdat
+  Lind <- pp$Lind
+  # rms of the nonzero entries in each row of Zt
+  ssq <- Matrix::rowSums(Zt^2)
+  nnz <- tabulate(Zt@i + 1L, nbins = nrow(Zt))
+  rms <- sqrt(ssq / pmax(nnz, 1L))
+  # Lambdat@x[m] sits in column r of Lambdat, i.e. row r of Lambda -> Z column r
+  col_of_x <- rep.int(seq_len(ncol(Lt)), diff(Lt@p))
+  vapply(seq_along(pp$theta), function(j) {
+    z <- rms[col_of_x[Lind == j]]
+    z <- z[is.finite(z) & z > 0]
+    if (length(z)) 1 / sqrt(mean(z^2)) else 1
+  }, numeric(1L))
+}
+
 # Finite-difference derivatives in theta at one step vector h, reusing the base
 # point p0. Hessian of a: second differences on theta +- h_i e_i and
 # theta +- (h_i e_i + h_j e_j). Hessian of b: central differences of its analytic
@@ -225,7 +247,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL) {
   reason <- NULL
   res <- tryCatch({
     if (!same_crit(p0$dev)) stop("deviance function does not reproduce the fit")
-    h <- 0.01 * pmax(abs(theta), 0.1)
+    h <- 0.01 * pmax(abs(theta), 0.1 * .lmm_sat_theta_scale(df_fun))
     fd1 <- .lmm_sat_fd(df_fun, theta, h, reml, p0, dLt)
     fd2 <- .lmm_sat_fd(df_fun, theta, h / 2, reml, p0, dLt)
     rich <- function(x1, x2) (4 * x2 - x1) / 3
