@@ -40,6 +40,7 @@ def lmer(
     control: dict[str, Any] | None = None,
     family: str | None = None,
     allow_functions: list[str] | tuple[str, ...] = (),
+    timeout: float | None = None,
 ) -> LmerModel:
     """Fit a linear mixed model with R's ``lme4::lmer`` (p-values from lmerTest).
 
@@ -72,6 +73,8 @@ def lmer(
         If given, fit a GLMM with :func:`glmer` instead.
     allow_functions : sequence of str
         Functions to allow in the formula beyond the built-in allowlist.
+    timeout : float, optional
+        Seconds after which R is stopped and LmerTimeoutError raised.
 
     Returns
     -------
@@ -88,10 +91,11 @@ def lmer(
     if family is not None:
         return glmer(formula, data, family=family, factors=factors, weights=weights,
                      offset=offset, contrasts=contrasts, control=control,
-                     allow_functions=allow_functions)
+                     allow_functions=allow_functions, timeout=timeout)
     request = FitRequest.build(formula, kind="lmer", reml=reml, ddf=ddf, factors=factors,
                                weights=weights, offset=offset, contrasts=contrasts,
-                               control=control, extra_functions=tuple(allow_functions))
+                               control=control, extra_functions=tuple(allow_functions),
+                               timeout=timeout)
     return fit(request, data)
 
 
@@ -107,6 +111,7 @@ def glmer(
     control: dict[str, Any] | None = None,
     nagq: int | None = None,
     allow_functions: list[str] | tuple[str, ...] = (),
+    timeout: float | None = None,
 ) -> LmerModel:
     """Fit a generalized linear mixed model with R's ``lme4::glmer``.
 
@@ -121,7 +126,7 @@ def glmer(
         ``"negative_binomial"`` (lme4's ``glmer.nb``).
     nagq : int, optional
         Adaptive Gauss-Hermite quadrature points (lme4's ``nAGQ``).
-    factors, weights, offset, contrasts, control, allow_functions
+    factors, weights, offset, contrasts, control, allow_functions, timeout
         As for :func:`lmer`.
 
     Returns
@@ -132,7 +137,7 @@ def glmer(
     request = FitRequest.build(formula, kind="glmer", family=family, factors=factors,
                                weights=weights, offset=offset, contrasts=contrasts,
                                control=control, nagq=nagq,
-                               extra_functions=tuple(allow_functions))
+                               extra_functions=tuple(allow_functions), timeout=timeout)
     return fit(request, data)
 
 
@@ -207,7 +212,8 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     used = _used_columns(request, _check_formula(r, request, columns), columns)
     encoded = [convert.encode_column(c, df[c]) for c in used]
     res = r.run("lmm_fit", RFrame(encoded, len(df)), request.formula, request.r_options(),
-                allowlist(request.extra_functions), keep=("fit", "data"))
+                allowlist(request.extra_functions), keep=("fit", "data"),
+                timeout=request.timeout)
     r_warnings = list(res.get("warnings") or [])
     r_messages = list(res.get("messages") or [])
     if "error" in res:

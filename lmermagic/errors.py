@@ -18,6 +18,7 @@ __all__ = [
     "DataError",
     "ConversionError",
     "FitError",
+    "LmerTimeoutError",
     "RNotAvailableError",
     "RPackageMissingError",
     "LmerWarning",
@@ -65,6 +66,10 @@ class FitError(LmerError, RuntimeError):
     def __init__(self, message: str, r_message: str = "") -> None:
         super().__init__(message)
         self.r_message = r_message
+
+
+class LmerTimeoutError(LmerError, TimeoutError):
+    """A fit ran longer than its ``timeout``; R was stopped and stays usable."""
 
 
 class RNotAvailableError(LmerError, ImportError):

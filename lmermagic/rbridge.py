@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 
 from .convert import RColumn
-from .errors import FitError, LmerError, RNotAvailableError, RPackageMissingError
+from .errors import (
+    FitError,
+    LmerError,
+    LmerTimeoutError,
+    RNotAvailableError,
+    RPackageMissingError,
+)
 
 __all__ = ["R", "RFrame", "RObject", "get_r", "to_py", "frame_to_pandas"]
 
@@ -92,10 +98,20 @@ class RObject:
         self.sexp = sexp
 
     def __del__(self) -> None:
-        _graveyard.append(self.sexp)
+        try:
+            _graveyard.append(self.sexp)
+        except Exception:  # interpreter shutdown: module globals are gone
+            pass
 
     def __repr__(self) -> str:
         return f"<R object {type(self.sexp).__name__}>"
+
+
+class _Stop:
+    """Why R was asked to stop during one call, if it was."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
 
 
 class _Console:
@@ -118,12 +134,13 @@ class R:
     def __init__(self) -> None:
         try:
             import rpy2.rinterface as ri
-            from rpy2.rinterface_lib import callbacks, embedded
+            from rpy2.rinterface_lib import callbacks, embedded, openrlib
         except Exception as exc:  # ImportError, or OSError when libR is missing
             raise RNotAvailableError(f"rpy2 could not load R: {exc}\n{R_ADVICE}") from exc
         self.ri = ri
         self._callbacks = callbacks
         self._RRuntimeError = embedded.RRuntimeError
+        self._openrlib = openrlib
         with _lock:
             if not embedded.isready():
                 # rpy2 installs its own SIGINT handler while starting R; keep ours.
@@ -185,7 +202,8 @@ class R:
         raise TypeError(f"cannot send {type(value).__name__} to R")
 
     def run(self, name: str, *args: Any, keep: Sequence[str] = (),
-            convert: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:
+            convert: Callable[[Any], Any] | None = None, timeout: float | None = None,
+            **kwargs: Any) -> Any:
         """Call one of lmermagic's R functions and return Python values.
 
         Arguments may be Python scalars, lists of str, dicts (named lists),
@@ -195,11 +213,64 @@ class R:
         :class:`RObject` handles instead. Every rpy2 object is created and
         dropped while the lock is held: rpy2's bookkeeping of R objects is not
         thread-safe.
+
+        Ctrl-C (SIGINT, a kernel interrupt) stops R and raises
+        KeyboardInterrupt; after ``timeout`` seconds R is stopped the same way
+        and :class:`~lmermagic.errors.LmerTimeoutError` is raised.
         """
         with _lock:
             _drain_graveyard()
-            with self._captured() as console:
-                return self._run_locked(console, name, args, kwargs, keep, convert)
+            with self._captured() as console, self._interruptible(timeout) as stop:
+                try:
+                    out = self._run_locked(console, name, args, kwargs, keep, convert)
+                except FitError:
+                    if stop.reason is None:
+                        raise
+                    out = None
+                # rpy2's error text after an interrupt is stale or empty: trust
+                # our own flag, never R's message.
+                if stop.reason == "interrupt":
+                    raise KeyboardInterrupt
+                if stop.reason == "timeout":
+                    raise LmerTimeoutError(
+                        f"R was stopped after the time limit of {timeout:g} s; R is "
+                        "usable again. Raise timeout= (or %config LmerMagics.timeout)."
+                    )
+                return out
+
+    @contextlib.contextmanager
+    def _interruptible(self, timeout: float | None) -> Iterator[_Stop]:
+        """Make SIGINT and the timeout set R's own interrupt flag.
+
+        rpy2 loses a KeyboardInterrupt raised inside its callbacks (rpy2 issue
+        831), and R ignores Python's signals: setting R_interrupts_pending makes
+        R stop at its next interrupt check.
+        """
+        rlib = self._openrlib.rlib
+        stop = _Stop()
+
+        def trip(reason: str) -> None:
+            if stop.reason is None:
+                stop.reason = reason
+            rlib.R_interrupts_pending = 1
+
+        previous = None
+        if _main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, lambda signum, frame: trip("interrupt"))
+        timer = None
+        if timeout is not None and timeout > 0:
+            timer = threading.Timer(timeout, trip, ("timeout",))
+            timer.daemon = True
+            timer.start()
+        try:
+            yield stop
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            rlib.R_interrupts_pending = 0
 
     def _run_locked(self, console: _Console, name: str, args: Sequence[Any],
                     kwargs: dict[str, Any], keep: Sequence[str],

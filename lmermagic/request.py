@@ -205,6 +205,18 @@ def parse_control(control: dict[str, object] | None) -> dict[str, object] | None
     return out
 
 
+def _timeout(value: float | None) -> float | None:
+    if value is None or value == 0:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"timeout={value!r} is not a number of seconds.") from None
+    if seconds < 0:
+        raise DataError("timeout must be a positive number of seconds (0 or None: no limit).")
+    return seconds
+
+
 @dataclass(frozen=True)
 class FitRequest:
     """One model to fit."""
@@ -224,6 +236,7 @@ class FitRequest:
     data_name: str = "data"
     name: str | None = None
     extra_functions: tuple[str, ...] = field(default=())
+    timeout: float | None = None
 
     @classmethod
     def build(
@@ -243,6 +256,7 @@ class FitRequest:
         data_name: str = "data",
         name: str | None = None,
         extra_functions: tuple[str, ...] | list[str] = (),
+        timeout: float | None = None,
     ) -> FitRequest:
         if not isinstance(formula, str) or not formula.strip():
             raise DataError("the formula is empty: give one like 'y ~ x + (1 | group)'.")
@@ -281,6 +295,7 @@ class FitRequest:
             data_name=data_name,
             name=name,
             extra_functions=tuple(extra_functions),
+            timeout=_timeout(timeout),
         )
 
     def r_options(self) -> dict[str, object]:

@@ -106,25 +106,32 @@
   })
 }
 
-# Natural size of each theta_j: theta_j multiplies columns of Z (rows of Zt), so
-# one unit of theta_j is worth (RMS of those Z entries) units of the response /
-# sigma. 1 for random intercepts; small for slopes of covariates with large
-# values. Used as the step floor near theta_j = 0 (e.g. on the boundary).
-.lmm_sat_theta_scale <- function(devfun) {
+# Step sizes. theta_j is an entry of the relative covariance factor Lambda; the
+# deviance depends on Lambda Lambda', so theta_j varies on the scale of the norm
+# of its row of Lambda (the relative SD of that random effect), which is |theta_j|
+# for a scalar random effect but can be much larger than a small off-diagonal
+# entry. Floor near zero (boundary fits): 0.1 times the natural unit of the
+# random effect, 1 / (RMS of its Z entries) -- 1 for random intercepts, small for
+# slopes of covariates with large values.
+.lmm_sat_steps <- function(devfun, theta, d) {
   pp <- environment(devfun)$pp
-  Zt <- methods::as(pp$Zt, "CsparseMatrix")
   Lt <- pp$Lambdat
   Lind <- pp$Lind
-  # rms of the nonzero entries in each row of Zt
+  Zt <- pp$Zt
+  # Lambdat@x[m] sits in column r of Lambdat, i.e. row r of Lambda -> Z column r
+  col_of_x <- rep.int(seq_len(ncol(Lt)), diff(Lt@p))
+  x <- theta[Lind]
+  rownorm <- sqrt(vapply(split(x^2, factor(col_of_x, levels = seq_len(ncol(Lt)))),
+                         sum, numeric(1L)))
   ssq <- Matrix::rowSums(Zt^2)
   nnz <- tabulate(Zt@i + 1L, nbins = nrow(Zt))
   rms <- sqrt(ssq / pmax(nnz, 1L))
-  # Lambdat@x[m] sits in column r of Lambdat, i.e. row r of Lambda -> Z column r
-  col_of_x <- rep.int(seq_len(ncol(Lt)), diff(Lt@p))
-  vapply(seq_along(pp$theta), function(j) {
-    z <- rms[col_of_x[Lind == j]]
+  vapply(seq_along(theta), function(j) {
+    r <- col_of_x[Lind == j]
+    z <- rms[r]
     z <- z[is.finite(z) & z > 0]
-    if (length(z)) 1 / sqrt(mean(z^2)) else 1
+    unit <- if (length(z)) 1 / sqrt(mean(z^2)) else 1
+    d * max(abs(theta[j]), rownorm[r], 0.1 * unit)
   }, numeric(1L))
 }
 
@@ -202,7 +209,11 @@ lmm_satterthwaite_df <- function(sat, L) {
   list(vcov_varpar = lt@vcov_varpar, jac = lt@Jac_list, vcov_beta = lt@vcov_beta)
 }
 
-lmm_satterthwaite <- function(fit, devfun = NULL) {
+# fit:    an lme4 lmerMod (REML or ML); lmerTest's lmerModLmerTest works too.
+# devfun: optional lme4 deviance function of the same model (e.g. from
+#         lme4::mkLmerDevfun); it is left at the optimum afterwards.
+# force_fallback: compute exactly as lmerTest does (for checking).
+lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   if (!inherits(fit, "lmerMod")) {
     stop("fit must be a linear mixed model from lme4::lmer (class 'lmerMod')")
   }
@@ -246,8 +257,9 @@ lmm_satterthwaite <- function(fit, devfun = NULL) {
   method <- "lmermagic"
   reason <- NULL
   res <- tryCatch({
+    if (isTRUE(force_fallback)) stop("fallback requested")
     if (!same_crit(p0$dev)) stop("deviance function does not reproduce the fit")
-    h <- 0.01 * pmax(abs(theta), 0.1 * .lmm_sat_theta_scale(df_fun))
+    h <- .lmm_sat_steps(df_fun, theta, 0.01)
     fd1 <- .lmm_sat_fd(df_fun, theta, h, reml, p0, dLt)
     fd2 <- .lmm_sat_fd(df_fun, theta, h / 2, reml, p0, dLt)
     rich <- function(x1, x2) (4 * x2 - x1) / 3

@@ -1,0 +1,139 @@
+"""Ctrl-C and timeouts during a long fit, in a real Jupyter kernel and in-process."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmermagic
+
+# A synthetic fit of about 30-60 s on this class of machine (2 cores), whose
+# optimizer lets R check for interrupts at least every ~0.3 s.
+LONG_FIT_SETUP = """
+import numpy as np, pandas as pd, signal, lmermagic
+rng = np.random.default_rng(7)
+n, G = 100_000, 300
+g = rng.integers(0, G, n)
+X = rng.normal(size=(n, 4))
+b = rng.normal(size=(G, 5))
+y = b[g, 0] + (X * (1 + b[g, 1:])).sum(1) + rng.normal(size=n)
+big = pd.DataFrame({"y": y, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "x4": X[:, 3],
+                    "g": g.astype(str)})
+big_before = big.copy()
+sleep = lmermagic.datasets.load("sleepstudy")
+handler_before = signal.getsignal(signal.SIGINT)
+%load_ext lmermagic
+"""
+LONG_FORMULA = "y ~ x1 + x2 + x3 + x4 + (1 + x1 + x2 + x3 + x4 | g)"
+
+
+def _kernel():
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3",
+                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[]))
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    return km, kc
+
+
+def _execute(kc, code, timeout=120):
+    msg_id = kc.execute(code)
+    while True:
+        reply = kc.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"]
+
+
+def _value(kc, expr):
+    """repr(expr) evaluated in the kernel, read from its stdout."""
+    msg_id = kc.execute(f"print(repr({expr}), end='')")
+    out = ""
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            out += msg["content"]["text"]
+        elif msg["msg_type"] == "error":
+            raise AssertionError(msg["content"])
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return out
+
+
+def test_kernel_interrupt_stops_the_fit_and_the_kernel_lives():
+    km, kc = _kernel()
+    try:
+        assert _execute(kc, LONG_FIT_SETUP)["status"] == "ok"
+        msg_id = kc.execute(f"%lmer -d big -o slow --ddf lme4 {LONG_FORMULA}")
+        time.sleep(6)  # well inside the fit
+        sent = time.time()
+        km.interrupt_kernel()
+        while True:
+            reply = kc.get_shell_msg(timeout=60)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        latency = time.time() - sent
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert latency < 5, latency
+        assert km.is_alive()
+        # the kernel and R are usable, with correct numbers and no stale error
+        ok = _execute(kc, "m = %lmer -d sleep Reaction ~ Days + (Days | Subject)")
+        assert ok["status"] == "ok", ok
+        assert _value(kc, "[round(v, 6) for v in m.fixef]") == "[251.405105, 10.467286]"
+        assert _value(kc, "signal.getsignal(signal.SIGINT) is handler_before") == "True"
+        assert _value(kc, "big.equals(big_before)") == "True"
+        assert _value(kc, "'slow' in dir()") == "False"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_timeout_stops_r_and_r_stays_usable(sleepstudy):
+    rng = np.random.default_rng(7)
+    n, groups = 100_000, 300
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=(n, 4))
+    b = rng.normal(size=(groups, 5))
+    y = b[g, 0] + (x * (1 + b[g, 1:])).sum(1) + rng.normal(size=n)
+    big = pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2],
+                        "x4": x[:, 3], "g": g.astype(str)})
+    start = time.time()
+    with pytest.raises(lmermagic.LmerTimeoutError):
+        lmermagic.lmer(LONG_FORMULA, big, ddf="lme4", timeout=2)
+    assert time.time() - start < 10
+    with pytest.raises(TimeoutError):  # the builtin a user would catch
+        lmermagic.lmer(LONG_FORMULA, big, ddf="lme4", timeout=1)
+    m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    np.testing.assert_allclose(m.fixef, [251.405104848485, 10.467285959595], rtol=1e-8)
+
+
+def test_sigint_in_process_raises_keyboard_interrupt(sleepstudy):
+    import os
+    import signal
+    import threading
+
+    rng = np.random.default_rng(7)
+    n, groups = 100_000, 300
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=(n, 4))
+    y = x.sum(1) + rng.normal(size=groups)[g] + rng.normal(size=n)
+    big = pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2],
+                        "x4": x[:, 3], "g": g.astype(str)})
+    before = signal.getsignal(signal.SIGINT)
+    timer = threading.Timer(2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        lmermagic.lmer(LONG_FORMULA, big, ddf="lme4")
+    assert time.time() - start < 7
+    assert signal.getsignal(signal.SIGINT) is before
+    m = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    assert m.nobs == 180
