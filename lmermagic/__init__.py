@@ -59,4 +59,8 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register %lmer, %%lmer, %glmer and %%glmer (called by %load_ext)."""
     from .magics import LmerMagics
 
-    ipython.register_magics(LmerMagics)
+    magics = LmerMagics(shell=ipython)
+    ipython.register_magics(magics)
+    # %config LmerMagics.timeout = ... reaches the instance through this list.
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)

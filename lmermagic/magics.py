@@ -20,6 +20,8 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from traitlets import Float, List, Unicode
+
 from .errors import DataError, LmerError, did_you_mean
 from .model import LmerModel
 from .request import FitRequest
@@ -107,11 +109,21 @@ _OPTIONS = [
              help="GLMM family: binomial, poisson, \"Gamma(link='log')\", ...; "
                   "on %%lmer switches to glmer"),
     argument("--ml", action="store_true", help="maximum likelihood instead of REML"),
-    argument("--ddf", metavar="METHOD", default="satterthwaite",
+    argument("--ddf", metavar="METHOD",
              help="satterthwaite (default), kenward-roger or lme4 (no df, no p)"),
     argument("--factors", metavar="COL[,COL...]",
              help="columns to turn into R factors (as.factor)"),
     argument("--weights", metavar="COL", help="column of prior weights"),
+    argument("--offset", metavar="COL", help="column to use as offset"),
+    argument("--contrasts", metavar="COL=TYPE[,...]",
+             help="contrasts per factor: treatment, sum, helmert, poly, SAS or "
+                  "treatment:LEVEL (reference level), e.g. Evit=sum"),
+    argument("--nagq", metavar="N", type=int, help="glmer: adaptive quadrature points"),
+    argument("--optimizer", metavar="NAME",
+             help="bobyqa, Nelder_Mead, nloptwrap or nlminbwrap"),
+    argument("--maxfun", metavar="N", type=int, help="optimizer's maximum evaluations"),
+    argument("--timeout", metavar="SECONDS", type=float,
+             help="stop R after this many seconds (default: %%config LmerMagics.timeout)"),
     argument("--allow", metavar="FUN[,FUN...]",
              help="allow these extra functions in the formula"),
     argument("-q", "--quiet", action="store_true",
@@ -127,7 +139,23 @@ def _with_options(func: Any) -> Any:
 
 @magics_class
 class LmerMagics(Magics):
-    """Magics fitting lme4 mixed models on DataFrames of the notebook."""
+    """Magics fitting lme4 mixed models on DataFrames of the notebook.
+
+    Settings for the session: ``%config LmerMagics.timeout = 600``,
+    ``%config LmerMagics.allow = ['sinh']``, ``%config LmerMagics.ddf = 'kenward-roger'``.
+    """
+
+    timeout = Float(
+        0.0, help="Seconds after which a fit is stopped (LmerTimeoutError); 0: no limit."
+    ).tag(config=True)
+    allow = List(
+        Unicode(), default_value=[],
+        help="Functions allowed in formulas beyond lmermagic.ALLOWED_FUNCTIONS.",
+    ).tag(config=True)
+    ddf = Unicode(
+        "satterthwaite",
+        help="Default df method of %lmer: satterthwaite, kenward-roger or lme4.",
+    ).tag(config=True)
 
     def _run(self, func: Any, kind: str, line: str, cell: str | None) -> LmerModel | None:
         parser = _parser(func)
@@ -147,17 +175,29 @@ class LmerMagics(Magics):
         data = self._resolve(args.data)
         family = args.family
         use_glmer = kind == "glmer" or family is not None
-        extra = tuple(f.strip() for f in (args.allow or "").split(",") if f.strip())
+        extra = tuple(self.allow) + tuple(
+            f.strip() for f in (args.allow or "").split(",") if f.strip())
+        control: dict[str, object] = {}
+        if args.optimizer:
+            control["optimizer"] = args.optimizer
+        if args.maxfun:
+            control["maxfun"] = args.maxfun
         request = FitRequest.build(
             formula,
             kind="glmer" if use_glmer else "lmer",
             reml=not args.ml,
-            ddf=args.ddf,
+            ddf=args.ddf or self.ddf,
             family=family,
             factors=args.factors,
             weights=args.weights,
+            offset=args.offset,
+            contrasts=args.contrasts,
+            control=control or None,
+            nagq=args.nagq,
             data_name=args.data,
+            name=args.out,
             extra_functions=extra,
+            timeout=args.timeout if args.timeout is not None else self.timeout,
         )
         from .api import fit
 

@@ -159,3 +159,34 @@ def test_frame_untouched_by_magic(shell, ns):
     before = ns["dietox"].copy(deep=True)
     run(shell, "%lmer -q -d dietox --factors Evit Weight ~ Time + Evit + (1 | Pig)")
     pd.testing.assert_frame_equal(ns["dietox"], before)
+
+
+def test_contrasts_offset_and_optimizer_options(shell, ns, rref):
+    run(shell, "%lmer -d dietox --contrasts Evit=sum --optimizer Nelder_Mead -o mcon "
+               "Weight ~ Time + Evit + (1 | Pig)")
+    ref = rref("""e <- new.env(); utils::data("dietox", package = "geepack", envir = e)
+        d <- e$dietox
+        m <- lmerTest::lmer(Weight ~ Time + Evit + (1 | Pig), d,
+                            contrasts = list(Evit = "contr.sum"),
+                            control = lme4::lmerControl(optimizer = "Nelder_Mead"))
+        list(coef = coef(summary(m)), terms = rownames(coef(summary(m))))""")
+    assert list(ns["mcon"].coefs.index) == ref["terms"] == ["(Intercept)", "Time", "Evit1",
+                                                            "Evit2"]
+    np.testing.assert_allclose(ns["mcon"].coefs[["estimate", "std_error", "df"]],
+                               np.asarray(ref["coef"])[:, :3], rtol=1e-6)
+    run(shell, "%lmer -d dietox --contrasts Evit=treatment:Evit200 -o mref "
+               "Weight ~ Time + Evit + (1 | Pig)")
+    assert "EvitEvit000" in ns["mref"].coefs.index
+
+
+def test_config_traits(shell, ns):
+    run(shell, "%config LmerMagics.timeout = 0.5")
+    run(shell, "%config LmerMagics.allow = ['sinh']")
+    try:
+        m = run(shell, "%lmer -d sleep --timeout 0 Reaction ~ sinh(Days / 10) + (1 | Subject)")
+        assert "sinh(Days/10)" in m.coefs.index
+    finally:
+        run(shell, "%config LmerMagics.timeout = 0.0")
+        run(shell, "%config LmerMagics.allow = []")
+    with pytest.raises(lmermagic.UnsafeFormulaError):
+        run(shell, "%lmer -d sleep Reaction ~ sinh(Days) + (1 | Subject)")

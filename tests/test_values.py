@@ -268,3 +268,63 @@ def test_summary_is_rs_text(sleepstudy):
     assert "Satterthwaite" in text and "Days" in text
     html = m._repr_html_()
     assert "Reaction ~ Days + (Days | Subject)" in html and "10.47" in html
+
+
+def _counts(seed: int = 21) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.uniform(-1, 1, g.size)
+    exposure = rng.uniform(1, 5, g.size)
+    mu = exposure * np.exp(0.2 + 0.6 * x + rng.normal(0, 0.4, 30)[g])
+    y = rng.negative_binomial(3, 3 / (3 + mu))
+    return pd.DataFrame({"y": y, "x": x, "logexp": np.log(exposure),
+                         "g": [f"g{i:02d}" for i in g]})
+
+
+@pytest.mark.parametrize("how", ["argument", "formula"])
+def test_poisson_offset_and_nagq(rref, tmp_path, how):
+    df = _counts()
+    path = tmp_path / "counts.csv"
+    df.to_csv(path, index=False)
+    if how == "argument":
+        m = lmermagic.glmer("y ~ x + (1 | g)", df, family="poisson", offset="logexp", nagq=5)
+    else:
+        m = lmermagic.glmer("y ~ x + offset(logexp) + (1 | g)", df, family="poisson", nagq=5)
+    ref = rref(f"""d <- utils::read.csv("{path}", stringsAsFactors = TRUE)
+        m <- lme4::glmer(y ~ x + (1 | g), d, family = poisson, offset = logexp, nAGQ = 5)
+        list(coef = coef(summary(m)), ll = as.numeric(logLik(m)),
+             fitted = fitted(m))""")
+    np.testing.assert_allclose(m.coefs[["estimate", "std_error", "statistic", "p_value"]],
+                               np.asarray(ref["coef"]), rtol=1e-6)
+    assert m.loglik == pytest.approx(float(ref["ll"][0]), rel=1e-8)
+    np.testing.assert_allclose(m.fitted, ref["fitted"], rtol=1e-6)
+
+
+def test_negative_binomial(rref, tmp_path):
+    df = _counts()
+    path = tmp_path / "counts.csv"
+    df.to_csv(path, index=False)
+    m = lmermagic.glmer("y ~ x + offset(logexp) + (1 | g)", df, family="negative_binomial")
+    ref = rref(f"""d <- utils::read.csv("{path}", stringsAsFactors = TRUE)
+        m <- lme4::glmer.nb(y ~ x + offset(logexp) + (1 | g), d)
+        list(coef = coef(summary(m)), ll = as.numeric(logLik(m)),
+             theta = lme4::getME(m, "glmer.nb.theta"), fam = family(m)$family)""")
+    assert m.kind == "glmer.nb" and m.family == ref["fam"][0]
+    np.testing.assert_allclose(m.coefs[["estimate", "std_error", "statistic", "p_value"]],
+                               np.asarray(ref["coef"]), rtol=1e-5)
+    assert m.loglik == pytest.approx(float(ref["ll"][0]), rel=1e-7)
+
+
+def test_control_settings_reach_lme4(sleepstudy, rref):
+    m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy,
+                       control={"optimizer": "Nelder_Mead", "maxfun": 20,
+                                "check.conv.grad": "ignore"})
+    ref = rref("""m <- suppressWarnings(lmerTest::lmer(Reaction ~ Days + (Days | Subject),
+        lme4::sleepstudy, control = lme4::lmerControl(optimizer = "Nelder_Mead",
+        optCtrl = list(maxfun = 20), check.conv.grad = "ignore")))
+        list(fe = lme4::fixef(m), conv = m@optinfo$conv$opt)""")
+    np.testing.assert_allclose(m.fixef, ref["fe"], rtol=1e-8)
+    assert not m.converged  # 20 evaluations are too few; lme4 says so
+    with pytest.raises(lmermagic.DataError, match="optimizer"):
+        lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy,
+                       control={"optimizer": "system('ls')"})

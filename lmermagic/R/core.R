@@ -74,9 +74,10 @@ lmm_check_formula <- function(text, columns, allowed) {
 # stats, splines and utils, in that order (user extensions).
 lmm_safe_env <- function(allowed) {
     env <- new.env(parent = emptyenv())
-    for (pkg in names(allowed)) {
+    for (i in seq_along(allowed)) {
+        pkg <- names(allowed)[i]
         where <- if (nzchar(pkg)) pkg else c("base", "stats", "splines", "utils")
-        for (name in allowed[[pkg]]) {
+        for (name in allowed[[i]]) {
             for (p in where) {
                 fn <- get0(name, envir = asNamespace(p), inherits = FALSE)
                 if (is.function(fn)) { assign(name, fn, envir = env); break }
