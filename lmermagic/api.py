@@ -192,6 +192,25 @@ def _used_columns(request: FitRequest, vars_: list[str], columns: list[str]) -> 
     return used
 
 
+# R's messages that say nothing to a user, in plain words.
+_PLAIN = {
+    "objective in x0 returns NA": (
+        "the deviance could not be computed at the starting values: look for constant, "
+        "extreme or badly scaled values in the response and predictors."),
+    "0 (non-NA) cases": "no complete rows: every row has a missing value in a used column.",
+}
+
+
+def _raise_fit_error(request: FitRequest, msg: str, klass: str) -> None:
+    if klass == "lmm_preflight":
+        raise DataError(f"'{request.data_name}': {msg}")
+    for needle, plain in _PLAIN.items():
+        if needle in msg:
+            raise FitError(f"R could not fit {request.formula!r}: {plain}", r_message=msg)
+    short = msg if len(msg) <= _MAX_R_MESSAGE else msg[:_MAX_R_MESSAGE] + " [...]"
+    raise FitError(f"R could not fit {request.formula!r}: {short}", r_message=msg)
+
+
 def _warn(texts: list[str], category: type[Warning]) -> None:
     for text in texts:
         _warnings.warn(text, category, stacklevel=4)
@@ -217,9 +236,7 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     r_warnings = list(res.get("warnings") or [])
     r_messages = list(res.get("messages") or [])
     if "error" in res:
-        msg = str(res["error"][0])
-        short = msg if len(msg) <= _MAX_R_MESSAGE else msg[:_MAX_R_MESSAGE] + " [...]"
-        raise FitError(f"R could not fit {request.formula!r}: {short}", r_message=msg)
+        _raise_fit_error(request, str(res["error"][0]), str(res["error_class"][0]))
     t = res["tables"]
     conv_msgs = list(t.get("conv_messages") or [])
     all_warnings = list(dict.fromkeys(r_warnings + r_messages + conv_msgs))
@@ -266,6 +283,7 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
         singular=singular,
         warnings=all_warnings,
         dropped=index[dropped - 1] if len(dropped) else index[:0],
+        missing={k: int(v) for k, v in (t.get("na_counts") or {}).items() if v},
         theta=np.asarray(t["theta"], dtype=float),
         data_name=request.data_name,
         r_object=res["fit"],

@@ -68,6 +68,8 @@ class LmerModel:
         R's warnings and messages from the fit, verbatim.
     dropped : pandas.Index
         Caller's index labels of rows dropped for missing values.
+    missing : dict of str to int
+        Missing values per used column (the columns that caused the drops).
     robj : rpy2 object
         The underlying R model.
     request : FitRequest
@@ -102,6 +104,7 @@ class LmerModel:
     singular: bool
     warnings: list[str]
     dropped: pd.Index
+    missing: dict[str, int]
     theta: np.ndarray
     data_name: str
     r_object: Any = field(default=None)
@@ -262,6 +265,9 @@ class LmerModel:
         groups = ", ".join(f"{esc(g)} ({n})" for g, n in self.ngroups.items())
         crit = (f"REML criterion {self.reml_criterion:.4f}" if self.reml
                 else f"deviance {self.deviance:.4f}")
+        if len(self.dropped):
+            cols = ", ".join(f"{esc(c)} ({n})" for c, n in self.missing.items())
+            groups += f" · {len(self.dropped)} rows dropped for missing values in {cols}"
         stats_line = (f"{self.nobs} obs · groups: {groups} · logLik {self.loglik:.4f} · "
                       f"AIC {self.aic:.2f} · BIC {self.bic:.2f} · {crit}")
         warn = ""

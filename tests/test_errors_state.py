@@ -62,10 +62,10 @@ def test_data_must_be_a_frame():
 
 
 def test_r_error_during_fit_is_reported_and_next_fit_works(sleepstudy):
-    one = sleepstudy.assign(g="only")
     with pytest.raises(lmermagic.FitError) as info:
-        lmermagic.lmer("Reaction ~ Days + (1 | g)", one)
-    assert "grouping factors must have > 1 sampled level" in info.value.r_message
+        lmermagic.glmer("Reaction ~ Days + (1 | Subject)", sleepstudy, family="binomial")
+    assert "y values must be 0 <= y <= 1" in info.value.r_message
+    assert "y values must be 0 <= y <= 1" in str(info.value)
     m = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy)
     assert m.nobs == 180
 
@@ -171,3 +171,53 @@ def test_allowlist_names_exist_in_r(rref):
             n <- c({", ".join(repr(n) for n in names)})
             n[!vapply(n, function(x) is.function(get0(x, envir = ns)), TRUE)]""")
         assert missing == [], (pkg, missing)
+
+
+@pytest.mark.parametrize("make, formula, match", [
+    (lambda d: d.assign(Reaction=np.nan), "Reaction ~ Days + (1 | Subject)",
+     "no complete rows.*Reaction 180"),
+    (lambda d: d.assign(resp=np.where(d.Days > 4, "hi", "lo")), "resp ~ Days + (1 | Subject)",
+     "response 'resp' is a factor.*glmer"),
+    (lambda d: d.assign(g="one"), "Reaction ~ Days + (1 | g)",
+     "grouping factor 'g' has only one level"),
+    (lambda d: d.assign(obs=[f"o{i}" for i in range(len(d))]), "Reaction ~ Days + (1 | obs)",
+     "one observation per level \\(180 levels, 180 rows\\)"),
+    (lambda d: d.assign(Days=d.Days.where(d.Days != 3, np.inf)),
+     "Reaction ~ Days + (1 | Subject)", "infinite values"),
+])
+def test_preflight_messages_in_plain_words(sleepstudy, make, formula, match):
+    df = make(sleepstudy)
+    with pytest.raises(lmermagic.DataError, match=match):
+        lmermagic.lmer(formula, df)
+
+
+def test_observation_level_random_effect_is_fine_for_glmer(cbpp):
+    df = cbpp.assign(obs=[f"o{i}" for i in range(len(cbpp))])
+    g = lmermagic.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)",
+                        df)
+    assert g.ngroups["obs"] == len(cbpp)
+
+
+def test_missing_values_are_reported_by_column(sleepstudy):
+    df = sleepstudy.copy()
+    df.loc[[0, 1], "Reaction"] = np.nan
+    df["Days"] = df["Days"].astype("Float64")
+    df.loc[5, "Days"] = pd.NA
+    m = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", df)
+    assert m.missing == {"Reaction": 2, "Days": 1}
+    assert list(m.dropped) == [0, 1, 5]
+    assert "3 rows dropped" in m._repr_html_()
+
+
+def test_search_path_and_global_env_untouched_by_fresh_start():
+    code = """
+import lmermagic, rpy2.robjects as ro
+d = lmermagic.datasets.load("sleepstudy")
+lmermagic.lmer("Reaction ~ Days + (Days | Subject)", d)
+lmermagic.lmer("Reaction ~ Days + (Days | Subject)", d, ddf="kenward-roger")
+print(list(ro.r("search()")), list(ro.r("ls(globalenv(), all.names = TRUE)")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "package:lme4" not in out and "package:lmerTest" not in out
+    assert out.strip().endswith("[]")

@@ -161,6 +161,52 @@ lmm_with_conditions <- function(expr_fun) {
     list(value = value, warnings = warns, messages = msgs)
 }
 
+# Plain-word checks before lme4 runs; errors carry class "lmm_preflight".
+lmm_stop <- function(fmt, ...) {
+    stop(structure(class = c("lmm_preflight", "error", "condition"),
+                   list(message = sprintf(fmt, ...), call = NULL)))
+}
+
+lmm_label <- function(expr) paste(deparse(expr, width.cutoff = 500L), collapse = " ")
+
+lmm_preflight <- function(formula, data, kind) {
+    env <- environment(formula)
+    vars <- intersect(all.vars(formula), names(data))
+    complete <- stats::complete.cases(data[vars])
+    if (!any(complete)) {
+        na <- vapply(data[vars], function(v) sum(is.na(v)), 1L)
+        lmm_stop(paste0("no complete rows: every row has a missing value in at least one ",
+                        "column the model uses (missing per column: %s)."),
+                 paste(sprintf("%s %d", names(na), na), collapse = ", "))
+    }
+    rows <- data[complete, , drop = FALSE]
+    if (kind == "lmer") {
+        y <- eval(formula[[2L]], rows, env)
+        if (!is.numeric(y) || is.matrix(y)) {
+            lmm_stop(paste0("the response '%s' is %s, but lmer needs a numeric response; ",
+                            "for a binary or count response use glmer with a family."),
+                     lmm_label(formula[[2L]]),
+                     if (is.factor(y)) "a factor (text or categories)" else class(y)[1L])
+        }
+    }
+    for (bar in lme4::findbars(formula)) {
+        g <- eval(bar[[3L]], rows, env)
+        nlev <- length(unique(g))
+        name <- lmm_label(bar[[3L]])
+        if (nlev < 2L) {
+            lmm_stop(paste0("the grouping factor '%s' has only one level in the complete ",
+                            "rows; a random effect needs at least two groups."), name)
+        }
+        if (kind == "lmer" && nlev >= nrow(rows)) {
+            lmm_stop(paste0("the grouping factor '%s' has one observation per level (%d ",
+                            "levels, %d rows): its variance cannot be told apart from the ",
+                            "residual variance in a linear mixed model."),
+                     name, nlev, nrow(rows))
+        }
+    }
+    invisible(TRUE)
+}
+
 lmm_contrast_funs <- c(treatment = "contr.treatment", sum = "contr.sum",
                        helmert = "contr.helmert", poly = "contr.poly", SAS = "contr.SAS")
 
@@ -208,6 +254,7 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
     res <- lmm_with_conditions(function() {
         for (f in opts$factors) data[[f]] <- factor(data[[f]])
         formula <- lmm_make_formula(formula_text, names(data), allowed)
+        lmm_preflight(formula, data, kind)
         fitenv <- new.env(parent = baseenv())
         fitenv$formula <- formula
         cl <- switch(kind,
@@ -250,11 +297,14 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
         fit <- eval(cl, fitenv)
         # Show the formula itself, not the symbol it was bound to, in summary().
         fit@call$formula <- formula
-        list(fit = fit, data = data, tables = lmm_tables(fit, kind, opts$ddf))
+        tables <- lmm_tables(fit, kind, opts$ddf)
+        tables$na_counts <- vapply(data, function(v) sum(is.na(v)), 1L)
+        list(fit = fit, data = data, tables = tables)
     })
     out <- list(warnings = res$warnings, messages = res$messages)
     if (inherits(res$value, "error")) {
         out$error <- conditionMessage(res$value)
+        out$error_class <- class(res$value)[1L]
         return(out)
     }
     c(out, res$value)
