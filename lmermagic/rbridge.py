@@ -332,14 +332,19 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _names(obj: Any) -> list[str] | None:
-    names = obj.names
-    if names is None or type(names).__name__ == "NULLType":
-        return None
+def _attr(obj: Any, name: str) -> Any:
+    """An attribute read in C (rpy2's ``.names`` would call R's names())."""
     try:
-        return [str(n) for n in names]
-    except TypeError:
+        return obj.do_slot(name)
+    except LookupError:
         return None
+
+
+def _names(obj: Any) -> list[str] | None:
+    names = _attr(obj, "names")
+    if names is None:
+        return None
+    return [str(n) for n in names]
 
 
 def _atomic(obj: Any) -> Any:
@@ -359,7 +364,7 @@ def _atomic(obj: Any) -> Any:
         return arr
     else:
         raise TypeError(type(obj).__name__)
-    dim = obj.do_slot("dim") if "dim" in obj.list_attrs() else None
+    dim = _attr(obj, "dim")
     if dim is not None:
         shape = tuple(int(d) for d in dim)
         arr = arr.reshape(shape, order="F")
@@ -384,7 +389,7 @@ def to_py(obj: Any) -> Any:
     if isinstance(obj, (ri.StrSexpVector, ri.FloatSexpVector, ri.IntSexpVector,
                         ri.BoolSexpVector)):
         values = _atomic(obj)
-        names = _names(obj) if "dim" not in obj.list_attrs() else None
+        names = _names(obj) if _attr(obj, "dim") is None else None
         if names is not None:
             return dict(zip(names, list(values)))
         return values
@@ -398,9 +403,9 @@ def frame_to_pandas(obj: Any) -> pd.DataFrame:
     names = _names(obj) or []
     data: dict[str, Any] = {}
     for name, col in zip(names, obj):
-        attrs = list(col.list_attrs())
-        if "levels" in attrs and isinstance(col, ri.IntSexpVector):
-            levels = [str(v) for v in col.do_slot("levels")]
+        levels_attr = _attr(col, "levels")
+        if levels_attr is not None and isinstance(col, ri.IntSexpVector):
+            levels = [str(v) for v in levels_attr]
             codes = np.array(col.memoryview(), dtype=np.int64)
             codes = np.where(codes == np.iinfo(np.int32).min, -1, codes - 1)
             klass = [str(c) for c in col.do_slot("class")]
