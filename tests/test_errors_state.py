@@ -221,3 +221,12 @@ print(list(ro.r("search()")), list(ro.r("ls(globalenv(), all.names = TRUE)")))
                          check=True).stdout
     assert "package:lme4" not in out and "package:lmerTest" not in out
     assert out.strip().endswith("[]")
+
+
+def test_docs_list_the_whole_allowlist():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    for names in lmermagic.ALLOWED_FUNCTIONS.values():
+        for name in names:
+            assert f"`{name}`" in text, name
