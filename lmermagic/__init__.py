@@ -9,10 +9,9 @@ R starts at the first fit, not at import::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import datasets
-from .api import glmer, lmer
 from .errors import (
     ConversionError,
     ConvergenceWarning,
@@ -27,14 +26,31 @@ from .errors import (
     SingularFitWarning,
     UnsafeFormulaError,
 )
-from .model import LmerModel
 from .request import ALLOWED_FUNCTIONS
+
+if TYPE_CHECKING:
+    from . import datasets
+    from .api import glmer, lmer
+    from .model import LmerModel
+    from .toolbox import anova
+
+# pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
+_LAZY = {"lmer": "api", "glmer": "api", "LmerModel": "model", "anova": "toolbox"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "datasets":
+        return importlib.import_module(".datasets", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'lmermagic' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
     "lmer",
     "glmer",
+    "anova",
     "datasets",
     "LmerModel",
     "ALLOWED_FUNCTIONS",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import (
     Magics,
@@ -23,8 +23,10 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Float, List, Unicode
 
 from .errors import DataError, LmerError, did_you_mean
-from .model import LmerModel
 from .request import FitRequest
+
+if TYPE_CHECKING:
+    from .model import LmerModel
 
 __all__ = ["LmerMagics", "split_options", "strip_comments"]
 

@@ -230,3 +230,12 @@ def test_docs_list_the_whole_allowlist():
     for names in lmermagic.ALLOWED_FUNCTIONS.values():
         for name in names:
             assert f"`{name}`" in text, name
+
+
+def test_load_ext_imports_neither_r_nor_pandas():
+    code = ("import sys; from IPython.core.interactiveshell import InteractiveShell; "
+            "sh = InteractiveShell.instance(); sh.run_line_magic('load_ext', 'lmermagic'); "
+            "print(sorted(m for m in ('rpy2', 'pandas', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
