@@ -287,6 +287,8 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
         theta=np.asarray(t["theta"], dtype=float),
         data_name=request.data_name,
         r_object=res["fit"],
+        meta={k: (v[0] if isinstance(v, (list, np.ndarray)) and len(v) == 1 else v)
+              for k, v in (t.get("meta") or {}).items()},
         r_data=res["data"],
         request=request,
         data=data,

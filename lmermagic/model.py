@@ -78,6 +78,11 @@ class LmerModel:
         The caller's data (a reference, not a copy), for ``update()``.
     name : str or None
         The name given with the magic's ``-o`` (labels model comparisons).
+    meta : dict
+        How the numbers were computed: for Satterthwaite df ``satterthwaite``
+        is ``"lmermagic"`` (lmermagic's finite differences) or
+        ``"lmerTest-fallback"`` (lmerTest's own computation, with
+        ``fallback_reason``), and ``devfun_evals`` the deviance evaluations.
     """
 
     formula: str

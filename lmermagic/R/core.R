@@ -259,7 +259,9 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
         fitenv$formula <- formula
         cl <- switch(kind,
             lmer = {
-                fun <- if (opts$ddf == "lme4") quote(lme4::lmer) else quote(lmerTest::lmer)
+                # Kenward-Roger goes through lmerTest; Satterthwaite df are ours.
+                fun <- if (opts$ddf == "kenward-roger") quote(lmerTest::lmer)
+                       else quote(lme4::lmer)
                 call("lmer", formula = quote(formula), data = quote(data), REML = opts$reml)
             },
             glmer = {
@@ -297,7 +299,9 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
         fit <- eval(cl, fitenv)
         # Show the formula itself, not the symbol it was bound to, in summary().
         fit@call$formula <- formula
-        tables <- lmm_tables(fit, kind, opts$ddf)
+        coefs <- lmm_coef_table(fit, kind, opts$ddf)
+        attr(fit, "lmermagic_coefmat") <- coefs$matrix
+        tables <- lmm_tables(fit, kind, coefs)
         tables$na_counts <- vapply(data, function(v) sum(is.na(v)), 1L)
         list(fit = fit, data = data, tables = tables)
     })
@@ -310,30 +314,43 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
     c(out, res$value)
 }
 
+# The fixed-effects table. Satterthwaite df come from lmm_satterthwaite()
+# (satterthwaite.R) on the plain lme4 fit: lmerTest's numbers at a fraction of
+# its cost; Kenward-Roger from lmerTest/pbkrtest. $matrix is R's coefficient
+# matrix (for summary()), $meta says how the df were computed.
 lmm_coef_table <- function(fit, kind, ddf) {
-    if (kind == "lmer" && ddf != "lme4" && inherits(fit, "lmerModLmerTest")) {
+    meta <- list()
+    if (kind == "lmer" && ddf == "satterthwaite" && !inherits(fit, "lmerModLmerTest")) {
+        sat <- lmm_satterthwaite(fit)
+        ct <- cbind(Estimate = sat$beta, `Std. Error` = sat$se, df = sat$df,
+                    `t value` = sat$t, `Pr(>|t|)` = sat$p)
+        meta <- list(satterthwaite = sat$method, devfun_evals = sat$n_devfun_evals,
+                     fallback_reason = if (is.null(sat$fallback_reason)) ""
+                                       else sat$fallback_reason)
+    } else if (kind == "lmer" && ddf != "lme4" && inherits(fit, "lmerModLmerTest")) {
         method <- if (ddf == "kenward-roger") "Kenward-Roger" else "Satterthwaite"
         ct <- stats::coef(lmerTest:::summary.lmerModLmerTest(fit, ddf = method))
-        out <- list(estimate = ct[, 1L], std_error = ct[, 2L], df = ct[, 3L],
-                    statistic = ct[, 4L], p_value = ct[, 5L])
     } else {
         ct <- stats::coef(lme4:::summary.merMod(fit))
-        n <- nrow(ct)
-        has_p <- ncol(ct) >= 4L
-        out <- list(estimate = ct[, 1L], std_error = ct[, 2L],
-                    df = rep(if (kind == "lmer") NA_real_ else Inf, n),
-                    statistic = ct[, 3L],
-                    p_value = if (has_p) ct[, 4L] else rep(NA_real_, n))
+    }
+    n <- nrow(ct)
+    out <- list(estimate = ct[, 1L], std_error = ct[, 2L])
+    if (ncol(ct) == 5L) {
+        out <- c(out, list(df = ct[, 3L], statistic = ct[, 4L], p_value = ct[, 5L]))
+    } else {
+        out <- c(out, list(df = rep(if (kind == "lmer") NA_real_ else Inf, n),
+                           statistic = ct[, 3L],
+                           p_value = if (ncol(ct) >= 4L) ct[, 4L] else rep(NA_real_, n)))
     }
     z <- stats::qnorm(0.975)
     out$conf_low <- out$estimate - z * out$std_error
     out$conf_high <- out$estimate + z * out$std_error
     out <- lapply(out, function(v) unname(as.numeric(v)))
     out$terms <- rownames(ct)
-    out
+    list(table = out, matrix = ct, meta = meta)
 }
 
-lmm_tables <- function(fit, kind, ddf) {
+lmm_tables <- function(fit, kind, coefs) {
     vc <- as.data.frame(lme4::VarCorr(fit))
     re <- lme4::ranef(fit)
     mf <- stats::model.frame(fit)
@@ -343,7 +360,8 @@ lmm_tables <- function(fit, kind, ddf) {
     conv <- fit@optinfo$conv
     fam <- stats::family(fit)
     list(
-        coefs = lmm_coef_table(fit, kind, ddf),
+        coefs = coefs$table,
+        meta = coefs$meta,
         varcorr = list(group = vc$grp, var1 = as.character(vc$var1),
                        var2 = as.character(vc$var2), vcov = vc$vcov, sdcor = vc$sdcor),
         ranef = lapply(re, function(d) list(values = as.matrix(d), levels = rownames(d),
@@ -376,7 +394,14 @@ lmm_summary_text <- function(fit, ddf, data_name) {
             method <- if (ddf == "kenward-roger") "Kenward-Roger" else "Satterthwaite"
             lmerTest:::summary.lmerModLmerTest(fit, ddf = method)
         } else {
-            lme4:::summary.merMod(fit)
+            s <- lme4:::summary.merMod(fit)
+            ct <- attr(fit, "lmermagic_coefmat")
+            if (ddf == "satterthwaite" && !is.null(ct) && ncol(ct) == 5L) {
+                # lmerTest's layout, with the df computed at fit time.
+                s$coefficients <- ct
+                s$methTitle <- paste0(s$methTitle, ". t-tests use Satterthwaite's method")
+            }
+            s
         }
         utils::capture.output(print(s))
     })
@@ -385,6 +410,16 @@ lmm_summary_text <- function(fit, ddf, data_name) {
     at <- which(out == "   Data: data")
     if (length(at)) out[at[1L]] <- paste0("   Data: ", data_name)
     paste(out, collapse = "\n")
+}
+
+# The lmerTest object of a plain lme4 fit, for lmerTest's anova/ranova/drop1.
+# lmerTest re-evaluates the fit's call to get the deviance function: it finds
+# `data` (and lme4's weights/offset) in this frame.
+lmm_lmertest <- function(fit, data, weights = NULL, offset = NULL) {
+    if (inherits(fit, "lmerModLmerTest")) return(fit)
+    if (length(weights)) weights <- data[[weights]]
+    if (length(offset)) offset <- data[[offset]]
+    lmerTest::as_lmerModLmerTest(fit)
 }
 
 lmm_versions <- function() {
