@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["LmerMagics", "split_options", "strip_comments"]
 
 _TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
+# "name = formula" on a --compare line; a formula has no top-level "=".
+_NAMED = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)\s*(.+)$")
 
 
 def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[list[str], str]:
@@ -128,6 +130,9 @@ _OPTIONS = [
              help="stop R after this many seconds (default: %%config LmerMagics.timeout)"),
     argument("--allow", metavar="FUN[,FUN...]",
              help="allow these extra functions in the formula"),
+    argument("--compare", action="store_true",
+             help="cell magic: one formula per line (optionally 'name = formula'); fit "
+                  "each and return R's likelihood-ratio comparison, anova(m1, m2, ...)"),
     argument("-q", "--quiet", action="store_true",
              help="return nothing and display nothing"),
 ]
@@ -159,10 +164,12 @@ class LmerMagics(Magics):
         help="Default df method of %lmer: satterthwaite, kenward-roger or lme4.",
     ).tag(config=True)
 
-    def _run(self, func: Any, kind: str, line: str, cell: str | None) -> LmerModel | None:
+    def _run(self, func: Any, kind: str, line: str, cell: str | None) -> Any:
         parser = _parser(func)
         tokens, rest = split_options(line, parser)
         args = parser.parse_args(tokens)
+        if args.compare:
+            return self._compare(kind, args, rest, cell)
         # A trailing ";" only silences the output (IPython); it is not formula.
         formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
         if cell is not None and rest:
@@ -172,6 +179,43 @@ class LmerMagics(Magics):
             )
         if not formula:
             raise DataError(f"%{kind}: no formula given. Example: %{kind} -d df y ~ x + (1 | g)")
+        model = self._fit(kind, args, formula, args.out)
+        ns = self.shell.user_ns
+        if args.out:
+            ns[args.out] = model
+        if args.coefs:
+            ns[args.coefs] = model.coefs
+        if args.ranef:
+            ns[args.ranef] = model.ranef
+        if args.varcorr:
+            ns[args.varcorr] = model.varcorr
+        return None if args.quiet else model
+
+    def _compare(self, kind: str, args: argparse.Namespace, rest: str,
+                 cell: str | None) -> Any:
+        if cell is None or rest:
+            raise DataError(f"--compare works on a cell: %%{kind} -d df --compare, then one "
+                            "formula per line (optionally 'name = formula').")
+        from .toolbox import compare
+
+        names, models = [], []
+        for i, text in enumerate(filter(None, (strip_comments(x).rstrip(" ;")
+                                               for x in cell.splitlines())), start=1):
+            m = _NAMED.match(text)
+            name, formula = (m.group(1), m.group(2)) if m else (f"model{i}", text)
+            names.append(name)
+            models.append(self._fit(kind, args, formula, name))
+            if m:
+                self.shell.user_ns[name] = models[-1]
+        if len(models) < 2:
+            raise DataError("--compare needs at least two formulas, one per line.")
+        table = compare(*models, names=names)
+        if args.out:
+            self.shell.user_ns[args.out] = table
+        return None if args.quiet else table
+
+    def _fit(self, kind: str, args: argparse.Namespace, formula: str,
+             name: str | None) -> LmerModel:
         if not args.data:
             raise DataError(f"%{kind}: -d/--data is required: %{kind} -d df {formula}")
         data = self._resolve(args.data)
@@ -197,23 +241,13 @@ class LmerMagics(Magics):
             control=control or None,
             nagq=args.nagq,
             data_name=args.data,
-            name=args.out,
+            name=name,
             extra_functions=extra,
             timeout=args.timeout if args.timeout is not None else self.timeout,
         )
         from .api import fit
 
-        model = fit(request, data)
-        ns = self.shell.user_ns
-        if args.out:
-            ns[args.out] = model
-        if args.coefs:
-            ns[args.coefs] = model.coefs
-        if args.ranef:
-            ns[args.ranef] = model.ranef
-        if args.varcorr:
-            ns[args.varcorr] = model.varcorr
-        return None if args.quiet else model
+        return fit(request, data)
 
     def _resolve(self, expr: str) -> Any:
         ns = self.shell.user_ns
@@ -259,6 +293,13 @@ class LmerMagics(Magics):
             %%lmer -d sleep --ml --coefs tab
             Reaction ~ Days +      # fixed effect of days of deprivation
               (Days | Subject)     # random intercept and slope per subject
+
+        Compare nested models (R's ``anova(m0, m1)``; REML fits are refitted
+        with ML as R does)::
+
+            %%lmer -d sleep --compare
+            m0 = Reaction ~ Days + (1 | Subject)
+            m1 = Reaction ~ Days + (Days | Subject)
         """
         try:
             return self._run(LmerMagics.lmer, "lmer", line, cell)
