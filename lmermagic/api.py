@@ -237,13 +237,28 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     r_messages = list(res.get("messages") or [])
     if "error" in res:
         _raise_fit_error(request, str(res["error"][0]), str(res["error_class"][0]))
+    fields = model_fields(res["tables"], r_warnings + r_messages, df.index)
+    issue_warnings(fields["warnings"])
     t = res["tables"]
-    conv_msgs = list(t.get("conv_messages") or [])
-    all_warnings = list(dict.fromkeys(r_warnings + r_messages + conv_msgs))
-    singular = bool(t["singular"][0])
-    converged = int(t["opt_code"][0]) == 0 and not any(
-        "converge" in m.lower() for m in conv_msgs + r_warnings)
-    for text in all_warnings[:_MAX_WARNINGS]:
+    return LmerModel(
+        formula=request.formula,
+        kind=request.kind,
+        family=str(t["family"][0]),
+        link=str(t["link"][0]),
+        ddf=request.ddf,
+        data_name=request.data_name,
+        r_object=res["fit"],
+        r_data=res["data"],
+        request=request,
+        data=data,
+        name=request.name,
+        **fields,
+    )
+
+
+def issue_warnings(texts: list[str]) -> None:
+    """Re-issue R's warnings and messages as Python warnings of our classes."""
+    for text in texts[:_MAX_WARNINGS]:
         low = text.lower()
         category: type[Warning]
         if "singular" in low:
@@ -253,18 +268,22 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
         else:
             category = LmerWarning
         _warn([text], category)
-    if len(all_warnings) > _MAX_WARNINGS:
-        _warn([f"... and {len(all_warnings) - _MAX_WARNINGS} more R warnings: see "
+    if len(texts) > _MAX_WARNINGS:
+        _warn([f"... and {len(texts) - _MAX_WARNINGS} more R warnings: see "
                "model.warnings"], LmerWarning)
-    index = df.index
+
+
+def model_fields(t: dict[str, Any], texts: list[str], index: Any) -> dict[str, Any]:
+    """The LmerModel fields computed from R's ``lmm_tables`` list.
+
+    ``texts`` are R's warnings and messages from the fit; ``index`` is the
+    caller's row index, on which fitted values and residuals are laid out.
+    """
+    conv_msgs = list(t.get("conv_messages") or [])
+    all_warnings = list(dict.fromkeys(texts + conv_msgs))
     dropped = np.asarray(t["dropped"] if t["dropped"] is not None else [], dtype=np.int64)
-    return LmerModel(
-        formula=request.formula,
-        kind=request.kind,
-        family=str(t["family"][0]),
-        link=str(t["link"][0]),
+    fields: dict[str, Any] = dict(
         reml=bool(t["reml"][0]),
-        ddf=request.ddf,
         coefs=tables.coef_table(t["coefs"]),
         ranef=tables.ranef_tables(t["ranef"]),
         varcorr=tables.varcorr_table(t["varcorr"]),
@@ -279,19 +298,15 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
         deviance=float(t["deviance"][0]),
         reml_criterion=float(t["reml_criterion"][0]),
         sigma=float(t["sigma"][0]),
-        converged=converged,
-        singular=singular,
+        converged=int(t["opt_code"][0]) == 0 and not any(
+            "converge" in w.lower() for w in all_warnings),
+        singular=bool(t["singular"][0]),
         warnings=all_warnings,
         dropped=index[dropped - 1] if len(dropped) else index[:0],
-        missing={k: int(v) for k, v in (t.get("na_counts") or {}).items() if v},
         theta=np.asarray(t["theta"], dtype=float),
-        data_name=request.data_name,
-        r_object=res["fit"],
         meta={k: (v[0] if isinstance(v, (list, np.ndarray)) and len(v) == 1 else v)
               for k, v in (t.get("meta") or {}).items()},
-        r_data=res["data"],
-        request=request,
-        data=data,
-        name=request.name,
     )
-
+    if "na_counts" in t:
+        fields["missing"] = {k: int(v) for k, v in (t["na_counts"] or {}).items() if v}
+    return fields

@@ -190,3 +190,22 @@ def test_config_traits(shell, ns):
         run(shell, "%config LmerMagics.allow = []")
     with pytest.raises(lmermagic.UnsafeFormulaError):
         run(shell, "%lmer -d sleep Reaction ~ sinh(Days) + (1 | Subject)")
+
+
+def test_compare_cell_matches_r_anova(shell, ns, rref):
+    table = run(shell, "%%lmer -d sleep --compare -o cmp\n"
+                       "m_int = Reaction ~ Days + (1 | Subject)   # random intercept\n"
+                       "Reaction ~ Days + (Days | Subject)\n")
+    assert ns["cmp"] is table
+    assert list(table.index) == ["m_int", "model2"]
+    assert isinstance(ns["m_int"], lmermagic.LmerModel)
+    ref = rref("""m0 <- lme4::lmer(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+        m1 <- lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+        a <- anova(m0, m1)
+        list(chisq = a$Chisq, p = a[["Pr(>Chisq)"]], aic = a$AIC, ll = a$logLik)""")
+    np.testing.assert_allclose(table["aic"], ref["aic"], rtol=1e-8)
+    np.testing.assert_allclose(table["loglik"], ref["ll"], rtol=1e-8)
+    assert table["chisq"].iloc[1] == pytest.approx(ref["chisq"][1], rel=1e-6)
+    assert table["p_value"].iloc[1] == pytest.approx(ref["p"][1], rel=1e-6)
+    with pytest.raises(lmermagic.DataError, match="at least two"):
+        run(shell, "%%lmer -d sleep --compare\nReaction ~ Days + (1 | Subject)\n")

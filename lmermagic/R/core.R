@@ -299,11 +299,9 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
         fit <- eval(cl, fitenv)
         # Show the formula itself, not the symbol it was bound to, in summary().
         fit@call$formula <- formula
-        coefs <- lmm_coef_table(fit, kind, opts$ddf)
-        attr(fit, "lmermagic_coefmat") <- coefs$matrix
-        tables <- lmm_tables(fit, kind, coefs)
-        tables$na_counts <- vapply(data, function(v) sum(is.na(v)), 1L)
-        list(fit = fit, data = data, tables = tables)
+        res <- lmm_results(fit, kind, opts$ddf)
+        res$tables$na_counts <- vapply(data, function(v) sum(is.na(v)), 1L)
+        c(res, list(data = data))
     })
     out <- list(warnings = res$warnings, messages = res$messages)
     if (inherits(res$value, "error")) {
@@ -348,6 +346,14 @@ lmm_coef_table <- function(fit, kind, ddf) {
     out <- lapply(out, function(v) unname(as.numeric(v)))
     out$terms <- rownames(ct)
     list(table = out, matrix = ct, meta = meta)
+}
+
+# A fit and every table Python reads from it; the coefficient matrix also goes
+# on the fit, for summary().
+lmm_results <- function(fit, kind, ddf) {
+    coefs <- lmm_coef_table(fit, kind, ddf)
+    attr(fit, "lmermagic_coefmat") <- coefs$matrix
+    list(fit = fit, tables = lmm_tables(fit, kind, coefs))
 }
 
 lmm_tables <- function(fit, kind, coefs) {
@@ -410,16 +416,6 @@ lmm_summary_text <- function(fit, ddf, data_name) {
     at <- which(out == "   Data: data")
     if (length(at)) out[at[1L]] <- paste0("   Data: ", data_name)
     paste(out, collapse = "\n")
-}
-
-# The lmerTest object of a plain lme4 fit, for lmerTest's anova/ranova/drop1.
-# lmerTest re-evaluates the fit's call to get the deviance function: it finds
-# `data` (and lme4's weights/offset) in this frame.
-lmm_lmertest <- function(fit, data, weights = NULL, offset = NULL) {
-    if (inherits(fit, "lmerModLmerTest")) return(fit)
-    if (length(weights)) weights <- data[[weights]]
-    if (length(offset)) offset <- data[[offset]]
-    lmerTest::as_lmerModLmerTest(fit)
 }
 
 lmm_versions <- function() {
