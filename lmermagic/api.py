@@ -42,7 +42,7 @@ def lmer(
     allow_functions: list[str] | tuple[str, ...] = (),
     timeout: float | None = None,
 ) -> LmerModel:
-    """Fit a linear mixed model with R's ``lme4::lmer`` (p-values from lmerTest).
+    """Fit a linear mixed model with R's ``lme4::lmer``, with lmerTest's t tests.
 
     Parameters
     ----------

@@ -228,8 +228,10 @@ lmm_contrast <- function(x, spec) {
 lmm_optimizers <- c("bobyqa", "Nelder_Mead", "nloptwrap", "nlminbwrap")
 lmm_check_values <- c("ignore", "warning", "message", "stop")
 
-# control: list(optimizer, maxfun, checks = named list of action strings, calc_derivs)
-lmm_control <- function(kind, control) {
+# control: list(optimizer, maxfun, checks = named list of action strings,
+# calc_derivs) -> the arguments of lmerControl()/glmerControl(), checked
+# against fixed lists.
+lmm_control_args <- function(control) {
     args <- list()
     if (length(control$optimizer)) {
         if (!(control$optimizer %in% lmm_optimizers)) stop("unknown optimizer")
@@ -242,8 +244,12 @@ lmm_control <- function(kind, control) {
         if (!(value %in% lmm_check_values)) stop("unknown check action")
         args[[name]] <- value
     }
+    args
+}
+
+lmm_control <- function(kind, control) {
     fun <- if (kind == "lmer") lme4::lmerControl else lme4::glmerControl
-    do.call(fun, args)
+    do.call(fun, lmm_control_args(control))
 }
 
 # opts: kind ("lmer", "glmer", "glmer.nb"), reml, ddf, family, link, weights,

@@ -56,18 +56,7 @@ lmm_tb_table <- function(x) {
 # literal values (allFit() needs a call it can take apart, not a symbol).
 lmm_tb_control_call <- function(kind, control) {
     if (!length(control)) return(NULL)
-    args <- list()
-    if (length(control$optimizer)) {
-        if (!(control$optimizer %in% lmm_optimizers)) stop("unknown optimizer")
-        args$optimizer <- control$optimizer
-    }
-    if (length(control$maxfun)) args$optCtrl <- list(maxfun = as.integer(control$maxfun))
-    if (length(control$calc_derivs)) args$calc.derivs <- as.logical(control$calc_derivs)
-    for (name in names(control$checks)) {
-        value <- control$checks[[name]]
-        if (!(value %in% lmm_check_values)) stop("unknown check action")
-        args[[name]] <- value
-    }
+    args <- lmm_control_args(control)
     fun <- if (kind == "lmer") quote(lme4::lmerControl) else quote(lme4::glmerControl)
     as.call(c(list(fun), args))
 }
