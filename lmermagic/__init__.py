@@ -13,8 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
-    ConversionError,
     ConvergenceWarning,
+    ConversionError,
     DataError,
     FitError,
     FormulaError,
@@ -48,26 +48,26 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
-    "lmer",
-    "glmer",
-    "anova",
-    "datasets",
-    "LmerModel",
     "ALLOWED_FUNCTIONS",
-    "LmerError",
-    "FormulaError",
-    "UnsafeFormulaError",
-    "DataError",
+    "ConvergenceWarning",
     "ConversionError",
+    "DataError",
     "FitError",
+    "FormulaError",
+    "LmerError",
+    "LmerModel",
     "LmerTimeoutError",
+    "LmerWarning",
     "RNotAvailableError",
     "RPackageMissingError",
-    "LmerWarning",
-    "ConvergenceWarning",
     "SingularFitWarning",
-    "load_ipython_extension",
+    "UnsafeFormulaError",
     "__version__",
+    "anova",
+    "datasets",
+    "glmer",
+    "lmer",
+    "load_ipython_extension",
 ]
 
 

@@ -21,7 +21,7 @@ from .errors import (
 from .model import LmerModel
 from .request import FitRequest, allowlist
 
-__all__ = ["lmer", "glmer", "fit"]
+__all__ = ["fit", "glmer", "lmer"]
 
 _MAX_R_MESSAGE = 600
 _MAX_WARNINGS = 5
@@ -184,11 +184,11 @@ def _used_columns(request: FitRequest, vars_: list[str], columns: list[str]) -> 
             known(col, what)
             if col not in used:
                 raise DataError(f"{what}: '{col}' is not used in the formula.")
-    for what, col in (("weights", request.weights), ("offset", request.offset)):
-        if col is not None:
-            known(col, what)
-            if col not in used:
-                used.append(col)
+    for option, column in (("weights", request.weights), ("offset", request.offset)):
+        if column is not None:
+            known(column, option)
+            if column not in used:
+                used.append(column)
     return used
 
 
@@ -269,8 +269,8 @@ def issue_warnings(texts: list[str]) -> None:
             category = LmerWarning
         _warn([text], category)
     if len(texts) > _MAX_WARNINGS:
-        _warn([f"... and {len(texts) - _MAX_WARNINGS} more R warnings: see "
-               "model.warnings"], LmerWarning)
+        _warn([(f"... and {len(texts) - _MAX_WARNINGS} more R warnings: see "
+               "model.warnings")], LmerWarning)
 
 
 def model_fields(t: dict[str, Any], texts: list[str], index: Any) -> dict[str, Any]:
@@ -282,31 +282,31 @@ def model_fields(t: dict[str, Any], texts: list[str], index: Any) -> dict[str, A
     conv_msgs = list(t.get("conv_messages") or [])
     all_warnings = list(dict.fromkeys(texts + conv_msgs))
     dropped = np.asarray(t["dropped"] if t["dropped"] is not None else [], dtype=np.int64)
-    fields: dict[str, Any] = dict(
-        reml=bool(t["reml"][0]),
-        coefs=tables.coef_table(t["coefs"]),
-        ranef=tables.ranef_tables(t["ranef"]),
-        varcorr=tables.varcorr_table(t["varcorr"]),
-        fitted=tables.on_caller_index(t["fitted"], dropped, index, "fitted"),
-        residuals=tables.on_caller_index(t["residuals"], dropped, index, "residuals"),
-        nobs=int(t["nobs"][0]),
-        ngroups={k: int(v) for k, v in t["ngroups"].items()},
-        loglik=float(t["loglik"][0]),
-        df_model=int(t["df_model"][0]),
-        aic=float(t["aic"][0]),
-        bic=float(t["bic"][0]),
-        deviance=float(t["deviance"][0]),
-        reml_criterion=float(t["reml_criterion"][0]),
-        sigma=float(t["sigma"][0]),
-        converged=int(t["opt_code"][0]) == 0 and not any(
+    fields: dict[str, Any] = {
+        "reml": bool(t["reml"][0]),
+        "coefs": tables.coef_table(t["coefs"]),
+        "ranef": tables.ranef_tables(t["ranef"]),
+        "varcorr": tables.varcorr_table(t["varcorr"]),
+        "fitted": tables.on_caller_index(t["fitted"], dropped, index, "fitted"),
+        "residuals": tables.on_caller_index(t["residuals"], dropped, index, "residuals"),
+        "nobs": int(t["nobs"][0]),
+        "ngroups": {k: int(v) for k, v in t["ngroups"].items()},
+        "loglik": float(t["loglik"][0]),
+        "df_model": int(t["df_model"][0]),
+        "aic": float(t["aic"][0]),
+        "bic": float(t["bic"][0]),
+        "deviance": float(t["deviance"][0]),
+        "reml_criterion": float(t["reml_criterion"][0]),
+        "sigma": float(t["sigma"][0]),
+        "converged": int(t["opt_code"][0]) == 0 and not any(
             "converge" in w.lower() for w in all_warnings),
-        singular=bool(t["singular"][0]),
-        warnings=all_warnings,
-        dropped=index[dropped - 1] if len(dropped) else index[:0],
-        theta=np.asarray(t["theta"], dtype=float),
-        meta={k: (v[0] if isinstance(v, (list, np.ndarray)) and len(v) == 1 else v)
+        "singular": bool(t["singular"][0]),
+        "warnings": all_warnings,
+        "dropped": index[dropped - 1] if len(dropped) else index[:0],
+        "theta": np.asarray(t["theta"], dtype=float),
+        "meta": {k: (v[0] if isinstance(v, (list, np.ndarray)) and len(v) == 1 else v)
               for k, v in (t.get("meta") or {}).items()},
-    )
+    }
     if "na_counts" in t:
         fields["missing"] = {k: int(v) for k, v in (t["na_counts"] or {}).items() if v}
     return fields

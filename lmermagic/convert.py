@@ -16,7 +16,7 @@ import pandas as pd
 
 from .errors import ConversionError, DataError
 
-__all__ = ["RColumn", "encode_column", "as_pandas", "check_labels", "NA_INTEGER", "NA_REAL"]
+__all__ = ["NA_INTEGER", "NA_REAL", "RColumn", "as_pandas", "check_labels", "encode_column"]
 
 NA_INTEGER = np.int32(-(2**31))
 # R's NA_real_ is a NaN with payload 1954; a plain NaN would become R's NaN.
@@ -71,7 +71,7 @@ def _from_polars(data: Any) -> pd.DataFrame:
             out[name] = pd.Series(s.cast(pl.String).to_list(), dtype=object)
         elif s.dtype.is_numeric() and s.null_count() and s.dtype.is_integer():
             out[name] = pd.array(s.to_list(), dtype="Int64")
-        elif s.dtype.is_numeric() or s.dtype == pl.Boolean and not s.null_count():
+        elif s.dtype.is_numeric() or (s.dtype == pl.Boolean and not s.null_count()):
             out[name] = s.to_numpy()
         else:
             out[name] = pd.Series(s.to_list(), dtype=object)
@@ -198,7 +198,7 @@ def encode_column(name: str, s: pd.Series) -> RColumn:
         out = ns.copy()
         out[mask] = NA_REAL
         return RColumn(name, "posixct", out)
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         inferred = pd.api.types.infer_dtype(s, skipna=True)
         if inferred == "string":
             return _factor(name, s)

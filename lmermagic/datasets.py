@@ -6,7 +6,7 @@ import pandas as pd
 
 from .errors import DataError, FitError
 
-__all__ = ["load", "SEARCH_PACKAGES"]
+__all__ = ["SEARCH_PACKAGES", "load"]
 
 # Where load() looks when no package is named, in this order.
 SEARCH_PACKAGES = ("lme4", "lmerTest", "geepack", "pbkrtest", "emmeans", "datasets")
@@ -39,7 +39,7 @@ def load(name: str, package: str | None = None) -> pd.DataFrame:
     r = get_r()
     packages = [package] if package else [p for p in SEARCH_PACKAGES
                                           if p == "datasets" or r.versions.get(p)]
-    if package in r.versions and not r.versions[package]:
+    if package is not None and package in r.versions and not r.versions[package]:
         r.require(package)
     for pkg in packages:
         try:

@@ -12,18 +12,18 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
-    "LmerError",
-    "FormulaError",
-    "UnsafeFormulaError",
-    "DataError",
+    "ConvergenceWarning",
     "ConversionError",
+    "DataError",
     "FitError",
+    "FormulaError",
+    "LmerError",
     "LmerTimeoutError",
+    "LmerWarning",
     "RNotAvailableError",
     "RPackageMissingError",
-    "LmerWarning",
-    "ConvergenceWarning",
     "SingularFitWarning",
+    "UnsafeFormulaError",
     "did_you_mean",
 ]
 

@@ -19,7 +19,6 @@ from IPython.core.magic import (
     output_can_be_silenced,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-
 from traitlets import Float, List, Unicode
 
 from .errors import DataError, LmerError, did_you_mean
@@ -180,7 +179,7 @@ class LmerMagics(Magics):
         if not formula:
             raise DataError(f"%{kind}: no formula given. Example: %{kind} -d df y ~ x + (1 | g)")
         model = self._fit(kind, args, formula, args.out)
-        ns = self.shell.user_ns
+        ns = self._user_ns
         if args.out:
             ns[args.out] = model
         if args.coefs:
@@ -206,12 +205,12 @@ class LmerMagics(Magics):
             names.append(name)
             models.append(self._fit(kind, args, formula, name))
             if m:
-                self.shell.user_ns[name] = models[-1]
+                self._user_ns[name] = models[-1]
         if len(models) < 2:
             raise DataError("--compare needs at least two formulas, one per line.")
         table = compare(*models, names=names)
         if args.out:
-            self.shell.user_ns[args.out] = table
+            self._user_ns[args.out] = table
         return None if args.quiet else table
 
     def _fit(self, kind: str, args: argparse.Namespace, formula: str,
@@ -249,8 +248,14 @@ class LmerMagics(Magics):
 
         return fit(request, data)
 
+    @property
+    def _user_ns(self) -> dict[str, Any]:
+        if self.shell is None:
+            raise LmerError("the lmermagic magics need a running IPython shell")
+        return self.shell.user_ns
+
     def _resolve(self, expr: str) -> Any:
-        ns = self.shell.user_ns
+        ns = self._user_ns
         if expr.isidentifier() and expr not in ns:
             names = [k for k in ns if not k.startswith("_")]
             raise DataError(f"'{expr}' is not defined." + did_you_mean(expr, names))

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from .errors import (
     RPackageMissingError,
 )
 
-__all__ = ["R", "RFrame", "RObject", "get_r", "to_py", "frame_to_pandas"]
+__all__ = ["R", "RFrame", "RObject", "frame_to_pandas", "get_r", "to_py"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -196,9 +196,9 @@ class R:
             return out
         if isinstance(value, np.ndarray):
             if value.dtype == np.float64:
-                return ri.FloatSexpVector.from_memoryview(memoryview(np.ascontiguousarray(value)))
+                return ri.FloatSexpVector.from_memoryview(_buffer(value))
             if value.dtype == np.int32:
-                return ri.IntSexpVector.from_memoryview(memoryview(np.ascontiguousarray(value)))
+                return ri.IntSexpVector.from_memoryview(_buffer(value))
         raise TypeError(f"cannot send {type(value).__name__} to R")
 
     def run(self, name: str, *args: Any, keep: Sequence[str] = (),
@@ -303,18 +303,18 @@ class R:
         """One encoded column -> R vector (one buffer copy)."""
         ri = self.ri
         if col.kind == "double":
-            return ri.FloatSexpVector.from_memoryview(memoryview(col.values))
+            return ri.FloatSexpVector.from_memoryview(_buffer(col.values))
         if col.kind == "integer":
-            return ri.IntSexpVector.from_memoryview(memoryview(col.values))
+            return ri.IntSexpVector.from_memoryview(_buffer(col.values))
         if col.kind == "logical":
-            return ri.BoolSexpVector.from_memoryview(memoryview(col.values))
+            return ri.BoolSexpVector.from_memoryview(_buffer(col.values))
         if col.kind == "factor":
-            codes = ri.IntSexpVector.from_memoryview(memoryview(col.values))
+            codes = ri.IntSexpVector.from_memoryview(_buffer(col.values))
             return self.env["lmm_factor"](
                 codes, ri.StrSexpVector(list(col.levels)),
                 ri.BoolSexpVector([col.sort_levels]), ri.BoolSexpVector([col.ordered]))
         if col.kind == "posixct":
-            vec = ri.FloatSexpVector.from_memoryview(memoryview(col.values))
+            vec = ri.FloatSexpVector.from_memoryview(_buffer(col.values))
             vec.do_slot_assign("class", ri.StrSexpVector(["POSIXct", "POSIXt"]))
             vec.do_slot_assign("tzone", ri.StrSexpVector(["UTC"]))
             return vec
@@ -326,6 +326,11 @@ class R:
         vectors = ri.ListSexpVector([self.column(c) for c in spec.columns])
         names = ri.StrSexpVector([c.name for c in spec.columns])
         return self.env["lmm_frame"](vectors, names, ri.IntSexpVector([spec.nrow]))
+
+
+def _buffer(arr: np.ndarray) -> memoryview:
+    """A contiguous array as the buffer rpy2 copies into a new R vector."""
+    return memoryview(cast(Any, np.ascontiguousarray(arr)))
 
 
 def _main_thread() -> bool:
@@ -358,10 +363,12 @@ def _atomic(obj: Any) -> Any:
         arr = np.array(obj.memoryview(), dtype=np.int32)
     elif isinstance(obj, ri.BoolSexpVector):
         raw = np.array(obj.memoryview(), dtype=np.int32)
-        arr = raw.astype(bool) if (raw != np.iinfo(np.int32).min).all() else \
-            pd.array(np.where(raw == np.iinfo(np.int32).min, None, raw.astype(bool)),
-                     dtype="boolean")
-        return arr
+        na = raw == np.iinfo(np.int32).min
+        if not na.any():
+            return raw.astype(bool)
+        out = pd.array(raw.astype(bool), dtype="boolean")
+        out[na] = pd.NA
+        return out
     else:
         raise TypeError(type(obj).__name__)
     dim = _attr(obj, "dim")

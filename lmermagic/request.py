@@ -13,13 +13,13 @@ from typing import Literal
 from .errors import DataError
 
 __all__ = [
-    "FitRequest",
-    "normalize_ddf",
-    "parse_family",
-    "allowlist",
     "ALLOWED_FUNCTIONS",
     "FAMILIES",
     "LINKS",
+    "FitRequest",
+    "allowlist",
+    "normalize_ddf",
+    "parse_family",
 ]
 
 # Functions a formula may call, by the R package that defines them. Formula

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["COEF_COLUMNS", "coef_table", "varcorr_table", "ranef_tables", "on_caller_index"]
+__all__ = ["COEF_COLUMNS", "coef_table", "on_caller_index", "ranef_tables", "varcorr_table"]
 
 COEF_COLUMNS = ["estimate", "std_error", "df", "statistic", "p_value", "conf_low", "conf_high"]
 

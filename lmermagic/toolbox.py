@@ -1094,7 +1094,7 @@ def update(m: LmerModel, formula: str | None = None, **changes: Any) -> LmerMode
     family = changes.pop("family", _family_text(req))
     kind = "lmer" if family is None else "glmer"
     probe = FitRequest.build(new_formula, kind=kind, family=family,
-                             **{k: v for k, v in changes.items()})
+                             **dict(changes.items()))
     fields: dict[str, Any] = {"formula": probe.formula}
     for key in changes:
         fields[key] = getattr(probe, key)

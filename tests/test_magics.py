@@ -90,7 +90,7 @@ def test_no_variable_expansion(shell, ns):
     ns["x"] = "Days"
     with pytest.raises(lmermagic.UnsafeFormulaError):
         run(shell, "%lmer -d sleep Reaction ~ {x} + (1 | Subject)")
-    with pytest.raises(lmermagic.FormulaError, match="'\\$x'|parse"):
+    with pytest.raises(lmermagic.FormulaError, match=r"'\$x'|parse"):
         run(shell, "%lmer -d sleep Reaction ~ $x + (1 | Subject)")
 
 

@@ -116,7 +116,7 @@ def r_state(rref):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(frames())
 def test_random_frames_fit_like_r_or_raise_lmererror(rref, case):
-    df, formula, xname, gname = case
+    df, formula, _xname, _gname = case
     before = df.copy(deep=True)
     state = r_state(rref)
     with warnings.catch_warnings():

@@ -84,8 +84,8 @@ def _data(case: Case, tmp: Path) -> tuple[pd.DataFrame, str]:
         return df, f'd <- utils::read.csv("{path}", stringsAsFactors = TRUE)'
     pkg, name = case.data.split("::")
     df = lmermagic.datasets.load(name, package=pkg)
-    return df, f'e <- new.env(); utils::data("{name}", package = "{pkg}", envir = e); ' \
-               f'd <- e${name}'
+    setup = f'e <- new.env(); utils::data("{name}", package = "{pkg}", envir = e); d <- e${name}'
+    return df, setup
 
 
 def _reference(rref, case: Case, setup: str) -> dict:
@@ -251,8 +251,10 @@ def test_gamma_family_with_link(rref):
     df = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
     m = lmermagic.glmer("y ~ x + (1 | g)", df, family="Gamma(link='log')")
     assert (m.family, m.link) == ("Gamma", "log")
+    ys = ",".join(repr(float(v)) for v in y)
+    xs = ",".join(repr(float(v)) for v in x)
     ref = rref(f"""
-        d <- data.frame(y = c({",".join(repr(float(v)) for v in y)}), x = c({",".join(repr(float(v)) for v in x)}),
+        d <- data.frame(y = c({ys}), x = c({xs}),
                         g = factor(rep(sprintf("g%d", 0:19), each = 10)))
         m <- lme4::glmer(y ~ x + (1 | g), d, family = Gamma(link = "log"))
         list(fe = lme4::fixef(m), ll = as.numeric(logLik(m)))""")

@@ -1,0 +1,21 @@
+"""The house style is checked with the suite: ruff on the code and tests, mypy on the package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_ruff():
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "lmermagic", "tests"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy():
+    proc = subprocess.run([sys.executable, "-m", "mypy", "lmermagic"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
