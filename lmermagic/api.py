@@ -19,7 +19,7 @@ from .errors import (
     did_you_mean,
 )
 from .model import LmerModel
-from .request import FitRequest, allowlist
+from .request import FitRequest
 
 __all__ = ["fit", "glmer", "lmer"]
 
@@ -143,7 +143,7 @@ def glmer(
 
 def _check_formula(r: Any, request: FitRequest, columns: list[str]) -> list[str]:
     chk = r.run("lmm_check_formula", request.formula, columns,
-                    allowlist(request.extra_functions))
+                r.allowed(request.extra_functions), packed=True)
     if chk["kind"][0] == "parse":
         raise FormulaError(
             f"R cannot parse the formula {request.formula!r}: {chk['message'][0]}"
@@ -231,8 +231,8 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     used = _used_columns(request, _check_formula(r, request, columns), columns)
     encoded = [convert.encode_column(c, df[c]) for c in used]
     res = r.run("lmm_fit", RFrame(encoded, len(df)), request.formula, request.r_options(),
-                allowlist(request.extra_functions), keep=("fit", "data"),
-                timeout=request.timeout)
+                r.allowed(request.extra_functions), keep=("fit", "data"),
+                timeout=request.timeout, packed=True)
     r_warnings = list(res.get("warnings") or [])
     r_messages = list(res.get("messages") or [])
     if "error" in res:

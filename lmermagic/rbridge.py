@@ -29,7 +29,7 @@ from .errors import (
     RPackageMissingError,
 )
 
-__all__ = ["R", "RFrame", "RObject", "frame_to_pandas", "get_r", "to_py"]
+__all__ = ["R", "RFrame", "RObject", "frame_to_pandas", "get_r", "to_py", "unpack"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -141,6 +141,7 @@ class R:
         self._callbacks = callbacks
         self._RRuntimeError = embedded.RRuntimeError
         self._openrlib = openrlib
+        self._allowed: dict[tuple[tuple[str, tuple[str, ...]], ...], RObject] = {}
         with _lock:
             if not embedded.isready():
                 # rpy2 installs its own SIGINT handler while starting R; keep ours.
@@ -203,16 +204,19 @@ class R:
 
     def run(self, name: str, *args: Any, keep: Sequence[str] = (),
             convert: Callable[[Any], Any] | None = None, timeout: float | None = None,
-            **kwargs: Any) -> Any:
+            packed: bool = False, **kwargs: Any) -> Any:
         """Call one of lmermagic's R functions and return Python values.
 
         Arguments may be Python scalars, lists of str, dicts (named lists),
         :class:`RFrame` (built into a data.frame here) or :class:`RObject`.
         The result goes through ``convert`` (default :func:`to_py`); elements
         of a named-list result whose names are in ``keep`` come back as
-        :class:`RObject` handles instead. Every rpy2 object is created and
-        dropped while the lock is held: rpy2's bookkeeping of R objects is not
-        thread-safe.
+        :class:`RObject` handles instead. ``packed=True`` has R flatten the
+        result first (``lmm_pack``), so that a result of many small tables
+        crosses in five vectors (same Python values as :func:`to_py`, except
+        that factors arrive as their labels). Every rpy2 object is created
+        and dropped while the lock is held: rpy2's bookkeeping of R objects is
+        not thread-safe.
 
         Ctrl-C (SIGINT, a kernel interrupt) stops R and raises
         KeyboardInterrupt; after ``timeout`` seconds R is stopped the same way
@@ -222,7 +226,8 @@ class R:
             _drain_graveyard()
             with self._captured() as console, self._interruptible(timeout) as stop:
                 try:
-                    out = self._run_locked(console, name, args, kwargs, keep, convert)
+                    out = self._run_locked(console, name, args, kwargs, keep, convert,
+                                           packed)
                 except FitError:
                     if stop.reason is None:
                         raise
@@ -274,21 +279,41 @@ class R:
 
     def _run_locked(self, console: _Console, name: str, args: Sequence[Any],
                     kwargs: dict[str, Any], keep: Sequence[str],
-                    convert: Callable[[Any], Any] | None) -> Any:
+                    convert: Callable[[Any], Any] | None, packed: bool) -> Any:
         fn = self.env[name]
         rargs = [self.to_r(a) for a in args]
         rkwargs = {k: self.to_r(v) for k, v in kwargs.items()}
         try:
             result = fn(*rargs, **rkwargs)
+            if packed:
+                result = self.env["lmm_pack"](result, self.ri.StrSexpVector(list(keep)))
         except self._RRuntimeError as exc:
             text = console.text.strip() or str(exc)
             raise FitError(f"R error in {name}: {text}", r_message=text) from None
+        if packed:
+            return unpack(result)
         if convert is not None:
             return convert(result)
         if keep and isinstance(result, self.ri.ListSexpVector):
             names = _names(result) or []
             return {n: (RObject(v) if n in keep else to_py(v)) for n, v in zip(names, result)}
         return to_py(result)
+
+    def allowed(self, extra: Sequence[str] = ()) -> RObject:
+        """The formula allowlist (``request.allowlist(extra)``) as an R object,
+        built once per distinct list: it goes with every fit."""
+        from .request import allowlist
+
+        spec = allowlist(tuple(extra))
+        key = tuple((pkg, tuple(names)) for pkg, names in spec.items())
+        obj = self._allowed.get(key)
+        if obj is None:
+            with _lock:
+                obj = RObject(self.to_r(spec))
+            if len(self._allowed) >= 64:
+                self._allowed.clear()
+            self._allowed[key] = obj
+        return obj
 
     def require(self, package: str) -> None:
         if self.versions.get(package) is None:
@@ -362,13 +387,7 @@ def _atomic(obj: Any) -> Any:
     elif isinstance(obj, ri.IntSexpVector):
         arr = np.array(obj.memoryview(), dtype=np.int32)
     elif isinstance(obj, ri.BoolSexpVector):
-        raw = np.array(obj.memoryview(), dtype=np.int32)
-        na = raw == np.iinfo(np.int32).min
-        if not na.any():
-            return raw.astype(bool)
-        out = pd.array(raw.astype(bool), dtype="boolean")
-        out[na] = pd.NA
-        return out
+        return _logical(np.array(obj.memoryview(), dtype=np.int32))
     else:
         raise TypeError(type(obj).__name__)
     dim = _attr(obj, "dim")
@@ -401,6 +420,66 @@ def to_py(obj: Any) -> Any:
             return dict(zip(names, list(values)))
         return values
     return obj
+
+
+_NA_INT = np.iinfo(np.int32).min
+
+
+def unpack(obj: Any) -> Any:
+    """Rebuild what R's ``lmm_pack`` flattened; values as :func:`to_py` gives.
+
+    Arrays are copies (never views into R's memory); kept elements become
+    :class:`RObject` handles. Lock held.
+    """
+    import rpy2.rinterface as ri
+
+    spec_v, dbl_v, int_v, chr_v, kept_v = obj
+    spec = np.array(spec_v.memoryview(), dtype=np.int32).reshape(-1, 6).tolist()
+    dbl = np.array(dbl_v.memoryview(), dtype=np.float64)
+    ints = np.array(int_v.memoryview(), dtype=np.int32)
+    na = ri.NA_Character
+    strs = [None if v is na else str(v) for v in chr_v]
+    kept = [RObject(v) for v in kept_v]
+    pos = 0
+
+    def build() -> Any:
+        nonlocal pos
+        kind, n, off, names_off, nrow, ncol = spec[pos]
+        pos += 1
+        names = strs[names_off:names_off + n] if names_off >= 0 else None
+        value: Any
+        if kind == 0:
+            return None
+        if kind in (1, 2):
+            items = [build() for _ in range(n)]
+            return dict(zip(names, items)) if names is not None else items
+        if kind == 7:
+            return kept[off]
+        if kind == 6:
+            value = strs[off:off + n]
+        elif kind == 3:
+            value = dbl[off:off + n].copy()
+        elif kind == 4:
+            value = ints[off:off + n].copy()
+        else:
+            value = _logical(ints[off:off + n])
+        if nrow >= 0 and kind in (3, 4):
+            value = value.reshape((nrow, ncol), order="F")
+        elif nrow < 0 and names is not None:
+            return dict(zip(names, list(value)))
+        return value
+
+    return build()
+
+
+def _logical(raw: np.ndarray) -> Any:
+    """R logical values as int32 -> bool array, or pandas' boolean where NA."""
+    na = raw == _NA_INT
+    if not na.any():
+        return raw.astype(bool)
+    out = pd.array(raw.astype(bool), dtype="boolean")
+    out[na] = pd.NA
+    return out
 
 
 def frame_to_pandas(obj: Any) -> pd.DataFrame:

@@ -183,3 +183,51 @@ def test_missing_values_drop_rows_and_fitted_keeps_index(sleepstudy):
 
 def test_na_integer_constant():
     assert NA_INTEGER == -(2**31)
+
+
+def _same(a, b, path=""):
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            _same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    elif isinstance(a, pd.api.extensions.ExtensionArray):
+        assert list(a.isna()) == list(b.isna()) and list(a.fillna(False)) == list(b.fillna(False))
+    else:
+        assert (a is b) or a == b or (a != a and b != b), path
+
+
+def test_packed_results_are_what_the_plain_conversion_gives():
+    # Fit results cross as five vectors (lmm_pack); nothing may change on the way.
+    import rpy2.rinterface as ri
+
+    from lmermagic.rbridge import to_py, unpack
+
+    code = """list(a = 1:3, b = c(x = 1.5, y = NA), c = list(), d = NULL,
+        e = c("p", NA, "\u00e9"), f = matrix(as.double(1:6), 2), g = c(TRUE, NA),
+        h = c(TRUE, FALSE), i = list(list(z = "q"), 2L, NULL),
+        k = matrix(1:4, 2, dimnames = list(c("a", "b"), NULL)), l = character(),
+        m = numeric(), n = c(a = TRUE), o = matrix(numeric(0), 0, 3),
+        p = setNames(list(), character()), q = c(-Inf, NaN, 1e-300),
+        r = c(a = NA_integer_, b = 2L), s = list(fit = 1, data = 2))"""
+    r = get_r()
+    with _lock:
+        value = ri.baseenv["eval"](ri.parse(code))
+        plain = to_py(value)
+        packed = unpack(r.env["lmm_pack"](value, ri.StrSexpVector([])))
+        kept = unpack(r.env["lmm_pack"](value, ri.StrSexpVector(["f", "s"])))
+    _same(plain, packed)
+    assert np.signbit(packed["q"][0]) and np.isnan(packed["q"][1])
+    assert type(kept["f"]).__name__ == "RObject" and type(kept["s"]).__name__ == "RObject"
+    _same(kept["i"], packed["i"])
+    with _lock:
+        factor = unpack(r.env["lmm_pack"](ri.baseenv["eval"](ri.parse("factor(c('u', 'v'))")),
+                                          ri.StrSexpVector([])))
+    assert factor == ["u", "v"]

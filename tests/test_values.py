@@ -228,6 +228,24 @@ def test_ddf_lme4_has_no_df(sleepstudy, rref):
     assert m.coefs["df"].isna().all() and m.coefs["p_value"].isna().all()
 
 
+@pytest.mark.parametrize(("formula", "factors"), [
+    ("Weight ~ Time + Evit + (1 + Time | Pig)", ["Evit"]),
+    ("Weight ~ poly(Time, 2) * Cu + (1 | Pig)", ["Cu"]),
+    ("Weight ~ Time + Feed + (1 | Pig) + (1 | Litter)", ["Litter"]),
+])
+def test_ddf_lme4_table_is_summarys_to_the_last_digit(dietox, rref, formula, factors):
+    # The table is computed without summary(); it must be summary()'s numbers.
+    m = lmermagic.lmer(formula, dietox, ddf="lme4", factors=factors)
+    ref = rref(f"""
+        e <- new.env(); utils::data("dietox", package = "geepack", envir = e); d <- e$dietox
+        for (f in c({", ".join(repr(f) for f in factors)})) d[[f]] <- factor(d[[f]])
+        ct <- coef(summary(lme4::lmer({formula}, d)))
+        list(ct = ct, terms = rownames(ct))""")
+    assert list(m.coefs.index) == ref["terms"]
+    np.testing.assert_allclose(m.coefs[["estimate", "std_error", "statistic"]],
+                               np.asarray(ref["ct"]), rtol=1e-13, atol=0)
+
+
 def test_weights_and_factors(dietox, rref):
     df = dietox.assign(w=np.linspace(0.5, 2, len(dietox)), cu=dietox["Cu"].cat.codes)
     m = lmermagic.lmer("Weight ~ Time + cu + (1 | Pig)", df, weights="w", factors=["cu"])

@@ -334,6 +334,8 @@ lmm_coef_table <- function(fit, kind, ddf) {
     } else if (kind == "lmer" && ddf != "lme4" && inherits(fit, "lmerModLmerTest")) {
         method <- if (ddf == "kenward-roger") "Kenward-Roger" else "Satterthwaite"
         ct <- stats::coef(lmerTest:::summary.lmerModLmerTest(fit, ddf = method))
+    } else if (kind == "lmer") {
+        ct <- lmm_wald_table(fit)
     } else {
         ct <- stats::coef(lme4:::summary.merMod(fit))
     }
@@ -354,6 +356,24 @@ lmm_coef_table <- function(fit, kind, ddf) {
     list(table = out, matrix = ct, meta = meta)
 }
 
+# summary(fit)$coefficients of an lmer fit without summary()'s other work:
+# lme4's vcov for lmer is sigma^2 * unsc(), wrapped in a dpoMatrix (which is
+# what costs the time). A matrix that is not positive definite becomes NA with
+# lme4's warning, as in vcov.merMod.
+lmm_wald_table <- function(fit) {
+    beta <- lme4::fixef(fit)
+    V <- stats::sigma(fit)^2 * fit@pp$unsc()
+    ok <- nrow(V) == 0L || (all(is.finite(V)) &&
+          !inherits(tryCatch(chol(V), error = function(e) e), "error"))
+    if (!ok) {
+        warning("Computed variance-covariance matrix problem: not a positive definite ",
+                "matrix;\nreturning NA matrix")
+        V <- matrix(NA_real_, nrow(V), ncol(V))
+    }
+    se <- sqrt(diag(V))
+    cbind(Estimate = beta, `Std. Error` = se, `t value` = beta / se)
+}
+
 # A fit and every table Python reads from it; the coefficient matrix also goes
 # on the fit, for summary().
 lmm_results <- function(fit, kind, ddf) {
@@ -364,7 +384,7 @@ lmm_results <- function(fit, kind, ddf) {
 
 lmm_tables <- function(fit, kind, coefs) {
     vc <- as.data.frame(lme4::VarCorr(fit))
-    re <- lme4::ranef(fit)
+    re <- lme4::ranef(fit, condVar = FALSE)
     mf <- stats::model.frame(fit)
     dropped <- attr(mf, "na.action")
     reml <- lme4::isREML(fit)
@@ -422,6 +442,78 @@ lmm_summary_text <- function(fit, ddf, data_name) {
     at <- which(out == "   Data: data")
     if (length(at)) out[at[1L]] <- paste0("   Data: ", data_name)
     paste(out, collapse = "\n")
+}
+
+# ---------------------------------------------------------------------------
+# Results to Python
+# ---------------------------------------------------------------------------
+
+# A nested list of atomic vectors flattened into five pieces that cross to
+# Python in one go (Python's rbridge.unpack rebuilds it): one row of `spec`
+# per node in depth-first order (kind, length, pool offset, offset of its
+# names in the string pool or -1, rows and columns of a matrix or -1), and pools
+# of doubles, integers (logicals included) and strings. Top-level elements
+# named in `keep` stay R objects (kind 7, offset into `kept`).
+# Kinds: 0 NULL, 1 list, 2 named list, 3 double, 4 integer, 5 logical,
+# 6 character, 7 kept.
+lmm_pack <- function(x, keep = character()) {
+    spec <- list(); dbl <- list(); int <- list(); chr <- list(); kept <- list()
+    n_dbl <- 0L; n_int <- 0L; n_chr <- 0L
+    node <- function(kind, len, off = -1L, names_off = -1L, dims = c(-1L, -1L)) {
+        spec[[length(spec) + 1L]] <<- c(kind, len, off, names_off, dims)
+    }
+    add_names <- function(nm) {
+        if (is.null(nm)) return(-1L)
+        off <- n_chr
+        chr[[length(chr) + 1L]] <<- nm
+        n_chr <<- n_chr + length(nm)
+        off
+    }
+    walk <- function(v) {
+        if (is.null(v)) return(node(0L, 0L))
+        if (is.list(v)) {
+            nm <- names(v)
+            node(if (is.null(nm)) 1L else 2L, length(v), -1L, add_names(nm))
+            for (e in v) walk(e)
+            return(invisible())
+        }
+        if (is.factor(v)) v <- as.character(v)
+        d <- dim(v)
+        dims <- if (length(d) == 2L) d else c(-1L, -1L)
+        names_off <- if (is.null(d)) add_names(names(v)) else -1L
+        len <- length(v)
+        if (is.double(v)) {
+            node(3L, len, n_dbl, names_off, dims)
+            dbl[[length(dbl) + 1L]] <<- as.vector(v); n_dbl <<- n_dbl + len
+        } else if (is.integer(v) || is.logical(v)) {
+            node(if (is.logical(v)) 5L else 4L, len, n_int, names_off, dims)
+            int[[length(int) + 1L]] <<- as.integer(v); n_int <<- n_int + len
+        } else if (is.character(v)) {
+            node(6L, len, n_chr, names_off, dims)
+            chr[[length(chr) + 1L]] <<- as.vector(v); n_chr <<- n_chr + len
+        } else {
+            stop(sprintf("internal: cannot pack a %s", class(v)[1L]))
+        }
+    }
+    if (length(keep) && is.list(x) && !is.null(names(x))) {
+        nm <- names(x)
+        node(2L, length(x), -1L, add_names(nm))
+        for (i in seq_along(x)) {
+            if (nm[[i]] %in% keep) {
+                node(7L, 1L, length(kept))
+                kept[[length(kept) + 1L]] <- x[[i]]
+            } else {
+                walk(x[[i]])
+            }
+        }
+    } else {
+        walk(x)
+    }
+    list(spec = as.integer(unlist(spec, use.names = FALSE)),
+         dbl = as.double(unlist(dbl, use.names = FALSE)),
+         int = as.integer(unlist(int, use.names = FALSE)),
+         chr = as.character(unlist(chr, use.names = FALSE)),
+         kept = kept)
 }
 
 lmm_versions <- function() {
