@@ -141,9 +141,19 @@ def glmer(
     return fit(request, data)
 
 
+# Formulas that passed the check, by (formula, columns, allowlist): the check is
+# a pure function of these, and notebook cells are re-run all day. R checks the
+# formula again before it builds it, so the cache saves time, not safety.
+_CHECKED: dict[tuple[Any, ...], list[str]] = {}
+
+
 def _check_formula(r: Any, request: FitRequest, columns: list[str]) -> list[str]:
-    chk = r.run("lmm_check_formula", request.formula, columns,
-                r.allowed(request.extra_functions), packed=True)
+    allowed = r.allowed(request.extra_functions)
+    key = (request.formula, tuple(columns), allowed)
+    hit = _CHECKED.get(key)
+    if hit is not None:
+        return list(hit)
+    chk = r.run("lmm_check_formula", request.formula, columns, allowed, packed=True)
     if chk["kind"][0] == "parse":
         raise FormulaError(
             f"R cannot parse the formula {request.formula!r}: {chk['message'][0]}"
@@ -168,7 +178,11 @@ def _check_formula(r: Any, request: FitRequest, columns: list[str]) -> list[str]
             + ("" if len(unknown) == 1 else
                f" (also unknown: {', '.join(repr(u) for u in unknown[1:])})")
         )
-    return list(chk.get("vars") or [])
+    vars_ = list(chk.get("vars") or [])
+    if len(_CHECKED) >= 256:
+        _CHECKED.clear()
+    _CHECKED[key] = vars_
+    return list(vars_)
 
 
 def _used_columns(request: FitRequest, vars_: list[str], columns: list[str]) -> list[str]:

@@ -82,7 +82,9 @@ class LmerModel:
         How the numbers were computed: for Satterthwaite df ``satterthwaite``
         is ``"lmermagic"`` (lmermagic's finite differences) or
         ``"lmerTest-fallback"`` (lmerTest's own computation, with
-        ``fallback_reason``), and ``devfun_evals`` the deviance evaluations.
+        ``fallback_reason``), and ``devfun_evals`` the deviance evaluations;
+        ``r_fit_seconds`` and ``r_tables_seconds`` are R's time for the fit
+        and for computing the tables (everything else is lmermagic's).
     """
 
     formula: str

@@ -213,7 +213,7 @@ class R:
         of a named-list result whose names are in ``keep`` come back as
         :class:`RObject` handles instead. ``packed=True`` has R flatten the
         result first (``lmm_pack``), so that a result of many small tables
-        crosses in five vectors (same Python values as :func:`to_py`, except
+        crosses in six vectors (same Python values as :func:`to_py`, except
         that factors arrive as their labels). Every rpy2 object is created
         and dropped while the lock is held: rpy2's bookkeeping of R objects is
         not thread-safe.
@@ -383,11 +383,11 @@ def _atomic(obj: Any) -> Any:
     if isinstance(obj, ri.StrSexpVector):
         return [None if v is ri.NA_Character else str(v) for v in obj]
     if isinstance(obj, ri.FloatSexpVector):
-        arr = np.array(obj.memoryview(), dtype=np.float64)
+        arr = _numpy(obj, np.float64)
     elif isinstance(obj, ri.IntSexpVector):
-        arr = np.array(obj.memoryview(), dtype=np.int32)
+        arr = _numpy(obj, np.int32)
     elif isinstance(obj, ri.BoolSexpVector):
-        return _logical(np.array(obj.memoryview(), dtype=np.int32))
+        return _logical(_numpy(obj, np.int32))
     else:
         raise TypeError(type(obj).__name__)
     dim = _attr(obj, "dim")
@@ -425,20 +425,42 @@ def to_py(obj: Any) -> Any:
 _NA_INT = np.iinfo(np.int32).min
 
 
+def _numpy(vec: Any, dtype: Any) -> np.ndarray:
+    """A copy of an R numeric/integer/logical vector as a numpy array.
+
+    Reads R's memory through the same cffi buffer rpy2's ``memoryview()``
+    uses; ``memoryview()`` itself retries an import that fails on every call
+    (0.1 ms each, several per fit), so it is only the fallback.
+    """
+    try:
+        from rpy2.rinterface_lib import openrlib
+
+        ptr = vec._R_GET_PTR(vec.__sexp__._cdata)
+        size = np.dtype(dtype).itemsize * len(vec)
+        return np.frombuffer(openrlib.ffi.buffer(ptr, size), dtype=dtype).copy()
+    except AttributeError:
+        return np.array(vec.memoryview(), dtype=dtype)
+
+
 def unpack(obj: Any) -> Any:
     """Rebuild what R's ``lmm_pack`` flattened; values as :func:`to_py` gives.
 
     Arrays are copies (never views into R's memory); kept elements become
     :class:`RObject` handles. Lock held.
     """
-    import rpy2.rinterface as ri
-
-    spec_v, dbl_v, int_v, chr_v, kept_v = obj
-    spec = np.array(spec_v.memoryview(), dtype=np.int32).reshape(-1, 6).tolist()
-    dbl = np.array(dbl_v.memoryview(), dtype=np.float64)
-    ints = np.array(int_v.memoryview(), dtype=np.int32)
-    na = ri.NA_Character
-    strs = [None if v is na else str(v) for v in chr_v]
+    spec_v, dbl_v, int_v, chr_v, nbytes_v, kept_v = obj
+    spec = _numpy(spec_v, np.int32).reshape(-1, 6).tolist()
+    dbl = _numpy(dbl_v, np.float64)
+    ints = _numpy(int_v, np.int32)
+    text = str(chr_v[0]).encode("utf-8")
+    strs: list[str | None] = []
+    at = 0
+    for nb in _numpy(nbytes_v, np.int32).tolist():
+        if nb < 0:
+            strs.append(None)
+        else:
+            strs.append(text[at:at + nb].decode("utf-8"))
+            at += nb
     kept = [RObject(v) for v in kept_v]
     pos = 0
 
@@ -492,20 +514,20 @@ def frame_to_pandas(obj: Any) -> pd.DataFrame:
         levels_attr = _attr(col, "levels")
         if levels_attr is not None and isinstance(col, ri.IntSexpVector):
             levels = [str(v) for v in levels_attr]
-            codes = np.array(col.memoryview(), dtype=np.int64)
+            codes = _numpy(col, np.int32).astype(np.int64)
             codes = np.where(codes == np.iinfo(np.int32).min, -1, codes - 1)
             klass = [str(c) for c in col.do_slot("class")]
             data[name] = pd.Categorical.from_codes(codes, categories=levels,
                                                    ordered="ordered" in klass)
         elif isinstance(col, ri.IntSexpVector):
-            raw = np.array(col.memoryview(), dtype=np.int32)
+            raw = _numpy(col, np.int32)
             na = raw == np.iinfo(np.int32).min
             data[name] = pd.array(np.where(na, 0, raw), dtype="Int64") if na.any() else \
                 raw.astype(np.int64)
             if na.any():
                 data[name][na] = pd.NA
         elif isinstance(col, ri.FloatSexpVector):
-            data[name] = np.array(col.memoryview(), dtype=np.float64)
+            data[name] = _numpy(col, np.float64)
         else:
             data[name] = _atomic(col)
     return pd.DataFrame(data)

@@ -205,7 +205,7 @@ def _same(a, b, path=""):
 
 
 def test_packed_results_are_what_the_plain_conversion_gives():
-    # Fit results cross as five vectors (lmm_pack); nothing may change on the way.
+    # Fit results cross as six vectors (lmm_pack); nothing may change on the way.
     import rpy2.rinterface as ri
 
     from lmermagic.rbridge import to_py, unpack

@@ -134,3 +134,38 @@ def test_defence_in_depth_the_formula_environment_has_no_system():
         del env, found
     assert result == {"system": False, "colons": False, "eval": False, "log": True,
                       "ns": True, "parent_is_empty": True}
+
+
+def test_allow_functions_extends_the_list_for_that_call_only(data, rref):
+    formula = "y ~ atan2(z, x) + (1 | g)"
+    with pytest.raises(lmermagic.UnsafeFormulaError, match="atan2"):
+        lmermagic.lmer(formula, data)
+    m = lmermagic.lmer(formula, data, allow_functions=["atan2"])
+    assert list(m.coefs.index) == ["(Intercept)", "atan2(z, x)"]
+    ys = ",".join(repr(float(v)) for v in m.fitted + m.residuals)
+    zs = ",".join(repr(float(v)) for v in data["z"])
+    xs = ",".join(repr(float(v)) for v in data["x"])
+    gs = ",".join(repr(str(v)) for v in data["g"])
+    ref = rref(f"""d <- data.frame(y = c({ys}), z = c({zs}), x = c({xs}), g = factor(c({gs})))
+                  lme4::fixef(lme4::lmer(y ~ atan2(z, x) + (1 | g), d))""")
+    np.testing.assert_allclose(m.fixef, ref, rtol=1e-7)
+    # a formula that passed once is not waved through later without the allowance
+    with pytest.raises(lmermagic.UnsafeFormulaError, match="atan2"):
+        lmermagic.lmer(formula, data)
+
+
+def test_the_formula_check_cache_follows_the_allowlist(data, monkeypatch):
+    from lmermagic import request
+
+    formula = "y ~ log(x) + (1 | g)"
+    lmermagic.lmer(formula, data)
+    trimmed = dict(request.ALLOWED_FUNCTIONS)
+    trimmed["base"] = tuple(n for n in trimmed["base"] if n != "log")
+    monkeypatch.setattr(request, "ALLOWED_FUNCTIONS", trimmed)
+    with pytest.raises(lmermagic.UnsafeFormulaError, match="log"):
+        lmermagic.lmer(formula, data)
+
+
+def test_fits_say_how_long_r_itself_took(data):
+    m = lmermagic.lmer("y ~ x + (1 | g)", data)
+    assert 0 < m.meta["r_fit_seconds"] < 60 and 0 < m.meta["r_tables_seconds"] < 60
