@@ -246,6 +246,21 @@ def test_ddf_lme4_table_is_summarys_to_the_last_digit(dietox, rref, formula, fac
                                np.asarray(ref["ct"]), rtol=1e-13, atol=0)
 
 
+@pytest.mark.parametrize(("formula", "family", "r_family"), [
+    ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", "binomial"),
+    ("incidence ~ period + (1 | herd)", "poisson", "poisson"),
+    ("size ~ period + (1 | herd)", "Gamma(link='log')", "Gamma(link = 'log')"),
+])
+def test_glmer_table_is_summarys_to_the_last_digit(rref, formula, family, r_family):
+    cbpp = lmermagic.datasets.load("cbpp")
+    m = lmermagic.glmer(formula, cbpp, family=family)
+    ref = rref(f"""ct <- coef(summary(lme4::glmer({formula}, lme4::cbpp, family = {r_family})))
+                   list(ct = ct, terms = rownames(ct))""")
+    assert list(m.coefs.index) == ref["terms"]
+    np.testing.assert_allclose(m.coefs[["estimate", "std_error", "statistic", "p_value"]],
+                               np.asarray(ref["ct"]), rtol=1e-13, atol=0)
+
+
 def test_weights_and_factors(dietox, rref):
     df = dietox.assign(w=np.linspace(0.5, 2, len(dietox)), cu=dietox["Cu"].cat.codes)
     m = lmermagic.lmer("Weight ~ Time + cu + (1 | Pig)", df, weights="w", factors=["cu"])

@@ -346,10 +346,8 @@ lmm_coef_table <- function(fit, kind, ddf) {
     } else if (kind == "lmer" && ddf != "lme4" && inherits(fit, "lmerModLmerTest")) {
         method <- if (ddf == "kenward-roger") "Kenward-Roger" else "Satterthwaite"
         ct <- stats::coef(lmerTest:::summary.lmerModLmerTest(fit, ddf = method))
-    } else if (kind == "lmer") {
-        ct <- lmm_wald_table(fit)
     } else {
-        ct <- stats::coef(lme4:::summary.merMod(fit))
+        ct <- lmm_wald_table(fit, kind)
     }
     n <- nrow(ct)
     out <- list(estimate = ct[, 1L], std_error = ct[, 2L])
@@ -368,22 +366,36 @@ lmm_coef_table <- function(fit, kind, ddf) {
     list(table = out, matrix = ct, meta = meta)
 }
 
-# summary(fit)$coefficients of an lmer fit without summary()'s other work:
-# lme4's vcov for lmer is sigma^2 * unsc(), wrapped in a dpoMatrix (which is
-# what costs the time). A matrix that is not positive definite becomes NA with
-# lme4's warning, as in vcov.merMod.
-lmm_wald_table <- function(fit) {
+# summary(fit)$coefficients without summary()'s other work (which computes
+# vcov twice, the scaled residuals, VarCorr, ...). For lmer, lme4's vcov is
+# sigma^2 * unsc() wrapped in a dpoMatrix (the wrapping is what costs): a
+# matrix that is not positive definite becomes NA with lme4's warning. For
+# glmer, vcov() as summary() calls it (from the Hessian when there is one);
+# z tests as summary() computes them.
+lmm_wald_table <- function(fit, kind) {
     beta <- lme4::fixef(fit)
-    V <- stats::sigma(fit)^2 * fit@pp$unsc()
-    ok <- nrow(V) == 0L || (all(is.finite(V)) &&
-          !inherits(tryCatch(chol(V), error = function(e) e), "error"))
-    if (!ok) {
-        warning("Computed variance-covariance matrix problem: not a positive definite ",
-                "matrix;\nreturning NA matrix")
-        V <- matrix(NA_real_, nrow(V), ncol(V))
+    if (kind == "lmer") {
+        V <- stats::sigma(fit)^2 * fit@pp$unsc()
+        ok <- nrow(V) == 0L || (all(is.finite(V)) &&
+              !inherits(tryCatch(chol(V), error = function(e) e), "error"))
+        if (!ok) {
+            warning("Computed variance-covariance matrix problem: not a positive definite ",
+                    "matrix;\nreturning NA matrix")
+            V <- matrix(NA_real_, nrow(V), ncol(V))
+        }
+    } else {
+        h <- fit@optinfo$derivs$Hessian
+        hess <- !is.null(h) && nrow(h) > length(lme4::getME(fit, "theta"))
+        V <- as.matrix(stats::vcov(fit, use.hessian = hess))
     }
     se <- sqrt(diag(V))
-    cbind(Estimate = beta, `Std. Error` = se, `t value` = beta / se)
+    stat <- beta / se
+    if (kind == "lmer") return(cbind(Estimate = beta, `Std. Error` = se, `t value` = stat))
+    use_sc <- as.logical(fit@devcomp$dims[["useSc"]])
+    ct <- cbind(Estimate = beta, `Std. Error` = se, stat,
+                `Pr(>|z|)` = 2 * stats::pnorm(abs(stat), lower.tail = FALSE))
+    colnames(ct)[3L] <- if (use_sc) "t value" else "z value"
+    ct
 }
 
 # A fit and every table Python reads from it; the coefficient matrix also goes
