@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Benchmark suite: `make bench` (full, ~30 min on 2 cores) or `make bench-quick`.
+#
+#   bash benchmarks/run.sh [--quick] [extra bench.py options]
+#
+# 1. builds (idempotently) benchmarks/.venv-peers, the peers' own virtual environment
+#    (rpy2 3.5.17, pymer4 0.8.2 with pandas<3, statsmodels, IPython) -- never the
+#    project's .venv; a failed install is recorded, not fatal;
+# 2. writes the data once under benchmarks/data/ (R's data sets via Rscript, the
+#    seeded 1M-row synthetic design via numpy);
+# 3. runs benchmarks/bench.py, which times every tool in its own process and writes
+#    benchmarks/RESULTS.md (quick: benchmarks/RESULTS-quick.md).
+# Benchmarks never fail because something is slow: this script exits non-zero only
+# when it cannot run at all (no R, no project venv).
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$HERE")"
+cd "$ROOT"
+
+QUICK=""
+for a in "$@"; do [ "$a" = "--quick" ] && QUICK=1; done
+
+PROJECT_PY="$ROOT/.venv/bin/python"
+PEERS="$HERE/.venv-peers"
+PEERS_PY="$PEERS/bin/python"
+DATA="$HERE/data"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$DATA/logs"
+
+if [ ! -x "$PROJECT_PY" ]; then
+    echo "benchmarks: $PROJECT_PY not found; run 'make setup' first" >&2
+    exit 1
+fi
+if ! command -v Rscript >/dev/null 2>&1; then
+    echo "benchmarks: Rscript not found; run 'make setup' first" >&2
+    exit 1
+fi
+
+# ---------------------------------------------------------------- 1. peers' venv
+# Pins: rpy2 3.6.x does not load against R 4.2 (undefined symbol R_getVar); pymer4
+# 0.9.x needs the R package `report`, which Debian does not package; pymer4 0.8.2
+# breaks with pandas 3.
+PEER_REQS=("rpy2==3.5.17" "pandas<3" "pymer4==0.8.2" "statsmodels" "ipython")
+PEER_STAMP="$PEERS/.bench-installed"
+PEER_STATUS="$DATA/peers-status.txt"
+want="${PEER_REQS[*]}"
+if [ ! -f "$PEER_STAMP" ] || [ "$(cat "$PEER_STAMP")" != "$want" ]; then
+    echo "benchmarks: building peers' venv in benchmarks/.venv-peers ..."
+    : > "$PEER_STATUS"
+    log="$DATA/logs/peers-install.log"
+    if [ ! -x "$PEERS_PY" ] && ! "$PYTHON" -m venv "$PEERS" >"$log" 2>&1; then
+        echo "could not create benchmarks/.venv-peers with $PYTHON: $(tail -n 3 "$log" | tr '\n' ' ')" > "$PEER_STATUS"
+    else
+        "$PEERS_PY" -m pip install -q --upgrade pip >>"$log" 2>&1 || true
+        # all at once, then each on its own, so one failing peer does not block the rest
+        if "$PEERS_PY" -m pip install -q "${PEER_REQS[@]}" >>"$log" 2>&1; then
+            echo "$want" > "$PEER_STAMP"
+        else
+            for r in "${PEER_REQS[@]}"; do
+                "$PEERS_PY" -m pip install -q "$r" >>"$log" 2>&1 \
+                    || echo "pip install '$r' failed (see benchmarks/data/logs/peers-install.log)" >> "$PEER_STATUS"
+            done
+        fi
+    fi
+    [ -s "$PEER_STATUS" ] && cat "$PEER_STATUS" >&2
+fi
+
+# ---------------------------------------------------------------- 2. data
+Rscript "$HERE/export_data.R" "$DATA" || echo "benchmarks: exporting R data sets failed" >&2
+if [ -z "$QUICK" ] && [ ! -f "$DATA/synthetic_1M.csv" ]; then
+    "$PROJECT_PY" "$HERE/make_synthetic.py" "$DATA/synthetic_1M.csv" \
+        || echo "benchmarks: writing the synthetic data failed" >&2
+fi
+
+# ---------------------------------------------------------------- 3. run
+"$PROJECT_PY" "$HERE/bench.py" "$@"
