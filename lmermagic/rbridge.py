@@ -425,8 +425,10 @@ def to_py(obj: Any) -> Any:
 _NA_INT = np.iinfo(np.int32).min
 
 
-def _numpy(vec: Any, dtype: Any) -> np.ndarray:
-    """A copy of an R numeric/integer/logical vector as a numpy array.
+def _numpy(vec: Any, dtype: Any, copy: bool = True) -> np.ndarray:
+    """An R numeric/integer/logical vector as a numpy array: a copy, or with
+    ``copy=False`` a view valid only while the R object is alive and the lock
+    is held.
 
     Reads R's memory through the same cffi buffer rpy2's ``memoryview()``
     uses; ``memoryview()`` itself retries an import that fails on every call
@@ -437,7 +439,8 @@ def _numpy(vec: Any, dtype: Any) -> np.ndarray:
 
         ptr = vec._R_GET_PTR(vec.__sexp__._cdata)
         size = np.dtype(dtype).itemsize * len(vec)
-        return np.frombuffer(openrlib.ffi.buffer(ptr, size), dtype=dtype).copy()
+        view = np.frombuffer(openrlib.ffi.buffer(ptr, size), dtype=dtype)
+        return view.copy() if copy else view
     except AttributeError:
         return np.array(vec.memoryview(), dtype=dtype)
 
@@ -448,10 +451,7 @@ def unpack(obj: Any) -> Any:
     Arrays are copies (never views into R's memory); kept elements become
     :class:`RObject` handles. Lock held.
     """
-    spec_v, dbl_v, int_v, chr_v, nbytes_v, kept_v = obj
-    spec = _numpy(spec_v, np.int32).reshape(-1, 6).tolist()
-    dbl = _numpy(dbl_v, np.float64)
-    ints = _numpy(int_v, np.int32)
+    spec_v, dbl_v, int_v, chr_v, nbytes_v, kept_v, vecs_v = obj
     text = str(chr_v[0]).encode("utf-8")
     strs: list[str | None] = []
     at = 0
@@ -461,37 +461,54 @@ def unpack(obj: Any) -> Any:
         else:
             strs.append(text[at:at + nb].decode("utf-8"))
             at += nb
-    kept = [RObject(v) for v in kept_v]
-    pos = 0
+    # The pools are read in place (R's result is alive during this call); every
+    # value taken from them is a copy.
+    nodes = _Nodes(spec=_numpy(spec_v, np.int32).reshape(-1, 6).tolist(),
+                   dbl=_numpy(dbl_v, np.float64, copy=False),
+                   ints=_numpy(int_v, np.int32, copy=False), strs=strs,
+                   kept=[RObject(v) for v in kept_v], vecs=vecs_v)
+    return _build(nodes)
 
-    def build() -> Any:
-        nonlocal pos
-        kind, n, off, names_off, nrow, ncol = spec[pos]
-        pos += 1
-        names = strs[names_off:names_off + n] if names_off >= 0 else None
-        value: Any
-        if kind == 0:
-            return None
-        if kind in (1, 2):
-            items = [build() for _ in range(n)]
-            return dict(zip(names, items)) if names is not None else items
-        if kind == 7:
-            return kept[off]
-        if kind == 6:
-            value = strs[off:off + n]
-        elif kind == 3:
-            value = dbl[off:off + n].copy()
-        elif kind == 4:
-            value = ints[off:off + n].copy()
-        else:
-            value = _logical(ints[off:off + n])
-        if nrow >= 0 and kind in (3, 4):
-            value = value.reshape((nrow, ncol), order="F")
-        elif nrow < 0 and names is not None:
-            return dict(zip(names, list(value)))
-        return value
 
-    return build()
+@dataclass
+class _Nodes:
+    """unpack()'s input and read position. A plain object walked by a module
+    function: a recursive closure would be a reference cycle holding the R
+    objects until Python's cyclic garbage collector happened to run."""
+
+    spec: list[list[int]]
+    dbl: np.ndarray
+    ints: np.ndarray
+    strs: list[str | None]
+    kept: list[RObject]
+    vecs: Any
+    pos: int = 0
+
+
+def _build(st: _Nodes) -> Any:
+    kind, n, off, names_off, nrow, ncol = st.spec[st.pos]
+    st.pos += 1
+    names = st.strs[names_off:names_off + n] if names_off >= 0 else None
+    value: Any
+    if kind == 0:
+        return None
+    if kind in (1, 2):
+        items = [_build(st) for _ in range(n)]
+        return dict(zip(names, items)) if names is not None else items
+    if kind == 7:
+        return st.kept[off]
+    if kind in (5, 6):  # no matrix shape, as to_py
+        value = _logical(st.ints[off:off + n]) if kind == 5 else st.strs[off:off + n]
+        return dict(zip(names, list(value))) if names is not None else value
+    if kind == 3:
+        value = st.dbl[off:off + n].copy()
+    elif kind == 4:
+        value = st.ints[off:off + n].copy()
+    else:  # 8, 9: long vectors that crossed on their own
+        value = _numpy(st.vecs[off], np.float64 if kind == 8 else np.int32)
+    if nrow >= 0:
+        return value.reshape((nrow, ncol), order="F")
+    return dict(zip(names, list(value))) if names is not None else value
 
 
 def _logical(raw: np.ndarray) -> Any:

@@ -216,7 +216,9 @@ def test_packed_results_are_what_the_plain_conversion_gives():
         k = matrix(1:4, 2, dimnames = list(c("a", "b"), NULL)), l = character(),
         m = numeric(), n = c(a = TRUE), o = matrix(numeric(0), 0, 3),
         p = setNames(list(), character()), q = c(-Inf, NaN, 1e-300),
-        r = c(a = NA_integer_, b = 2L), s = list(fit = 1, data = 2))"""
+        r = c(a = NA_integer_, b = 2L), s = list(fit = 1, data = 2),
+        t = c(a = "x", b = NA), u = as.double(1:5000) / 7, v = matrix(1:10000, 100),
+        w = c(a = TRUE, b = NA))"""
     r = get_r()
     with _lock:
         value = ri.baseenv["eval"](ri.parse(code))
@@ -231,3 +233,25 @@ def test_packed_results_are_what_the_plain_conversion_gives():
         factor = unpack(r.env["lmm_pack"](ri.baseenv["eval"](ri.parse("factor(c('u', 'v'))")),
                                           ri.StrSexpVector([])))
     assert factor == ["u", "v"]
+
+
+def test_dropped_models_release_their_r_objects_without_the_cycle_collector(sleepstudy):
+    # A model holds R objects (the fit, its data); dropping the model must let R
+    # free them at the next call, even when Python's cyclic GC never runs.
+    import gc
+
+    from rpy2.rinterface_lib import _rinterface_capi as capi
+
+    lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    get_r().run("lmm_versions")
+    before = len(capi._R_PRESERVED)
+    gc.disable()
+    try:
+        for _ in range(5):
+            m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+            del m
+        get_r().run("lmm_versions")  # frees what dropped handles parked
+        after = len(capi._R_PRESERVED)
+    finally:
+        gc.enable()
+    assert after <= before

@@ -472,16 +472,18 @@ lmm_summary_text <- function(fit, ddf, data_name) {
 # Results to Python
 # ---------------------------------------------------------------------------
 
-# A nested list of atomic vectors flattened into six pieces that cross to
+# A nested list of atomic vectors flattened into a few pieces that cross to
 # Python in one go (Python's rbridge.unpack rebuilds it): one row of `spec`
 # per node in depth-first order (kind, length, pool offset, offset of its
 # names in the string pool or -1, rows and columns of a matrix or -1), and pools
 # of doubles, integers (logicals included) and strings. Top-level elements
 # named in `keep` stay R objects (kind 7, offset into `kept`).
 # Kinds: 0 NULL, 1 list, 2 named list, 3 double, 4 integer, 5 logical,
-# 6 character, 7 kept.
+# 6 character, 7 kept, 8 long double vector and 9 long integer vector (offset
+# into `vecs`).
 lmm_pack <- function(x, keep = character()) {
     spec <- list(); dbl <- list(); int <- list(); chr <- list(); kept <- list()
+    vecs <- list()
     n_dbl <- 0L; n_int <- 0L; n_chr <- 0L
     node <- function(kind, len, off = -1L, names_off = -1L, dims = c(-1L, -1L)) {
         spec[[length(spec) + 1L]] <<- c(kind, len, off, names_off, dims)
@@ -506,7 +508,12 @@ lmm_pack <- function(x, keep = character()) {
         dims <- if (length(d) == 2L) d else c(-1L, -1L)
         names_off <- if (is.null(d)) add_names(names(v)) else -1L
         len <- length(v)
-        if (is.double(v)) {
+        if (len >= lmm_pack_own && (is.double(v) || is.integer(v))) {
+            # long vectors (fitted values, residuals) go as they are: copying them
+            # into a pool would only allocate one more large block per fit
+            vecs[[length(vecs) + 1L]] <<- as.vector(v)
+            node(if (is.double(v)) 8L else 9L, len, length(vecs) - 1L, names_off, dims)
+        } else if (is.double(v)) {
             node(3L, len, n_dbl, names_off, dims)
             dbl[[length(dbl) + 1L]] <<- as.vector(v); n_dbl <<- n_dbl + len
         } else if (is.integer(v) || is.logical(v)) {
@@ -545,8 +552,12 @@ lmm_pack <- function(x, keep = character()) {
          int = as.integer(unlist(int, use.names = FALSE)),
          chr = paste(chr, collapse = ""),
          nbytes = as.integer(nbytes),
-         kept = kept)
+         kept = kept,
+         vecs = vecs)
 }
+
+# Numeric vectors at least this long cross on their own (kinds 8 and 9).
+lmm_pack_own <- 4096L
 
 lmm_versions <- function() {
     pk <- c("lme4", "lmerTest", "pbkrtest", "Matrix", "emmeans", "geepack")
