@@ -48,6 +48,8 @@ TOOLS = {
 }
 PEERS = ("rpy2", "pymer4", "statsmodels")
 R_MODES = {"R-lme4": "lme4", "R-lme4-table": "lme4table", "R-lmerTest": "lmerTest"}
+# the R route that gives the same output as each lmermagic setting
+SAME_OUTPUT = {"lmermagic": "R-lmerTest", "lmermagic-lme4": "R-lme4-table"}
 
 # repeats: (full, quick); quick None = skipped in quick mode
 REPEATS = {"small": (20, 5), "large": (3, 1), "huge": (2, None)}
@@ -432,14 +434,21 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
                  "is lmermagic's: sending the columns, the formula check, building R's call, "
                  "bringing the results back and building the pandas objects. Unlike the "
                  "cross-process ratios above, this split is measured fit by fit in one "
-                 "process, so load on the machine hardly moves it.\n")
-        L.append("| model | tool | median wall | R: fit + tables | lmermagic's own work "
-                 "| as share of R's |")
-        L.append("|---|---|---|---|---|---|")
+                 "process, so load on the machine hardly moves it. The issue's yardstick is "
+                 "R's own time for the same output (last column; the median of the R "
+                 "route in its own process); lmermagic's R work is often less than that "
+                 "(it skips `summary()` and computes Satterthwaite df more cheaply), so the "
+                 "share of lmermagic's own R time is the stricter figure.\n")
+        L.append("| model | tool | median wall | R inside lmermagic: fit + tables "
+                 "| lmermagic's own work | as share of that | R's route for the same output "
+                 "| own work as share of it |")
+        L.append("|---|---|---|---|---|---|---|---|")
         for m, t, r in over:
+            same = (by.get((m, SAME_OUTPUT[t])) or {}).get("median")
             L.append(f"| {MODELS[m]['label']} | {TOOLS[t]} | {fmt_time(r['median'])} | "
                      f"{fmt_time(r['r_core_median'])} | {fmt_time(r['overhead'])} | "
-                     f"{r['overhead_frac']:.1%} |")
+                     f"{r['overhead_frac']:.1%} | {fmt_time(same)} | "
+                     + (f"{r['overhead'] / same:.1%}" if same else "–") + " |")
         L.append("")
     # details
     L.append("## Details per model\n")
@@ -529,6 +538,8 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
     la1 = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     L.append(f"- load average at start: {la0}; at end: {la1} (other work on the machine "
              "inflates times)")
+    for line in info.get("redone", []):
+        L.append(f"- redone after the run (`bench.py --redo`): {line}")
     L.append(f"- R: {info.get('R')}")
     L.append(f"- lmermagic route (project .venv): {info.get('project')}")
     L.append(f"- peers (benchmarks/.venv-peers): {info.get('peers')}")
@@ -554,11 +565,15 @@ def targets(by: dict, startup: dict | None, memory: dict | None) -> list[tuple[s
                                 ("InstEval", 0.05, "large"), ("synthetic1M", 0.05, "large")):
         for tool in ("lmermagic", "lmermagic-lme4"):
             rec = by.get((model, tool)) or {}
-            if rec.get("overhead_frac") is not None:
-                f = rec["overhead_frac"]
+            same = (by.get((model, SAME_OUTPUT[tool])) or {}).get("median")
+            if rec.get("overhead") is not None and same:
+                f = rec["overhead"] / same
                 rows.append((f"#3.2 {model}: {TOOLS[tool]}, lmermagic's own work ≤ "
-                             f"{limit:.0%} of R's fit + tables ({label})",
-                             f"{f:.1%} ({fmt_time(rec['overhead'])})", f <= limit))
+                             f"{limit:.0%} of R's time for the same output "
+                             f"({TOOLS[SAME_OUTPUT[tool]]}; {label})",
+                             f"{f:.1%} ({fmt_time(rec['overhead'])} of {fmt_time(same)}; "
+                             f"{rec['overhead_frac']:.1%} of lmermagic's own R time)",
+                             f <= limit))
         r = ratio(model, "lmermagic", "ratio_lmertest")
         if r is not None:
             rows.append((f"#3.2 {model}: lmermagic (Satterthwaite) vs R lmerTest + summary "
@@ -601,16 +616,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--timeout-scale", type=float, default=1.0)
+    ap.add_argument("--redo", action="append", choices=["startup", "memory", "report"],
+                    help="measure only this part again (or, with 'report', nothing) and take "
+                         "everything else from the earlier run's --json; the report says "
+                         "what was redone and when")
     args = ap.parse_args(argv)
     suffix = "-quick" if args.quick else ""
     args.out = args.out or os.path.join(HERE, f"RESULTS{suffix}.md")
     args.json = args.json or os.path.join(DATA, f"results{suffix}.json")
     t_start = time.perf_counter()
-    info = machine_info(args.project_python, args.peers_python)
-    print(f"machine: {info.get('nproc')} cores, load {info['loadavg_start']}; {info.get('R')}")
     bench = Bench(args)
-    bench.run()
-    startup = memory = None
+    if args.redo:
+        with open(args.json) as fh:
+            old = json.load(fh)
+        info, bench.results = old["info"], old["results"]
+        bench.peer_problems = old.get("peer_problems", {})
+        when = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        info.setdefault("redone", []).extend(f"{part}: measured again on {when}"
+                                             for part in args.redo if part != "report")
+        args.no_startup = "startup" not in args.redo
+        args.no_memory = "memory" not in args.redo
+        startup, memory = old.get("startup"), old.get("memory")
+    else:
+        info = machine_info(args.project_python, args.peers_python)
+        print(f"machine: {info.get('nproc')} cores, load {info['loadavg_start']}; "
+              f"{info.get('R')}")
+        bench.run()
+        startup = memory = None
     if not args.no_startup:
         print("start-up measurements ...", flush=True)
         startup = run_json_script(args.project_python, "startup.py",
@@ -625,10 +657,12 @@ def main(argv: list[str] | None = None) -> int:
                                  ["--quick"] if args.quick else [], "memory", 1800)
         print(memory.get("output", "").split("\n", 1)[-1].rstrip() or memory.get("error"))
     total = time.perf_counter() - t_start
+    if args.redo:
+        total = old.get("total_s", total)
     with open(args.json, "w") as fh:
         json.dump({"info": info, "results": bench.results, "startup": startup,
-                   "memory": memory, "quick": args.quick, "total_s": total}, fh, indent=1,
-                  default=str)
+                   "memory": memory, "quick": args.quick, "total_s": total,
+                   "peer_problems": bench.peer_problems}, fh, indent=1, default=str)
     write_report(args.out, bench, info, startup, memory, total)
     print(f"wrote {os.path.relpath(args.out, ROOT)} ({total / 60:.1f} min)")
     return 0
