@@ -168,4 +168,4 @@ def test_the_formula_check_cache_follows_the_allowlist(data, monkeypatch):
 
 def test_fits_say_how_long_r_itself_took(data):
     m = lmermagic.lmer("y ~ x + (1 | g)", data)
-    assert 0 < m.meta["r_fit_seconds"] < 60 and 0 < m.meta["r_tables_seconds"] < 60
+    assert m.meta["r_fit_seconds"] > 0 and m.meta["r_tables_seconds"] > 0

@@ -16,7 +16,6 @@ Set LMERMAGIC_SKIP_SLOW=1 to skip the InstEval comparison (~30-50 s).
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -312,13 +311,11 @@ def test_contrast_df_shapes(R):
 
 @pytest.mark.skipif(os.environ.get("LMERMAGIC_SKIP_SLOW") == "1", reason="LMERMAGIC_SKIP_SLOW=1")
 def test_insteval_slow(R):
-    t0 = time.perf_counter()
+    # Accuracy only: speed is measured in benchmarks/, never asserted in a test.
     res = _to_py(R["insteval"]())
-    elapsed = time.perf_counter() - t0
     # lmerTest's own numerical Hessian wanders by ~5e-7 relative in the
     # intercept's df here (see the module notes in satterthwaite.R); its p-value
     # (~1e-24) carries that ~45-fold, so p is compared through its sensitivity.
     _check(res, p_by_sensitivity=True)
     assert res["method"] == "lmermagic"
     assert res["n_evals"] == 25
-    assert elapsed < 120, elapsed
