@@ -147,8 +147,7 @@ def glmer(
 _CHECKED: dict[tuple[Any, ...], list[str]] = {}
 
 
-def _check_formula(r: Any, request: FitRequest, columns: list[str]) -> list[str]:
-    allowed = r.allowed(request.extra_functions)
+def _check_formula(r: Any, request: FitRequest, columns: list[str], allowed: Any) -> list[str]:
     key = (request.formula, tuple(columns), allowed)
     hit = _CHECKED.get(key)
     if hit is not None:
@@ -242,10 +241,11 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     if request.ddf == "kenward-roger":
         r.require("pbkrtest")
     columns = list(df.columns)
-    used = _used_columns(request, _check_formula(r, request, columns), columns)
+    allowed = r.allowed(request.extra_functions)
+    used = _used_columns(request, _check_formula(r, request, columns, allowed), columns)
     encoded = [convert.encode_column(c, df[c]) for c in used]
     res = r.run("lmm_fit", RFrame(encoded, len(df)), request.formula, request.r_options(),
-                r.allowed(request.extra_functions), keep=("fit", "data"),
+                allowed, keep=("fit", "data"),
                 timeout=request.timeout, packed=True)
     r_warnings = list(res.get("warnings") or [])
     r_messages = list(res.get("messages") or [])

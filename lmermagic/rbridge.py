@@ -20,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .convert import RColumn
+from .convert import NA_INTEGER, RColumn
 from .errors import (
     FitError,
     LmerError,
@@ -213,7 +213,7 @@ class R:
         of a named-list result whose names are in ``keep`` come back as
         :class:`RObject` handles instead. ``packed=True`` has R flatten the
         result first (``lmm_pack``), so that a result of many small tables
-        crosses in six vectors (same Python values as :func:`to_py`, except
+        crosses in a few vectors (same Python values as :func:`to_py`, except
         that factors arrive as their labels). Every rpy2 object is created
         and dropped while the lock is held: rpy2's bookkeeping of R objects is
         not thread-safe.
@@ -422,9 +422,6 @@ def to_py(obj: Any) -> Any:
     return obj
 
 
-_NA_INT = np.iinfo(np.int32).min
-
-
 def _numpy(vec: Any, dtype: Any, copy: bool = True) -> np.ndarray:
     """An R numeric/integer/logical vector as a numpy array: a copy, or with
     ``copy=False`` a view valid only while the R object is alive and the lock
@@ -513,7 +510,7 @@ def _build(st: _Nodes) -> Any:
 
 def _logical(raw: np.ndarray) -> Any:
     """R logical values as int32 -> bool array, or pandas' boolean where NA."""
-    na = raw == _NA_INT
+    na = raw == NA_INTEGER
     if not na.any():
         return raw.astype(bool)
     out = pd.array(raw.astype(bool), dtype="boolean")
@@ -532,13 +529,13 @@ def frame_to_pandas(obj: Any) -> pd.DataFrame:
         if levels_attr is not None and isinstance(col, ri.IntSexpVector):
             levels = [str(v) for v in levels_attr]
             codes = _numpy(col, np.int32).astype(np.int64)
-            codes = np.where(codes == np.iinfo(np.int32).min, -1, codes - 1)
+            codes = np.where(codes == NA_INTEGER, -1, codes - 1)
             klass = [str(c) for c in col.do_slot("class")]
             data[name] = pd.Categorical.from_codes(codes, categories=levels,
                                                    ordered="ordered" in klass)
         elif isinstance(col, ri.IntSexpVector):
             raw = _numpy(col, np.int32)
-            na = raw == np.iinfo(np.int32).min
+            na = raw == NA_INTEGER
             data[name] = pd.array(np.where(na, 0, raw), dtype="Int64") if na.any() else \
                 raw.astype(np.int64)
             if na.any():

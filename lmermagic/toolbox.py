@@ -44,7 +44,7 @@ from .errors import (
     did_you_mean,
 )
 from .model import LmerModel
-from .request import FitRequest, allowlist, normalize_ddf
+from .request import FitRequest, normalize_ddf
 
 __all__ = [
     "allfit",
@@ -551,7 +551,7 @@ def predict(m: LmerModel, newdata: Any = None, re_form: str | None = None,
         used = [c for c in df.columns if c in columns]
         rnew = RFrame([convert.encode_column(c, df[c]) for c in used], len(df))
         index = df.index
-    allowed = allowlist(m.request.extra_functions)
+    allowed = _r().allowed(m.request.extra_functions)
     try:
         value = _call("lmm_tb_predict", m.r_object, m.r_data, _opts(m), rnew, rf,
                       bool(allow_new_levels), type, allowed, what="predict")
@@ -1034,7 +1034,7 @@ def _update_formula(m: LmerModel, formula: str) -> tuple[str, list[str]]:
         raise DataError("update(): formula is a string like '. ~ . - Days' or a full formula.")
     columns = list(convert.as_pandas(m.data, m.data_name).columns) if m.data is not None \
         else _r_columns(m)
-    allowed = allowlist(m.request.extra_functions)
+    allowed = _r().allowed(m.request.extra_functions)
     value = _call("lmm_tb_update_formula", m.request.formula, formula.strip(), columns,
                   allowed, what="update")
     if "check" in value:
