@@ -80,7 +80,8 @@ class LmerModel:
         The name given with the magic's ``-o`` (labels model comparisons).
     meta : dict
         How the numbers were computed: for Satterthwaite df ``satterthwaite``
-        is ``"lmermagic"`` (lmermagic's finite differences) or
+        is ``"lmermagic"`` (lmerTest's finite differences, each deviance
+        evaluated once) or
         ``"lmerTest-fallback"`` (lmerTest's own computation, with
         ``fallback_reason``), and ``devfun_evals`` the deviance evaluations;
         ``r_fit_seconds`` and ``r_tables_seconds`` are R's time for the fit

@@ -1,184 +1,180 @@
-# Satterthwaite degrees of freedom for lme4 linear mixed models, equal (to ~1e-8
-# relative on the models tested) to what lmerTest computes, with far fewer
-# deviance evaluations.
+# Satterthwaite degrees of freedom for lme4 linear mixed models: lmerTest's
+# numbers (its finite differences, at its points, in its arithmetic), with each
+# distinct deviance evaluation done once instead of up to 3 times.
 #
 # This file is sys.source()d into a private environment: it only defines
 # functions, never attaches packages and never writes to the global environment.
 # Everything outside base R is called as pkg::fn or pkg:::fn.
 #
 # What lmerTest computes (lmerTest 3.1-3, as_lmerModLT / devfun_vp / get_covbeta /
-# contest1D):
-#   varpar      = c(theta, sigma) at the fit
+# contest1D), with varpar = c(theta, sigma) at the fit, k = length(theta):
 #   D(varpar)   = ldL2 + pwrss / sigma^2 + n log(2 pi sigma^2)
 #                 [REML: + log|RX|^2 - p log(2 pi sigma^2)]   (NOT profiled)
-#   vcov_varpar = 2 * solve(hessian(D))      numDeriv, Richardson, ~82 evaluations
-#   Jac_list    = jacobian of sigma^2 (RX'RX)^-1 in varpar   numDeriv, ~33 evaluations
+#   vcov_varpar = 2 * H^-1,  H = numDeriv::hessian(D)   (Richardson, 4 levels)
+#   Jac_list    = numDeriv::jacobian of sigma^2 (RX'RX)^-1 in varpar
 #   df(L)       = 2 (L'VL)^2 / (g' vcov_varpar g),  g_i = L' Jac_i L
+# Each call of D or of the covariance runs lme4's deviance function at theta:
+# 1 + 4 (k+1)(k+2) calls for the Hessian and 8 (k+1) for the Jacobian, 113 for
+# k = 3 (about 40 % of lmerTest::lmer's time on InstEval).
 #
-# What we do. One evaluation of lme4's deviance function at theta gives the
-# theta-dependent pieces a(theta) = ldL2 (+ ldRX2 for REML), b(theta) = pwrss,
-# U(theta) = (RX'RX)^-1 and, by the envelope theorem, the exact gradient of b
-# (see .lmm_sat_point); from them D and vcov(beta) follow for EVERY sigma. So the
-# sigma direction is analytic:
-#   d2D/dsigma2        = 6 b / sigma^4 - 2 (n - p_REML) / sigma^2
-#   d2D/dtheta dsigma  = -2 / sigma^3 * db/dtheta           (exact gradient)
-#   d2D/dtheta2        = a'' + b'' / sigma^2
-#   d vcov / dsigma    = 2 sigma U,     d vcov / dtheta = sigma^2 U'
-# and only theta needs finite differences: a'' from second differences on the
-# stencil theta +- h_i e_i, theta +- (h_i e_i + h_j e_j); b'' from central
-# differences of the exact gradient of b (pwrss is the noisy part of D: on
-# InstEval its rounding noise is ~1e-9, 50x that of a, and differencing it twice
-# cost ~1e-6 in df); U' from central differences. Each at steps h and h/2,
-# combined by one Richardson step (error O(h^4)). That is 1 + 2 k (k + 1)
-# evaluations for k theta parameters (25 for k = 3; lmerTest needs ~115).
-# Steps: 1% of the scale of each theta (.lmm_sat_steps).
+# What we do. The same two numDeriv calls on the same functions, but the
+# deviance function is run once per distinct theta (.lmm_sat_pieces): the
+# Hessian's steps in sigma and its mixed (theta_i, sigma) steps reuse the theta
+# of another point, and so does the Jacobian's sigma column. That leaves
+# 1 + 4 k (k + 1) + 8 k evaluations: 73 for k = 3, 17 for k = 1.
 #
-# Accuracy. On every model tried the df are stable to ~3e-8 relative across step
-# sizes 0.25%..4% and 2- or 3-level extrapolation. lmerTest's own numDeriv
-# results are not that stable: on InstEval its df move by ~5e-7 when numDeriv's
-# d / r settings change, and on models with small theta its Jacobian (steps of
-# 1e-4 * theta) is noisy at ~1e-6. Agreement with lmerTest is therefore ~1e-8
-# on small models and ~1e-6 at worst; a p-value of 1e-24 turns a 1e-6 df
-# difference into ~5e-5 relative.
+# Why not fewer. An earlier version took the sigma direction analytically and
+# needed only 1 + 2 k (k + 1) evaluations (25 for k = 3). Its df were closer to
+# the exact derivatives (stable to ~3e-8) than lmerTest's, whose numerical
+# derivatives are off by up to ~1.5e-6 relative in df (the Jacobian's 1e-4 steps
+# on models with small theta; the Hessian's 10 % steps on InstEval). That is
+# invisible in df but not in tiny p-values: p = 1e-24 moves ~45 times as much
+# as its df, and lmerTest's p-values are the reference. Reproducing lmerTest's
+# numbers to 1e-5 in p means evaluating at lmerTest's points.
 #
-# Deviance function with its own copies of the fit's predictor and response
-# modules (lme4's C++ code modifies them in place, so never share them with the
-# fit). Same environment layout as lme4::mkLmerDevfun (pp, resp), so lmerTest's
-# internals can use it too. Counts its calls in n_evals.
-.lmm_sat_devfun_from_fit <- function(fit) {
-  rho <- new.env(parent = baseenv())
-  rho$pp <- fit@pp$copy()
-  rho$resp <- fit@resp$copy()
-  rho$lmer_Deviance <- lme4:::lmer_Deviance
-  rho$n_evals <- 0L
-  f <- function(theta) {
-    n_evals <<- n_evals + 1L
-    .Call(lmer_Deviance, pp$ptr(), resp$ptr(), as.double(theta))
-  }
-  environment(f) <- rho
-  f
+# lme4's C++ entry points (its R methods are thin wrappers around these).
+.lmm_sat_native <- function() {
+  mget(c("merPredDCreate", "merPredDsetTheta", "merPredDupdateXwts",
+         "merPredDupdateDecomp", "lmer_Create", "lm_updateMu", "lmer_setREML",
+         "lmer_Deviance", "merPredDldL2", "merPredDsqrL", "merPredDRX", "merPredDRXi",
+         "lm_wrss", "deepcopy"), envir = asNamespace("lme4"))
 }
 
-# Wrap a caller-supplied lme4 devfun so that its calls are counted, keeping pp
-# and resp visible in environment(wrapper) as lmerTest expects.
-.lmm_sat_wrap_devfun <- function(devfun) {
-  e <- environment(devfun)
-  if (is.null(e) || !inherits(e$pp, "merPredD") || !inherits(e$resp, "lmerResp")) {
+# A deviance "engine": eval(theta) runs lme4's deviance function and leaves its
+# state in the C++ objects behind the external pointers pp and resp; n_evals
+# counts the calls.
+#
+# From a fit: private deep copies of the fit's predictor (merPredD) and
+# response (lmerResp) modules, because lme4's C++ code works in place on the
+# memory of its modules, so the fit's own must never be used. The copies are
+# made as lme4's $copy() and $initializePtr() make them, but as bare C++ objects
+# over copied fields: building the reference-class objects costs ~9 ms of S4
+# initialisation per fit, more than 70 deviance evaluations of sleepstudy. The
+# copied fields are kept in the engine: the C++ objects point into them.
+.lmm_sat_engine_from_fit <- function(fit) {
+  C <- .lmm_sat_native()
+  cp <- function(obj, nm) .Call(C$deepcopy, get(nm, envir = as.environment(obj)))
+  pf <- c("X", "Lambdat", "LamtUt", "Lind", "RZX", "Ut", "Utr", "V", "VtV", "Vtr",
+          "Xwts", "Zt", "beta0", "delb", "delu", "theta", "u0")
+  f <- lapply(stats::setNames(nm = pf), cp, obj = fit@pp)
+  f$X <- methods::as(f$X, "matrix")
+  pp <- .Call(C$merPredDCreate, f$X, f$Lambdat, f$LamtUt, f$Lind, f$RZX, f$Ut, f$Utr,
+              f$V, f$VtV, f$Vtr, f$Xwts, f$Zt, f$beta0, f$delb, f$delu, f$theta, f$u0)
+  .Call(C$merPredDsetTheta, pp, f$theta)
+  .Call(C$merPredDupdateXwts, pp, f$Xwts)
+  .Call(C$merPredDupdateDecomp, pp, NULL)
+  rf <- c("y", "weights", "offset", "mu", "sqrtXwt", "sqrtrwt", "wtres")
+  r <- lapply(stats::setNames(nm = rf), cp, obj = fit@resp)
+  resp <- .Call(C$lmer_Create, r$y, r$weights, r$offset, r$mu, r$sqrtXwt, r$sqrtrwt,
+                r$wtres)
+  .Call(C$lm_updateMu, resp, r$mu - r$offset)
+  .Call(C$lmer_setREML, resp, get("REML", envir = as.environment(fit@resp)))
+  e <- new.env(parent = emptyenv())
+  e$keep <- list(f, r)
+  e$pp <- pp
+  e$resp <- resp
+  e$n_evals <- 0L
+  e$C <- C
+  e$eval <- function(theta) {
+    e$n_evals <- e$n_evals + 1L
+    .Call(C$lmer_Deviance, pp, resp, as.double(theta))
+  }
+  e
+}
+
+# From a caller's lme4 deviance function (e.g. lme4::mkLmerDevfun's): it is
+# called as it is, and read through its own modules.
+.lmm_sat_engine_from_devfun <- function(devfun) {
+  d <- environment(devfun)
+  if (is.null(d) || !inherits(d$pp, "merPredD") || !inherits(d$resp, "lmerResp")) {
     stop("'devfun' is not an lme4 lmer deviance function")
   }
+  e <- new.env(parent = emptyenv())
+  e$n_evals <- 0L
+  e$C <- .lmm_sat_native()
+  e$eval <- function(theta) {
+    e$n_evals <- e$n_evals + 1L
+    v <- devfun(theta)
+    e$pp <- d$pp$ptr()
+    e$resp <- d$resp$ptr()
+    v
+  }
+  e$devfun <- devfun
+  e
+}
+
+# A reference-class deviance function for lmerTest's own code (the fallback),
+# counting its calls into the engine's n_evals: the caller's devfun, or one over
+# lme4's $copy() of the fit's modules (same layout as lme4::mkLmerDevfun).
+.lmm_sat_devfun_for_lmertest <- function(engine, fit) {
+  inner <- engine$devfun
+  if (is.null(inner)) {
+    rho <- new.env(parent = baseenv())
+    rho$pp <- fit@pp$copy()
+    rho$resp <- fit@resp$copy()
+    rho$lmer_Deviance <- engine$C$lmer_Deviance
+    inner <- function(theta) .Call(lmer_Deviance, pp$ptr(), resp$ptr(), as.double(theta))
+    environment(inner) <- rho
+  }
   rho <- new.env(parent = baseenv())
-  rho$pp <- e$pp
-  rho$resp <- e$resp
-  rho$inner <- devfun
-  rho$n_evals <- 0L
+  rho$pp <- environment(inner)$pp
+  rho$resp <- environment(inner)$resp
+  rho$inner <- inner
+  rho$engine <- engine
   f <- function(theta) {
-    n_evals <<- n_evals + 1L
+    engine$n_evals <- engine$n_evals + 1L
     inner(theta)
   }
   environment(f) <- rho
   f
 }
 
-# Evaluate the deviance function at theta and read the pieces we need:
-#   a  = ldL2 (+ ldRX2 for REML),  b = pwrss,  U = (RX'RX)^-1,
-#   gb = d pwrss / d theta, analytic: pwrss(theta) = min_{u, beta} |W^1/2 (y - X beta
-#        - Z Lambda(theta) u)|^2 + |u|^2, so by the envelope theorem
-#        d pwrss / d theta_j = -2 (Z' W^1/2 wtres)' (dLambda/dtheta_j) u
-#        at the minimiser (u, beta): no cancellation, unlike differences of pwrss.
-# lam describes where theta sits in Lambdat (.lmm_sat_lambda_index).
-.lmm_sat_point <- function(devfun, theta, reml, lam) {
-  dev <- devfun(theta)
-  e <- environment(devfun)
-  pp <- e$pp
-  resp <- e$resp
-  a <- pp$ldL2()
-  if (reml) a <- a + pp$ldRX2()
-  # resp$wtres is overwritten in place by the next evaluation: use it now.
-  zw <- as.vector(pp$Zt %*% (resp$wtres * resp$sqrtXwt))
-  u <- pp$u(1)
-  # Lambdat[i, c] = theta[Lind] and b = Lambdat' u, so d b[c] / d theta_j sums
-  # u[i] over the entries of theta_j in column c.
-  gb <- -2 * as.vector(rowsum(zw[lam$col] * u[lam$row], lam$Lind, reorder = TRUE))
-  RXi <- as.matrix(pp$RXi())
-  list(dev = dev, a = a, b = resp$wrss() + pp$sqrL(1), gb = gb, U = tcrossprod(RXi))
-}
-
-# Row, column (1-based) and theta index of every stored entry of Lambdat.
-.lmm_sat_lambda_index <- function(devfun) {
-  pp <- environment(devfun)$pp
-  Lt <- pp$Lambdat
-  Lind <- as.integer(pp$Lind)
-  stopifnot(length(Lind) == length(Lt@x), setequal(Lind, seq_along(pp$theta)))
-  list(row = Lt@i + 1L, col = rep.int(seq_len(ncol(Lt)), diff(Lt@p)), Lind = Lind)
-}
-
-# Step sizes. theta_j is an entry of the relative covariance factor Lambda; the
-# deviance depends on Lambda Lambda', so theta_j varies on the scale of the norm
-# of its row of Lambda (the relative SD of that random effect), which is |theta_j|
-# for a scalar random effect but can be much larger than a small off-diagonal
-# entry. Floor near zero (boundary fits): 0.1 times the natural unit of the
-# random effect, 1 / (RMS of its Z entries) -- 1 for random intercepts, small for
-# slopes of covariates with large values.
-.lmm_sat_steps <- function(devfun, theta, d, lam) {
-  pp <- environment(devfun)$pp
-  Zt <- pp$Zt
-  q <- nrow(Zt)
-  # Lambdat[i, c] is Lambda[c, i]: an entry of row c of Lambda, which scales Z column c
-  rownorm <- sqrt(as.vector(tapply(theta[lam$Lind]^2, factor(lam$col, levels = seq_len(q)), sum,
-                                   default = 0)))
-  ssq <- Matrix::rowSums(Zt^2)
-  nnz <- tabulate(Zt@i + 1L, nbins = q)
-  rms <- sqrt(ssq / pmax(nnz, 1L))
-  vapply(seq_along(theta), function(j) {
-    r <- lam$col[lam$Lind == j]
-    z <- rms[r]
-    z <- z[is.finite(z) & z > 0]
-    unit <- if (length(z)) 1 / sqrt(mean(z^2)) else 1
-    d * max(abs(theta[j]), rownorm[r], 0.1 * unit)
-  }, numeric(1L))
-}
-
-# Finite-difference derivatives in theta at one step vector h, reusing the base
-# point p0. Hessian of a: second differences on theta +- h_i e_i and
-# theta +- (h_i e_i + h_j e_j). Hessian of b: central differences of its analytic
-# gradient. Derivatives of U: central differences.
-.lmm_sat_fd <- function(devfun, theta, h, reml, p0, lam) {
-  k <- length(theta)
-  at <- function(x) .lmm_sat_point(devfun, x, reml, lam)
-  fp <- fm <- vector("list", k)
-  for (i in seq_len(k)) {
-    x <- theta; x[i] <- theta[i] + h[i]; fp[[i]] <- at(x)
-    x <- theta; x[i] <- theta[i] - h[i]; fm[[i]] <- at(x)
-  }
-  Ha <- Hb <- matrix(0, k, k)
-  dU <- vector("list", k)
-  for (i in seq_len(k)) {
-    Ha[i, i] <- (fp[[i]]$a - 2 * p0$a + fm[[i]]$a) / h[i]^2
-    Hb[, i] <- (fp[[i]]$gb - fm[[i]]$gb) / (2 * h[i])
-    dU[[i]] <- (fp[[i]]$U - fm[[i]]$U) / (2 * h[i])
-  }
-  Hb <- (Hb + t(Hb)) / 2
-  for (i in seq_len(k)) {
-    for (j in seq_len(i - 1L)) {
-      x <- theta; x[c(i, j)] <- theta[c(i, j)] + h[c(i, j)]; pp_ <- at(x)
-      x <- theta; x[c(i, j)] <- theta[c(i, j)] - h[c(i, j)]; mm <- at(x)
-      Ha[i, j] <- Ha[j, i] <- (pp_$a - fp[[i]]$a - fp[[j]]$a + 2 * p0$a -
-                                 fm[[i]]$a - fm[[j]]$a + mm$a) / (2 * h[i] * h[j])
+# lmerTest's two functions of varpar = c(theta, sigma), with every theta
+# evaluated once. Both depend on theta only through one deviance evaluation:
+#   devfun_vp(varpar)   = ldL2 + pwrss / sigma^2 + n log(2 pi sigma^2)
+#                         [REML: + 2 log|det RX| - p log(2 pi sigma^2)]
+#   get_covbeta(varpar) = sigma^2 (RX'RX)^-1
+# so the pieces at each theta are kept (key: the exact bits of theta) and any
+# further point with the same theta -- every step in sigma, every mixed
+# (theta_i, sigma) step of the Hessian -- costs no evaluation. The pieces are
+# read with the same lme4 calls lmerTest makes and combined in its order of
+# operations, so the results are its numbers to the last bit.
+.lmm_sat_pieces <- function(engine) {
+  C <- engine$C
+  cache <- new.env(hash = TRUE, parent = emptyenv())
+  function(theta) {
+    key <- paste(sprintf("%a", theta), collapse = " ")
+    v <- cache[[key]]
+    if (is.null(v)) {
+      dev <- engine$eval(theta)
+      pp <- engine$pp
+      RX <- .Call(C$merPredDRX, pp)
+      v <- list(dev = dev, ldL2 = .Call(C$merPredDldL2, pp),
+                pwrss = .Call(C$lm_wrss, engine$resp) + .Call(C$merPredDsqrL, pp, 1),
+                ldRX2 = 2 * c(determinant(RX)$modulus), p = ncol(RX),
+                U = tcrossprod(.Call(C$merPredDRXi, pp)))
+      assign(key, v, envir = cache)
     }
+    v
   }
-  list(Ha = Ha, Hb = Hb, dU = dU)
 }
 
-# Hessian of lmerTest's devfun_vp in (theta, sigma) and Jacobian list of
-# vcov(beta), from finite-difference pieces in theta.
-.lmm_sat_assemble <- function(fd, p0, sigma, neff) {
-  k <- nrow(fd$Ha)
-  H <- matrix(0, k + 1L, k + 1L)
-  H[seq_len(k), seq_len(k)] <- fd$Ha + fd$Hb / sigma^2
-  H[seq_len(k), k + 1L] <- H[k + 1L, seq_len(k)] <- -2 / sigma^3 * p0$gb
-  H[k + 1L, k + 1L] <- 6 * p0$b / sigma^4 - 2 * neff / sigma^2
-  jac <- c(lapply(fd$dU, function(m) sigma^2 * m), list(2 * sigma * p0$U))
-  list(H = H, jac = jac)
+.lmm_sat_dev_vp <- function(pieces, n, reml) {
+  function(varpar) {
+    k <- length(varpar)
+    sigma2 <- varpar[k]^2
+    v <- pieces(varpar[-k])
+    dev <- v$ldL2 + v$pwrss / sigma2 + n * log(2 * pi * sigma2)
+    if (!reml) return(dev)
+    dev + v$ldRX2 - v$p * log(2 * pi * sigma2)
+  }
+}
+
+.lmm_sat_covbeta <- function(pieces) {
+  function(varpar) {
+    k <- length(varpar)
+    varpar[k]^2 * pieces(varpar[-k])$U
+  }
 }
 
 .lmm_sat_qform <- function(x, A) sum(x * (A %*% x))
@@ -217,9 +213,9 @@ lmm_satterthwaite_df <- function(sat, L) {
 #         lme4::mkLmerDevfun); it is put back at the theta it was at (that
 #         last call is not in n_devfun_evals). Without it we copy the fit's
 #         pp/resp modules (~0.2 s on InstEval) and never touch the fit.
-# force_fallback: compute exactly as lmerTest does (for checking).
+# force_fallback: hand the whole computation to lmerTest (for checking).
 # Returns list(vcov_beta, vcov_varpar, jac, df, se, t, p, method,
-#   n_devfun_evals, beta, varpar, hessian, fd_discrepancy, fallback_reason);
+#   n_devfun_evals, beta, varpar, hessian, fallback_reason);
 #   vcov_varpar and jac are lmerTest's vcov_varpar and Jac_list.
 lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   if (!inherits(fit, "lmerMod")) {
@@ -237,75 +233,56 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   dimnames(vcov_beta) <- list(nms, nms)
   n <- nrow(fit@pp$V)
   p <- length(beta)
-  neff <- n - if (reml) p else 0L
   crit <- unname(fit@devcomp$cmp[[if (reml) "REML" else "dev"]])
   same_crit <- function(v) is.finite(v) && abs(v - crit) <= 1e-8 * max(1, abs(crit))
 
   # The deviance function. A caller's devfun (e.g. from lme4's modular API) is
   # used as is, and put back at the theta it was at (the optimum, normally)
   # afterwards, since it may share its state with the fit.
-  df_fun <- NULL
   if (!is.null(devfun)) {
-    df_fun <- .lmm_sat_wrap_devfun(devfun)
-    theta_before <- as.numeric(environment(df_fun)$pp$theta) + 0
+    engine <- .lmm_sat_engine_from_devfun(devfun)
+    theta_before <- as.numeric(environment(devfun)$pp$theta) + 0
     on.exit(devfun(theta_before), add = TRUE)
   } else {
-    df_fun <- .lmm_sat_devfun_from_fit(fit)
+    engine <- .lmm_sat_engine_from_fit(fit)
   }
-  lam <- .lmm_sat_lambda_index(df_fun)
-  p0 <- .lmm_sat_point(df_fun, theta, reml, lam)
-  if (!same_crit(p0$dev) && !is.null(devfun)) {
+  pieces <- .lmm_sat_pieces(engine)
+  if (!same_crit(pieces(theta)$dev) && !is.null(devfun)) {
     warning("'devfun' does not reproduce the fit's criterion; using one built from the fit")
-    extra <- environment(df_fun)$n_evals
-    df_fun <- .lmm_sat_devfun_from_fit(fit)
-    environment(df_fun)$n_evals <- extra
-    lam <- .lmm_sat_lambda_index(df_fun)
-    p0 <- .lmm_sat_point(df_fun, theta, reml, lam)
+    extra <- engine$n_evals
+    engine <- .lmm_sat_engine_from_fit(fit)
+    engine$n_evals <- extra
+    pieces <- .lmm_sat_pieces(engine)
   }
-  n_evals <- function() environment(df_fun)$n_evals
 
   method <- "lmermagic"
   reason <- NULL
   res <- tryCatch({
     if (isTRUE(force_fallback)) stop("fallback requested")
-    if (!same_crit(p0$dev)) stop("deviance function does not reproduce the fit")
-    h <- .lmm_sat_steps(df_fun, theta, 0.01, lam)
-    fd1 <- .lmm_sat_fd(df_fun, theta, h, reml, p0, lam)
-    fd2 <- .lmm_sat_fd(df_fun, theta, h / 2, reml, p0, lam)
-    rich <- function(x1, x2) (4 * x2 - x1) / 3
-    fd <- list(Ha = rich(fd1$Ha, fd2$Ha), Hb = rich(fd1$Hb, fd2$Hb),
-               dU = Map(rich, fd1$dU, fd2$dU))
-    A <- .lmm_sat_assemble(fd, p0, sigma, neff)
-    A2 <- .lmm_sat_assemble(fd2, p0, sigma, neff)
-    H <- A$H
-    if (!all(is.finite(H)) || !all(vapply(A$jac, function(m) all(is.finite(m)), TRUE))) {
-      stop("non-finite derivatives")
+    if (!same_crit(pieces(theta)$dev)) stop("deviance function does not reproduce the fit")
+    varpar <- c(theta, sigma)
+    # lmerTest's calls, with its (numDeriv's default) settings.
+    H <- numDeriv::hessian(func = .lmm_sat_dev_vp(pieces, n, reml), x = varpar)
+    eig <- eigen(H, symmetric = TRUE)
+    # lmerTest warns about eigenvalues within 1e-8 of zero or below, and drops
+    # them: leave that case, its warnings included, to lmerTest itself.
+    if (!all(is.finite(eig$values)) || any(eig$values <= 1e-8)) {
+      stop(sprintf("Hessian of the deviance has eigenvalue %.3g (not positive)",
+                   min(eig$values)))
     }
-    ev <- eigen(H, symmetric = TRUE, only.values = TRUE)$values
-    # lmerTest drops eigenvalues below 1e-8 (and warns): stay well clear of that.
-    if (min(ev) < 1e-6) stop(sprintf("Hessian eigenvalue %.3g not clearly positive", min(ev)))
-    if (max(ev) / min(ev) > 1e10) stop("Hessian ill-conditioned")
-    vcov_varpar <- 2 * solve(H)
-    vcov_varpar <- (vcov_varpar + t(vcov_varpar)) / 2
-    # Consistency of the two step sizes: the Richardson correction must be small
-    # (it is ~1e-5 relative on well-behaved models).
-    I <- diag(p)
-    d_rich <- .lmm_sat_df_core(I, vcov_beta, A$jac, vcov_varpar)
-    d_half <- .lmm_sat_df_core(I, vcov_beta, A2$jac, 2 * solve(A2$H))
-    if (!all(is.finite(d_rich)) || any(d_rich <= 0)) stop("non-positive df")
-    disc <- if (p > 0L) max(abs(d_half / d_rich - 1)) else 0
-    if (!is.finite(disc) || disc > 1e-3) {
-      stop(sprintf("finite-difference levels disagree (%.2g)", disc))
-    }
-    list(vcov_varpar = vcov_varpar, jac = A$jac, hessian = H, disc = disc)
+    vcov_varpar <- 2 * (eig$vectors %*% diag(1 / eig$values, nrow = length(eig$values)) %*%
+                          t(eig$vectors))
+    Jac <- numDeriv::jacobian(func = .lmm_sat_covbeta(pieces), x = varpar)
+    jac <- lapply(seq_len(ncol(Jac)), function(i) array(Jac[, i], dim = c(p, p)))
+    list(vcov_varpar = vcov_varpar, jac = jac, hessian = H)
   }, error = function(e) {
     reason <<- conditionMessage(e)
     NULL
   })
   if (is.null(res)) {
     method <- "lmerTest-fallback"
-    lt <- .lmm_sat_lmertest(fit, df_fun)
-    res <- list(vcov_varpar = lt$vcov_varpar, jac = lt$jac, hessian = NULL, disc = NA_real_)
+    lt <- .lmm_sat_lmertest(fit, .lmm_sat_devfun_for_lmertest(engine, fit))
+    res <- list(vcov_varpar = lt$vcov_varpar, jac = lt$jac, hessian = NULL)
   }
 
   ddf <- .lmm_sat_df_core(diag(p), vcov_beta, res$jac, res$vcov_varpar)
@@ -322,11 +299,10 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     t = tval,
     p = pval,
     method = method,
-    n_devfun_evals = as.integer(n_evals()),
+    n_devfun_evals = as.integer(engine$n_evals),
     beta = beta,
     varpar = c(theta, sigma),
     hessian = res$hessian,           # of lmerTest's devfun_vp at varpar (NULL on fallback)
-    fd_discrepancy = res$disc,       # max rel. df change from the Richardson step
     fallback_reason = reason
   )
 }
