@@ -25,12 +25,12 @@ def doctor() -> int:
     v = r.versions
     print(f"R         {v.get('R')}  (R_HOME {v.get('R_home')})")
     missing = 0
-    for pkg in ("lme4", "lmerTest", "pbkrtest", "emmeans", "geepack"):
+    for pkg in ("lme4", "lmerTest", "numDeriv", "pbkrtest", "emmeans", "geepack"):
         version = v.get(pkg)
         if version:
             print(f"{pkg:<9} {version}")
         else:
-            required = pkg in ("lme4", "lmerTest")
+            required = pkg in ("lme4", "lmerTest", "numDeriv")
             missing += required
             label = "MISSING" if required else "missing (optional)"
             print(f"{pkg:<9} {label}: {PACKAGE_ADVICE[pkg]}")

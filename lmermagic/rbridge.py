@@ -39,6 +39,8 @@ PACKAGE_ADVICE = {
     "in R: install.packages('lme4')",
     "lmerTest": "apt-get install r-cran-lmertest  |  conda install -c conda-forge r-lmertest  |  "
     "in R: install.packages('lmerTest')",
+    "numDeriv": "apt-get install r-cran-numderiv  |  conda install -c conda-forge r-numderiv  |  "
+    "in R: install.packages('numDeriv') (lmerTest depends on it)",
     "pbkrtest": "apt-get install r-cran-pbkrtest  |  conda install -c conda-forge r-pbkrtest  |  "
     "in R: install.packages('pbkrtest')",
     "emmeans": "apt-get install r-cran-emmeans  |  conda install -c conda-forge r-emmeans  |  "

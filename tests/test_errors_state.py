@@ -151,7 +151,7 @@ def test_doctor_reports_versions():
     proc = subprocess.run([sys.executable, "-m", "lmermagic", "doctor"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for name in ("rpy2", "R ", "lme4", "lmerTest", "pbkrtest"):
+    for name in ("rpy2", "R ", "lme4", "lmerTest", "numDeriv", "pbkrtest"):
         assert name in proc.stdout
     assert "all required packages present" in proc.stdout
 

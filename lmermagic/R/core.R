@@ -560,7 +560,7 @@ lmm_pack <- function(x, keep = character()) {
 lmm_pack_own <- 4096L
 
 lmm_versions <- function() {
-    pk <- c("lme4", "lmerTest", "pbkrtest", "Matrix", "emmeans", "geepack")
+    pk <- c("lme4", "lmerTest", "numDeriv", "pbkrtest", "Matrix", "emmeans", "geepack")
     v <- vapply(pk, function(p) {
         if (nzchar(system.file(package = p))) as.character(utils::packageVersion(p))
         else NA_character_

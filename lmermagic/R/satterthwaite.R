@@ -15,7 +15,7 @@
 #   df(L)       = 2 (L'VL)^2 / (g' vcov_varpar g),  g_i = L' Jac_i L
 # Each call of D or of the covariance runs lme4's deviance function at theta:
 # 1 + 4 (k+1)(k+2) calls for the Hessian and 8 (k+1) for the Jacobian, 113 for
-# k = 3 (about 40 % of lmerTest::lmer's time on InstEval).
+# k = 3 (about half of lmerTest::lmer's time on InstEval).
 #
 # What we do. The same two numDeriv calls on the same functions, but the
 # deviance function is run once per distinct theta (.lmm_sat_pieces): the
@@ -31,7 +31,7 @@
 # invisible in df but not in tiny p-values: p = 1e-24 moves ~45 times as much
 # as its df, and lmerTest's p-values are the reference. Reproducing lmerTest's
 # numbers to 1e-5 in p means evaluating at lmerTest's points.
-#
+
 # lme4's C++ entry points (its R methods are thin wrappers around these).
 .lmm_sat_native <- function() {
   mget(c("merPredDCreate", "merPredDsetTheta", "merPredDupdateXwts",
