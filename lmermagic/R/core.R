@@ -331,9 +331,9 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
 }
 
 # The fixed-effects table. Satterthwaite df come from lmm_satterthwaite()
-# (satterthwaite.R) on the plain lme4 fit: lmerTest's numbers with a third to a half fewer
-# deviance evaluations; Kenward-Roger from lmerTest/pbkrtest. $matrix is R's coefficient
-# matrix (for summary()), $meta says how the df were computed.
+# (satterthwaite.R) on the plain lme4 fit: lmerTest's numbers with a third to a
+# half fewer deviance evaluations; Kenward-Roger from lmerTest/pbkrtest. $matrix
+# is R's coefficient matrix (for summary()), $meta says how the df were computed.
 lmm_coef_table <- function(fit, kind, ddf) {
     meta <- list()
     if (kind == "lmer" && ddf == "satterthwaite" && !inherits(fit, "lmerModLmerTest")) {

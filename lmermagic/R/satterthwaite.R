@@ -90,14 +90,13 @@
     stop("'devfun' is not an lme4 lmer deviance function")
   }
   e <- new.env(parent = emptyenv())
+  e$pp <- d$pp$ptr()
+  e$resp <- d$resp$ptr()
   e$n_evals <- 0L
   e$C <- .lmm_sat_native()
   e$eval <- function(theta) {
     e$n_evals <- e$n_evals + 1L
-    v <- devfun(theta)
-    e$pp <- d$pp$ptr()
-    e$resp <- d$resp$ptr()
-    v
+    devfun(theta)
   }
   e$devfun <- devfun
   e
@@ -107,20 +106,20 @@
 # counting its calls into the engine's n_evals: the caller's devfun, or one over
 # lme4's $copy() of the fit's modules (same layout as lme4::mkLmerDevfun).
 .lmm_sat_devfun_for_lmertest <- function(engine, fit) {
-  inner <- engine$devfun
-  if (is.null(inner)) {
-    rho <- new.env(parent = baseenv())
+  rho <- new.env(parent = baseenv())
+  rho$engine <- engine
+  if (is.null(engine$devfun)) {
     rho$pp <- fit@pp$copy()
     rho$resp <- fit@resp$copy()
     rho$lmer_Deviance <- engine$C$lmer_Deviance
     inner <- function(theta) .Call(lmer_Deviance, pp$ptr(), resp$ptr(), as.double(theta))
     environment(inner) <- rho
+  } else {
+    inner <- engine$devfun
+    rho$pp <- environment(inner)$pp
+    rho$resp <- environment(inner)$resp
   }
-  rho <- new.env(parent = baseenv())
-  rho$pp <- environment(inner)$pp
-  rho$resp <- environment(inner)$resp
   rho$inner <- inner
-  rho$engine <- engine
   f <- function(theta) {
     engine$n_evals <- engine$n_evals + 1L
     inner(theta)
