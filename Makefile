@@ -11,10 +11,12 @@ setup: system $(STAMP)
 system:
 	@bash scripts/setup-system.sh
 
-$(STAMP): pyproject.toml
+# R older than 4.5 needs the rpy2 3.5 line: constraints/r-before-4.5.txt.
+$(STAMP): pyproject.toml constraints/r-before-4.5.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test]" \
+	    $$(Rscript -e 'if (getRversion() < "4.5") cat("-c constraints/r-before-4.5.txt")')
 	@touch $(STAMP)
 
 demo: setup

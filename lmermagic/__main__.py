@@ -1,21 +1,36 @@
-"""``python -m lmermagic doctor``: report R, its packages and rpy2."""
+"""``python -m lmermagic doctor``: name the stack, flag what is known not to work."""
 
 from __future__ import annotations
 
+import platform
 import sys
 
 
-def doctor() -> int:
-    """Print what lmermagic finds and what to install; 0 when all is present."""
-    from .errors import LmerError
-    from .rbridge import PACKAGE_ADVICE, get_r
-
+def _os_name() -> str:
     try:
-        import rpy2
+        with open("/etc/os-release", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.platform()
 
-        print(f"rpy2      {rpy2.__version__}")
-    except ImportError:
-        print("rpy2      MISSING: pip install 'rpy2>=3.5.13,<3.6'")
+
+def doctor() -> int:
+    """Print the stack lmermagic runs on and what to install or change;
+    0 when it can fit models."""
+    from . import __version__
+    from .errors import LmerError
+    from .rbridge import PACKAGE_ADVICE, get_r, stack_problem
+
+    print(f"lmermagic {__version__}")
+    print(f"OS        {_os_name()}")
+    print(f"Python    {platform.python_version()}")
+    problem, rpy2_line = stack_problem()
+    print(f"rpy2      {rpy2_line}")
+    if problem:
+        print(f"PROBLEM   {problem}")
         return 1
     try:
         r = get_r()
@@ -24,16 +39,25 @@ def doctor() -> int:
         return 1
     v = r.versions
     print(f"R         {v.get('R')}  (R_HOME {v.get('R_home')})")
+    problem, _ = stack_problem(v.get("R"))
+    if problem:
+        print(f"PROBLEM   {problem}")
+        return 1
     missing = 0
-    for pkg in ("lme4", "lmerTest", "numDeriv", "pbkrtest", "emmeans", "geepack"):
+    for pkg in ("lme4", "lmerTest", "numDeriv", "Matrix", "pbkrtest", "emmeans", "geepack"):
         version = v.get(pkg)
         if version:
             print(f"{pkg:<9} {version}")
         else:
-            required = pkg in ("lme4", "lmerTest", "numDeriv")
+            required = pkg in ("lme4", "lmerTest", "numDeriv", "Matrix")
             missing += required
             label = "MISSING" if required else "missing (optional)"
-            print(f"{pkg:<9} {label}: {PACKAGE_ADVICE[pkg]}")
+            print(f"{pkg:<9} {label}: {PACKAGE_ADVICE.get(pkg, '')}")
+    if v.get("lme4"):
+        unknown = r.run("lmm_sat_internals")[0]
+        print("Satterthwaite df: " + (
+            f"lmerTest's own route, slower: {unknown}" if unknown else
+            "lmermagic's engine (lme4's internals are the known ones)"))
     print("all required packages present" if not missing else
           f"{missing} required package(s) missing")
     return 1 if missing else 0

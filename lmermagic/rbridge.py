@@ -20,16 +20,17 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from . import _rpy2
 from .convert import NA_INTEGER, RColumn
 from .errors import (
     FitError,
     LmerError,
     LmerTimeoutError,
-    RNotAvailableError,
     RPackageMissingError,
 )
 
-__all__ = ["R", "RFrame", "RObject", "frame_to_pandas", "get_r", "to_py", "unpack"]
+__all__ = ["R", "RFrame", "RObject", "frame_to_pandas", "get_r", "stack_problem", "to_py",
+           "unpack"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -50,10 +51,24 @@ PACKAGE_ADVICE = {
 }
 R_ADVICE = (
     "Install R and rpy2: on Debian/Ubuntu `apt-get install r-base-core r-cran-lme4 "
-    "r-cran-lmertest` then `pip install 'rpy2>=3.5.13,<3.6'`; with conda "
+    "r-cran-lmertest` then `pip install rpy2` (R >= 4.5) or "
+    f"`pip install '{_rpy2.RPY2_FOR_OLD_R}'` (R 4.2 - 4.4); with conda "
     "`conda install -c conda-forge r-lme4 r-lmertest rpy2`; on macOS/Windows install R "
     "from CRAN, then in R install.packages(c('lme4','lmerTest')), then pip install rpy2."
 )
+
+
+
+def stack_problem(r_version: str | None = None) -> tuple[str | None, str]:
+    """(what is known not to work with the fix, or None; the installed rpy2
+    distributions in words). Without ``r_version``, R's version is asked of
+    the ``R`` command."""
+    dists = _rpy2.distributions()
+    words = ", ".join(f"{name} {version}" for name, version in dists.items() if version)
+    if r_version is None:
+        r_version = _rpy2.r_version_outside()
+    return _rpy2.known_problem(r_version, dists), words or "not installed"
+
 
 _lock = threading.RLock()
 _instance: R | None = None
@@ -134,23 +149,14 @@ class R:
     """A handle on the embedded R with lmermagic's R code loaded."""
 
     def __init__(self) -> None:
-        try:
-            import rpy2.rinterface as ri
-            from rpy2.rinterface_lib import callbacks, embedded, openrlib
-        except Exception as exc:  # ImportError, or OSError when libR is missing
-            raise RNotAvailableError(f"rpy2 could not load R: {exc}\n{R_ADVICE}") from exc
-        self.ri = ri
-        self._callbacks = callbacks
-        self._RRuntimeError = embedded.RRuntimeError
-        self._openrlib = openrlib
+        rpy2 = _rpy2.load(R_ADVICE)
+        self.ri = rpy2.ri
+        self._callbacks = rpy2.callbacks
+        self._RRuntimeError = rpy2.RRuntimeError
+        self._openrlib = rpy2.openrlib
         self._allowed: dict[tuple[tuple[str, tuple[str, ...]], ...], RObject] = {}
         with _lock:
-            if not embedded.isready():
-                # rpy2 installs its own SIGINT handler while starting R; keep ours.
-                previous = signal.getsignal(signal.SIGINT) if _main_thread() else None
-                ri.initr_simple()
-                if previous is not None:
-                    signal.signal(signal.SIGINT, previous)
+            rpy2.start()
             self.env = self._load_code()
         self.versions = self.run("lmm_versions")
         self.require("lme4")

@@ -309,3 +309,53 @@ def test_insteval_slow(R):
     _check(res)
     assert res["method"] == "lmermagic"
     assert res["n_evals"] == 73
+
+
+def test_installed_lme4_internals_are_known(R):
+    # Every stack of the compatibility matrix runs this: the engine reads lme4's
+    # internals only where they are the ones it was checked against.
+    assert ro.r("function(env) is.null(env$sat$.lmm_sat_unknown_internals())")(R)[0]
+
+
+def test_unknown_internals_are_detected():
+    code = r"""
+    function(path) {
+      sat <- new.env(parent = baseenv())
+      sys.source(path, envir = sat)
+      sat$.lmm_sat_known$native[["merPredDCreate"]] <- 18L
+      sat$.lmm_sat_known$native[["lmer_NoSuchEntry"]] <- 1L
+      sat$.lmm_sat_known$pp <- c(sat$.lmm_sat_known$pp, "noSuchField")
+      sat$.lmm_sat_unknown_internals()
+    }
+    """
+    reason = ro.r(code)(str(R_FILE))[0]
+    assert "internals not recognised" in reason
+    assert "merPredDCreate takes 17 arguments, not 18" in reason
+    assert "no C++ entry point lmer_NoSuchEntry" in reason
+    assert "merPredD has no field noSuchField" in reason
+
+
+def test_unknown_internals_use_lmertests_route(R):
+    # An lme4 whose internals are not the known ones: nothing of its inside is
+    # read, lmerTest computes from lme4's own devfun, and that is recorded.
+    code = r"""
+    function(env) {
+      st <- env$sat$.lmm_sat_state
+      assign("reason", "lme4 9.9-9 internals not recognised (test)", envir = st)
+      on.exit(rm("reason", envir = st))
+      m1 <- suppressMessages(lme4::lmer(Reaction ~ Days + (Days | Subject), env$dat$sleepstudy))
+      m2 <- suppressMessages(lmerTest::lmer(Reaction ~ Days + (Days | Subject),
+                                            env$dat$sleepstudy))
+      s <- suppressWarnings(env$sat$lmm_satterthwaite(m1))
+      co <- summary(m2)$coefficients
+      list(df = unname(s$df), df_ref = unname(co[, "df"]), p = unname(s$p),
+           p_ref = unname(co[, "Pr(>|t|)"]), method = s$method,
+           reason = s$fallback_reason)
+    }
+    """
+    res = _to_py(ro.r(code)(R))
+    assert res["method"] == "lmerTest-fallback"
+    assert res["reason"] == "lme4 9.9-9 internals not recognised (test)"
+    assert _rel(res["df"], res["df_ref"]).max() <= EXACT_TOL
+    assert _rel(res["p"], res["p_ref"]).max() <= EXACT_TOL
+    assert ro.r("function(env) is.null(env$sat$.lmm_sat_unknown_internals())")(R)[0]

@@ -32,12 +32,65 @@
 # as its df, and lmerTest's p-values are the reference. Reproducing lmerTest's
 # numbers to 1e-5 in p means evaluating at lmerTest's points.
 
-# lme4's C++ entry points (its R methods are thin wrappers around these).
+# lme4's C++ entry points (its R methods are thin wrappers around these), with
+# the number of arguments each takes, and the fields of lme4's predictor and
+# response modules that the engine copies: as lme4 1.1-31 to 2.1-0 have them.
+.lmm_sat_known <- list(
+  native = c(merPredDCreate = 17L, merPredDsetTheta = 2L, merPredDupdateXwts = 2L,
+             merPredDupdateDecomp = 2L, lmer_Create = 7L, lm_updateMu = 2L,
+             lmer_setREML = 2L, lmer_Deviance = 3L, merPredDldL2 = 1L,
+             merPredDsqrL = 2L, merPredDRX = 1L, merPredDRXi = 1L, lm_wrss = 1L,
+             deepcopy = 1L),
+  pp = c("X", "Lambdat", "LamtUt", "Lind", "RZX", "Ut", "Utr", "V", "VtV", "Vtr",
+         "Xwts", "Zt", "beta0", "delb", "delu", "theta", "u0"),
+  resp = c("y", "weights", "offset", "mu", "sqrtXwt", "sqrtrwt", "wtres"))
+
 .lmm_sat_native <- function() {
-  mget(c("merPredDCreate", "merPredDsetTheta", "merPredDupdateXwts",
-         "merPredDupdateDecomp", "lmer_Create", "lm_updateMu", "lmer_setREML",
-         "lmer_Deviance", "merPredDldL2", "merPredDsqrL", "merPredDRX", "merPredDRXi",
-         "lm_wrss", "deepcopy"), envir = asNamespace("lme4"))
+  mget(names(.lmm_sat_known$native), envir = asNamespace("lme4"))
+}
+
+# NULL when the installed lme4's internals are the ones the engine knows, else
+# why not. Checked once per session: a later lme4 that renames, drops or
+# reshapes any of them sends every fit to lmerTest's own route (recorded in
+# model.meta) instead of reading memory laid out in a way we have not checked.
+.lmm_sat_state <- new.env(parent = emptyenv())
+.lmm_sat_unknown_internals <- function() {
+  if (exists("reason", envir = .lmm_sat_state, inherits = FALSE)) {
+    return(.lmm_sat_state$reason)
+  }
+  ns <- asNamespace("lme4")
+  k <- .lmm_sat_known
+  problems <- character()
+  for (nm in names(k$native)) {
+    f <- get0(nm, envir = ns, inherits = FALSE)
+    if (!inherits(f, "NativeSymbolInfo")) {
+      problems <- c(problems, sprintf("no C++ entry point %s", nm))
+    } else if (!identical(as.integer(f$numParameters), k$native[[nm]])) {
+      problems <- c(problems, sprintf("%s takes %s arguments, not %d", nm,
+                                      format(f$numParameters), k$native[[nm]]))
+    }
+  }
+  fields <- function(cls) tryCatch(names(get(cls, envir = ns)$fields()),
+                                   error = function(e) character())
+  for (m in list(c("merPredD", "pp"), c("lmerResp", "resp"))) {
+    gone <- setdiff(k[[m[2]]], fields(m[1]))
+    if (length(gone)) {
+      problems <- c(problems, sprintf("%s has no field %s", m[1],
+                                      paste(gone, collapse = ", ")))
+    }
+  }
+  reason <- if (length(problems)) {
+    sprintf("lme4 %s internals not recognised (%s)",
+            format(utils::packageVersion("lme4")), paste(problems, collapse = "; "))
+  }
+  assign("reason", reason, envir = .lmm_sat_state)
+  reason
+}
+
+# For `python -m lmermagic doctor`: "" when the engine can be used, else why not.
+lmm_sat_internals <- function() {
+  reason <- .lmm_sat_unknown_internals()
+  if (is.null(reason)) "" else reason
 }
 
 # A deviance "engine": eval(theta) runs lme4's deviance function and leaves its
@@ -54,17 +107,14 @@
 .lmm_sat_engine_from_fit <- function(fit) {
   C <- .lmm_sat_native()
   cp <- function(obj, nm) .Call(C$deepcopy, get(nm, envir = as.environment(obj)))
-  pf <- c("X", "Lambdat", "LamtUt", "Lind", "RZX", "Ut", "Utr", "V", "VtV", "Vtr",
-          "Xwts", "Zt", "beta0", "delb", "delu", "theta", "u0")
-  f <- lapply(stats::setNames(nm = pf), cp, obj = fit@pp)
+  f <- lapply(stats::setNames(nm = .lmm_sat_known$pp), cp, obj = fit@pp)
   f$X <- methods::as(f$X, "matrix")
   pp <- .Call(C$merPredDCreate, f$X, f$Lambdat, f$LamtUt, f$Lind, f$RZX, f$Ut, f$Utr,
               f$V, f$VtV, f$Vtr, f$Xwts, f$Zt, f$beta0, f$delb, f$delu, f$theta, f$u0)
   .Call(C$merPredDsetTheta, pp, f$theta)
   .Call(C$merPredDupdateXwts, pp, f$Xwts)
   .Call(C$merPredDupdateDecomp, pp, NULL)
-  rf <- c("y", "weights", "offset", "mu", "sqrtXwt", "sqrtrwt", "wtres")
-  r <- lapply(stats::setNames(nm = rf), cp, obj = fit@resp)
+  r <- lapply(stats::setNames(nm = .lmm_sat_known$resp), cp, obj = fit@resp)
   resp <- .Call(C$lmer_Create, r$y, r$weights, r$offset, r$mu, r$sqrtXwt, r$sqrtrwt,
                 r$wtres)
   .Call(C$lm_updateMu, resp, r$mu - r$offset)
@@ -239,45 +289,51 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   # used as is, and put back at the theta it was at (the optimum, normally)
   # afterwards, since it may share its state with the fit.
   if (!is.null(devfun)) {
-    engine <- .lmm_sat_engine_from_devfun(devfun)
     theta_before <- as.numeric(environment(devfun)$pp$theta) + 0
     on.exit(devfun(theta_before), add = TRUE)
+  }
+  reason <- .lmm_sat_unknown_internals()
+  res <- NULL
+  if (!is.null(reason)) {
+    # Nothing of lme4's inside is read: lmerTest gets lme4's own devfun.
+    engine <- new.env(parent = emptyenv())
+    engine$n_evals <- 0L
+    engine$devfun <- if (is.null(devfun)) lme4::getME(fit, "devfun") else devfun
   } else {
-    engine <- .lmm_sat_engine_from_fit(fit)
-  }
-  pieces <- .lmm_sat_pieces(engine)
-  if (!same_crit(pieces(theta)$dev) && !is.null(devfun)) {
-    warning("'devfun' does not reproduce the fit's criterion; using one built from the fit")
-    extra <- engine$n_evals
-    engine <- .lmm_sat_engine_from_fit(fit)
-    engine$n_evals <- extra
+    engine <- if (is.null(devfun)) .lmm_sat_engine_from_fit(fit)
+              else .lmm_sat_engine_from_devfun(devfun)
     pieces <- .lmm_sat_pieces(engine)
-  }
-
-  method <- "lmermagic"
-  reason <- NULL
-  res <- tryCatch({
-    if (isTRUE(force_fallback)) stop("fallback requested")
-    if (!same_crit(pieces(theta)$dev)) stop("deviance function does not reproduce the fit")
-    varpar <- c(theta, sigma)
-    # lmerTest's calls, with its (numDeriv's default) settings.
-    H <- numDeriv::hessian(func = .lmm_sat_dev_vp(pieces, n, reml), x = varpar)
-    eig <- eigen(H, symmetric = TRUE)
-    # lmerTest warns about eigenvalues within 1e-8 of zero or below, and drops
-    # them: leave that case, its warnings included, to lmerTest itself.
-    if (!all(is.finite(eig$values)) || any(eig$values <= 1e-8)) {
-      stop(sprintf("Hessian of the deviance has eigenvalue %.3g (not positive)",
-                   min(eig$values)))
+    if (!same_crit(pieces(theta)$dev) && !is.null(devfun)) {
+      warning("'devfun' does not reproduce the fit's criterion; using one built from the fit")
+      extra <- engine$n_evals
+      engine <- .lmm_sat_engine_from_fit(fit)
+      engine$n_evals <- extra
+      pieces <- .lmm_sat_pieces(engine)
     }
-    vcov_varpar <- 2 * (eig$vectors %*% diag(1 / eig$values, nrow = length(eig$values)) %*%
-                          t(eig$vectors))
-    Jac <- numDeriv::jacobian(func = .lmm_sat_covbeta(pieces), x = varpar)
-    jac <- lapply(seq_len(ncol(Jac)), function(i) array(Jac[, i], dim = c(p, p)))
-    list(vcov_varpar = vcov_varpar, jac = jac, hessian = H)
-  }, error = function(e) {
-    reason <<- conditionMessage(e)
-    NULL
-  })
+    res <- tryCatch({
+      if (isTRUE(force_fallback)) stop("fallback requested")
+      if (!same_crit(pieces(theta)$dev)) stop("deviance function does not reproduce the fit")
+      varpar <- c(theta, sigma)
+      # lmerTest's calls, with its (numDeriv's default) settings.
+      H <- numDeriv::hessian(func = .lmm_sat_dev_vp(pieces, n, reml), x = varpar)
+      eig <- eigen(H, symmetric = TRUE)
+      # lmerTest warns about eigenvalues within 1e-8 of zero or below, and drops
+      # them: leave that case, its warnings included, to lmerTest itself.
+      if (!all(is.finite(eig$values)) || any(eig$values <= 1e-8)) {
+        stop(sprintf("Hessian of the deviance has eigenvalue %.3g (not positive)",
+                     min(eig$values)))
+      }
+      vcov_varpar <- 2 * (eig$vectors %*% diag(1 / eig$values, nrow = length(eig$values)) %*%
+                            t(eig$vectors))
+      Jac <- numDeriv::jacobian(func = .lmm_sat_covbeta(pieces), x = varpar)
+      jac <- lapply(seq_len(ncol(Jac)), function(i) array(Jac[, i], dim = c(p, p)))
+      list(vcov_varpar = vcov_varpar, jac = jac, hessian = H)
+    }, error = function(e) {
+      reason <<- conditionMessage(e)
+      NULL
+    })
+  }
+  method <- "lmermagic"
   if (is.null(res)) {
     method <- "lmerTest-fallback"
     lt <- .lmm_sat_lmertest(fit, .lmm_sat_devfun_for_lmertest(engine, fit))

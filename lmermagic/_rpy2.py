@@ -1,0 +1,125 @@
+"""Every difference between the rpy2 lines lmermagic supports, in one place.
+
+rpy2 3.5 ships as one distribution; 3.6 splits into ``rpy2-rinterface`` and
+``rpy2-robjects`` and drops ``rinterface.initr_simple``. ``rpy2-rinterface``
+3.6.6 and later link against ``R_getVar``, which R only has from 4.5 on, so
+on R 4.2 - 4.4 it fails at import with an ``undefined symbol`` error. Only
+:mod:`lmermagic.rbridge` imports this module; nothing else knows rpy2 exists.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from .errors import RNotAvailableError
+
+__all__ = ["Rpy2", "distributions", "known_problem", "load", "r_version_outside"]
+
+# The rinterface release from which R >= 4.5 is needed (it links R_getVar).
+_NEEDS_R_4_5 = (3, 6, 6)
+# What to install for an R older than 4.5: the last rpy2 line that loads there.
+RPY2_FOR_OLD_R = "rpy2==3.5.17"
+
+
+@dataclass(frozen=True)
+class Rpy2:
+    """rpy2's low-level modules, as both lines spell them."""
+
+    ri: Any  # rpy2.rinterface
+    callbacks: Any  # rpy2.rinterface_lib.callbacks
+    embedded: Any  # rpy2.rinterface_lib.embedded
+    openrlib: Any  # rpy2.rinterface_lib.openrlib
+
+    @property
+    def RRuntimeError(self) -> type[Exception]:
+        return self.embedded.RRuntimeError  # type: ignore[no-any-return]
+
+    def start(self) -> None:
+        """Start the embedded R once, keeping the caller's SIGINT handler.
+
+        Both lines install their own SIGINT handler while R starts. 3.5 has
+        ``initr_simple`` (no environment checks, no subprocess); 3.6 only
+        ``initr``, which does what ``initr_simple`` did plus those checks.
+        """
+        if self.embedded.isready():
+            return
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGINT) if main else None
+        init = getattr(self.ri, "initr_simple", None) or self.ri.initr
+        init()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def load(advice: str) -> Rpy2:
+    """Import rpy2's low-level interface, or raise RNotAvailableError that
+    says why and what to install (``advice`` is the general install text)."""
+    try:
+        import rpy2.rinterface as ri
+        from rpy2.rinterface_lib import callbacks, embedded, openrlib
+    except Exception as exc:  # ImportError, or OSError when libR is missing
+        problem = known_problem(r_version_outside(), distributions(), str(exc))
+        text = f"rpy2 could not load R: {exc}"
+        raise RNotAvailableError(f"{text}\n{problem or advice}") from exc
+    return Rpy2(ri=ri, callbacks=callbacks, embedded=embedded, openrlib=openrlib)
+
+
+def distributions() -> dict[str, str | None]:
+    """Installed versions of rpy2's distributions (None where absent)."""
+    out: dict[str, str | None] = {}
+    for name in ("rpy2", "rpy2-rinterface", "rpy2-robjects"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _tuple(version: str | None) -> tuple[int, ...]:
+    if not version:
+        return ()
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+def rinterface_version(dists: dict[str, str | None]) -> str | None:
+    """The version of the code behind ``rpy2.rinterface``: its own
+    distribution on 3.6, rpy2 itself on 3.5."""
+    return dists.get("rpy2-rinterface") or dists.get("rpy2")
+
+
+def known_problem(r_version: str | None, dists: dict[str, str | None],
+                  error: str = "") -> str | None:
+    """A combination of R and rpy2 known not to work, with the fix; None if
+    the combination is not known to fail."""
+    rinterface = rinterface_version(dists)
+    if rinterface is None:
+        return ("rpy2 is not installed: pip install rpy2 (R >= 4.5) or "
+                f"pip install '{RPY2_FOR_OLD_R}' (R 4.2 - 4.4)")
+    old_r = bool(r_version) and _tuple(r_version) < (4, 5)
+    if (old_r and _tuple(rinterface) >= _NEEDS_R_4_5) or "R_getVar" in error:
+        return (f"rpy2-rinterface {rinterface} needs R >= 4.5 (it links R_getVar), "
+                f"and this R is {r_version or 'older'}: pip install '{RPY2_FOR_OLD_R}' "
+                "(or upgrade R to 4.5 or later)")
+    return None
+
+
+def r_version_outside() -> str | None:
+    """R's version asked of the ``R`` command, for when rpy2 cannot load R
+    (so it cannot be asked from inside). None without an R on PATH."""
+    exe = shutil.which("R")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                             timeout=30, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"R version (\d+\.\d+\.\d+)", out)
+    return found.group(1) if found else None

@@ -1,0 +1,45 @@
+"""The rpy2 seam's knowledge of which stacks do not work (pure Python, no R)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmermagic import _rpy2
+
+NEW = {"rpy2": "3.6.9", "rpy2-rinterface": "3.6.7", "rpy2-robjects": "3.6.6"}
+OLD = {"rpy2": "3.5.17", "rpy2-rinterface": None, "rpy2-robjects": None}
+EARLY_36 = {"rpy2": "3.6.2", "rpy2-rinterface": "3.6.5", "rpy2-robjects": "3.6.2"}
+
+
+@pytest.mark.parametrize("r_version,dists,error,fix", [
+    ("4.2.2", NEW, "", "pip install 'rpy2==3.5.17'"),
+    ("4.4.3", NEW, "", "needs R >= 4.5"),
+    (None, NEW, "undefined symbol: R_getVar", "pip install 'rpy2==3.5.17'"),
+    ("4.5.0", NEW, "", None),
+    ("4.6.2", NEW, "", None),
+    ("4.2.2", OLD, "", None),
+    ("4.6.2", OLD, "", None),
+    ("4.2.2", EARLY_36, "", None),
+    ("4.2.2", {"rpy2": None, "rpy2-rinterface": None, "rpy2-robjects": None}, "",
+     "rpy2 is not installed"),
+])
+def test_known_problem(r_version, dists, error, fix):
+    problem = _rpy2.known_problem(r_version, dists, error)
+    if fix is None:
+        assert problem is None
+    else:
+        assert problem is not None and fix in problem
+
+
+def test_rinterface_version_is_the_code_behind_rinterface():
+    assert _rpy2.rinterface_version(NEW) == "3.6.7"
+    assert _rpy2.rinterface_version(OLD) == "3.5.17"
+
+
+def test_installed_stack_has_no_known_problem():
+    # The stack the suite runs on (every stack of the compatibility matrix).
+    from lmermagic.rbridge import get_r, stack_problem
+
+    problem, words = stack_problem(get_r().versions["R"])
+    assert problem is None
+    assert "rpy2" in words
