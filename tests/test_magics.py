@@ -75,14 +75,20 @@ def test_factors_option_and_expression_data(shell, ns):
     assert ns["mf"].nobs == int((ns["dietox"].Time > 2).sum())
 
 
-def test_glmer_magics(shell, ns):
+def test_glmer_magics(shell, ns, rref):
+    # R's numbers for this lme4 (lme4 2.x's glmer differs from 1.1's in the 5th digit).
+    ref = rref("""m <- lme4::glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
+                                   data = lme4::cbpp, family = binomial)
+                  c(AIC(m), as.numeric(logLik(m)))""")
     run(shell, "%glmer -d cbpp -o g cbind(incidence, size - incidence) ~ period + (1 | herd)")
-    assert ns["g"].aic == pytest.approx(194.053, abs=1e-3)
+    assert ns["g"].aic == pytest.approx(ref[0], rel=1e-9)
     run(shell, "%lmer -d cbpp --family binomial -o g2 "
                "cbind(incidence, size - incidence) ~ period + (1 | herd)")
     assert ns["g2"].kind == "glmer"
     run(shell, "%%glmer -d cbpp -o g3\ncbind(incidence, size - incidence) ~ period + (1 | herd)")
-    assert ns["g3"].loglik == pytest.approx(-92.0266, abs=1e-4)
+    assert ns["g3"].loglik == pytest.approx(ref[1], rel=1e-9)
+    # FINDINGS' reference (lme4 1.1-31) within the 5th-digit drift of later lme4.
+    assert ns["g3"].loglik == pytest.approx(-92.0266, abs=2e-3)
 
 
 def test_no_variable_expansion(shell, ns):

@@ -380,37 +380,48 @@ def test_predict_poisson_offset_and_dropped_rows(poisson, rref, dietox):
 # confint
 # ---------------------------------------------------------------------------
 
+# R's intervals by readable name (oldNames = FALSE): lme4 2.x orders and numbers
+# the variance parameters differently from 1.1 (.sig02 is a correlation in one,
+# a standard deviation in the other); lmermagic keeps one order on both.
+def _by_name(ref, prefix):
+    return {side: pd.Series(ref[f"{prefix}{side}"], index=ref[f"{prefix}rows"])
+            for side in ("l", "u")}
+
+
 def test_confint_profile_and_wald(sleep_models, rref):
     m, _ = sleep_models
     ref = rref(f"""{SLEEP_R}
-        p <- confint(m, method = "profile", quiet = TRUE)
-        w <- confint(m, method = "Wald", level = 0.9)
-        list(rows = rownames(p), pl = unname(p[, 1]), pu = unname(p[, 2]),
-             wl = unname(w[, 1]), wu = unname(w[, 2]))""")
+        p <- suppressWarnings(confint(m, method = "profile", quiet = TRUE, oldNames = FALSE))
+        w <- suppressWarnings(confint(m, method = "Wald", level = 0.9, oldNames = FALSE))
+        list(prows = rownames(p), pl = unname(p[, 1]), pu = unname(p[, 2]),
+             wrows = rownames(w), wl = unname(w[, 1]), wu = unname(w[, 2]))""")
     prof = m.confint(method="profile")
-    assert list(prof.index) == ref["rows"] == [".sig01", ".sig02", ".sig03", ".sigma",
-                                               "(Intercept)", "Days"]
+    assert list(prof.index) == [".sig01", ".sig02", ".sig03", ".sigma", "(Intercept)", "Days"]
     assert list(prof["parameter"]) == ["sd_(Intercept)|Subject",
                                        "cor_Days.(Intercept)|Subject", "sd_Days|Subject",
                                        "sigma", "(Intercept)", "Days"]
-    _close(prof["conf_low"], ref["pl"])
-    _close(prof["conf_high"], ref["pu"])
+    assert sorted(prof["parameter"]) == sorted(ref["prows"])
+    r = _by_name(ref, "p")
+    _close(prof["conf_low"], r["l"][prof["parameter"]])
+    _close(prof["conf_high"], r["u"][prof["parameter"]])
     _close(prof.loc[".sigma", "estimate"], m.sigma)
     wald = m.confint(level=0.9)
-    _close(wald["conf_low"].iloc[4:], ref["wl"][4:])
-    _close(wald["conf_high"].iloc[4:], ref["wu"][4:])
+    r = _by_name(ref, "w")
+    _close(wald["conf_low"].iloc[4:], r["l"][wald["parameter"]].iloc[4:])
+    _close(wald["conf_high"].iloc[4:], r["u"][wald["parameter"]].iloc[4:])
     assert wald["conf_low"].iloc[:4].isna().all()  # R gives no Wald CI for variances
 
 
 def test_confint_profile_glmer(cbpp_model, rref):
     ref = rref(f"""{CBPP_R}
-        p <- confint(g, quiet = TRUE); list(rows = rownames(p), l = unname(p[, 1]),
-                                           u = unname(p[, 2]))""")
+        p <- suppressWarnings(confint(g, quiet = TRUE, oldNames = FALSE))
+        list(rows = rownames(p), l = unname(p[, 1]), u = unname(p[, 2]))""")
     out = cbpp_model.confint(method="profile")
-    assert list(out.index) == ref["rows"]
+    assert list(out.index) == [".sig01", "(Intercept)", "period2", "period3", "period4"]
     assert out.loc[".sig01", "parameter"] == "sd_(Intercept)|herd"
-    _close(out["conf_low"], ref["l"], rtol=1e-5)
-    _close(out["conf_high"], ref["u"], rtol=1e-5)
+    r = _by_name(ref, "")
+    _close(out["conf_low"], r["l"][out["parameter"]], rtol=1e-5)
+    _close(out["conf_high"], r["u"][out["parameter"]], rtol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::lmermagic.LmerWarning")
@@ -420,11 +431,14 @@ def test_bootstrap_matches_r_and_is_reproducible(sleep_models, rref):
     b = m.confint(method="boot", nsim=60, seed=11)
     pd.testing.assert_frame_equal(a, b)
     ref = rref(f"""{SLEEP_R}
-        ci <- confint(m, method = "boot", nsim = 60, seed = 11, quiet = TRUE)
+        ci <- suppressWarnings(confint(m, method = "boot", nsim = 60, seed = 11, quiet = TRUE,
+                                       oldNames = FALSE))
         list(rows = rownames(ci), l = unname(ci[, 1]), u = unname(ci[, 2]))""")
-    assert list(a.index) == ref["rows"]
-    _close(a["conf_low"], ref["l"], rtol=1e-8)
-    _close(a["conf_high"], ref["u"], rtol=1e-8)
+    assert list(a.index) == [".sig01", ".sig02", ".sig03", ".sigma", "(Intercept)", "Days"]
+    assert sorted(a["parameter"]) == sorted(ref["rows"])
+    r = _by_name(ref, "")
+    _close(a["conf_low"], r["l"][a["parameter"]], rtol=1e-8)
+    _close(a["conf_high"], r["u"][a["parameter"]], rtol=1e-8)
     assert ((a["conf_low"] <= a["estimate"]) & (a["estimate"] <= a["conf_high"])).all()
     c = m.confint(method="boot", nsim=60, seed=12)
     assert not np.allclose(a["conf_low"], c["conf_low"])
@@ -446,10 +460,12 @@ def test_bootstrap_glmer_and_rng_state_restored(cbpp_model, rref):
     expected = rref("set.seed(99); stats::runif(1)")
     assert after[0] == expected[0]  # the caller's R random stream is untouched
     ref = rref(f"""{CBPP_R}
-        ci <- suppressWarnings(confint(g, method = "boot", nsim = 30, seed = 3, quiet = TRUE))
-        list(l = unname(ci[, 1]), u = unname(ci[, 2]))""")
-    _close(out["conf_low"], ref["l"], rtol=1e-8)
-    _close(out["conf_high"], ref["u"], rtol=1e-8)
+        ci <- suppressWarnings(confint(g, method = "boot", nsim = 30, seed = 3, quiet = TRUE,
+                                       oldNames = FALSE))
+        list(rows = rownames(ci), l = unname(ci[, 1]), u = unname(ci[, 2]))""")
+    r = _by_name(ref, "")
+    _close(out["conf_low"], r["l"][out["parameter"]], rtol=1e-8)
+    _close(out["conf_high"], r["u"][out["parameter"]], rtol=1e-8)
     assert ((out["conf_low"] <= out["estimate"]) & (out["estimate"] <= out["conf_high"])).all()
 
 

@@ -45,7 +45,7 @@ lmm_tb_table <- function(x) {
         v <- x[[j]]
         if (is.factor(v)) v else as.vector(v)
     })
-    names(cols) <- names(x)
+    names(cols) <- lmm_compat_names(names(x))
     attr(cols, "row.names") <- c(NA_integer_, -length(rows))
     class(cols) <- "data.frame"
     list(table = cols, rows = as.character(rows),
@@ -283,26 +283,23 @@ lmm_tb_refit <- function(fit, newresp, ncol, kind, ddf) {
     })
 }
 
-# lme4's deviance function for a fitted lmer model, from copies of its
-# modules (lme4's C++ code changes them in place).
-lmm_tb_devfun <- function(fit) {
-    rho <- new.env(parent = asNamespace("lme4"))
-    rho$pp <- fit@pp$copy()
-    rho$resp <- fit@resp$copy()
-    lme4:::mkdevfun(rho, 0L)
-}
+# lme4's deviance function for a fitted lmer model, built by lme4 from the
+# fit's frame and matrices (getME), never from the fit's own modules, which
+# lme4's C++ code would change in place. lme4 2.x's deviance function also needs
+# the covariance constructor (mkTheta) that lme4 puts beside the modules.
+lmm_tb_devfun <- function(fit) lme4::getME(fit, "devfun")
 
 # ---------------------------------------------------------------------------
 # Confidence intervals
 # ---------------------------------------------------------------------------
 
-# Rows: R's names (.sig01, ..., .sigma, fixed effects) and lme4's readable
-# names (sd_(Intercept)|Subject, cor_Days.(Intercept)|Subject, sigma).
+# Rows: lmermagic's names (.sig01, ..., .sigma, fixed effects) and readable
+# names (sd_(Intercept)|Subject, cor_Days.(Intercept)|Subject, sigma), in
+# lmermagic's order whatever lme4's (lmm_compat_varpars).
 lmm_tb_parnames <- function(fit) {
-    useSc <- as.logical(fit@devcomp$dims[["useSc"]])
+    vp <- lmm_compat_varpars(fit)
     fe <- names(lme4::fixef(fit))
-    list(r = unname(c(lme4:::profnames(fit, TRUE, useSc = useSc), fe)),
-         readable = unname(c(lme4:::profnames(fit, FALSE, useSc = useSc), fe)))
+    list(r = unname(c(vp$sig, fe)), readable = unname(c(vp$readable, fe)))
 }
 
 lmm_tb_confint <- function(fit, data, opts, method, level) {
@@ -313,6 +310,7 @@ lmm_tb_confint <- function(fit, data, opts, method, level) {
         } else {
             stats::confint(m, method = "Wald", level = level, quiet = TRUE)
         }
+        ci <- lmm_compat_confint_rows(fit, ci)
         nm <- lmm_tb_parnames(fit)
         est <- lmm_tb_bootfun(fit)
         list(rows = rownames(ci), lower = unname(ci[, 1L]), upper = unname(ci[, 2L]),
@@ -321,8 +319,10 @@ lmm_tb_confint <- function(fit, data, opts, method, level) {
 }
 
 # What confint(method = "boot") bootstraps (lme4's bootFun in confint.merMod):
-# the standard deviations and correlations, sigma, the fixed effects.
-lmm_tb_bootfun <- function(x) {
+# the standard deviations and correlations, sigma, the fixed effects -- in
+# lmermagic's order (lmm_compat_varpars), which is Cv_to_Sv's. The refits of
+# the bootstrap skip the names (named = FALSE).
+lmm_tb_bootfun <- function(x, named = TRUE) {
     th <- x@theta
     nvec <- lengths(x@cnms)
     useSc <- as.logical(x@devcomp$dims[["useSc"]])
@@ -334,8 +334,8 @@ lmm_tb_bootfun <- function(x) {
     } else {
         lme4:::Cv_to_Sv(th, n = nvec)
     }
-    vn <- lme4:::profnames(x, TRUE, useSc = useSc)
-    c(stats::setNames(ss, vn), lme4::fixef(x))
+    if (!named) return(c(unname(ss), unname(lme4::fixef(x))))
+    c(stats::setNames(ss, lmm_compat_varpars(x)$sig), lme4::fixef(x))
 }
 
 # Run f() with set.seed(seed), then put the caller's random number state back
@@ -380,10 +380,11 @@ lmm_tb_boot_chunk <- function(state, from, to) {
     warns <- character()
     errs <- character()
     fit <- state$fit
-    k <- length(lmm_tb_bootfun(fit))
+    k <- length(lmm_tb_bootfun(fit, named = FALSE))
     vals <- vapply(seq.int(from, to), function(i) {
         res <- lmm_with_conditions(function() {
-            lmm_tb_bootfun(lme4::refit(fit, state$sims[[i]], control = state$control))
+            lmm_tb_bootfun(lme4::refit(fit, state$sims[[i]], control = state$control),
+                           named = FALSE)
         })
         warns <<- c(warns, res$warnings, res$messages)
         if (inherits(res$value, "error")) {

@@ -1,0 +1,62 @@
+# Every difference between the lme4 / lmerTest releases lmermagic supports
+# (lme4 1.1-31 to 2.x, lmerTest 3.1 to 3.2) that reaches a result, in one file.
+# lmermagic's tables keep one schema (docs/schema.md) whatever a release calls
+# or orders things; the Satterthwaite engine's check of lme4's internals is in
+# satterthwaite.R, beside the code that reads them.
+
+# Column names a release renamed -> the name lmermagic's schema uses.
+#   lme4 >= 1.1-37: the likelihood-ratio table's "deviance" is "-2*log(L)".
+.lmm_compat_renamed <- c("-2*log(L)" = "deviance")
+
+lmm_compat_names <- function(nm) {
+    hit <- nm %in% names(.lmm_compat_renamed)
+    nm[hit] <- unname(.lmm_compat_renamed[nm[hit]])
+    nm
+}
+
+# The variance parameters of a fit under lmermagic's names, in lme4 1.1's order:
+# per random-effect term, the layout of its Cholesky factor (lower triangle,
+# column by column: sd_1, cor_21, cor_31, ..., sd_2, cor_32, ...), then sigma.
+# That is also the order of lme4's Cv_to_Sv(theta). lme4 2.x orders confint's
+# rows and profnames() differently (every sd of a term first) and numbers
+# .sig01, .sig02, ... in its own order, so the same .sig02 names another
+# parameter there: results are put into this order by readable name.
+#   sig:      .sig01, ..., .sigma (lmermagic's row names)
+#   readable: sd_(Intercept)|Subject, cor_Days.(Intercept)|Subject, ..., sigma
+#   from_r:   this lme4's .sigNN -> readable name
+lmm_compat_varpars <- function(fit) {
+    useSc <- as.logical(fit@devcomp$dims[["useSc"]])
+    cnms <- fit@cnms
+    readable <- unlist(lapply(seq_along(cnms), function(i) {
+        cn <- cnms[[i]]
+        g <- names(cnms)[i]
+        n <- length(cn)
+        unlist(lapply(seq_len(n), function(j) {
+            c(sprintf("sd_%s|%s", cn[j], g),
+              if (j < n) sprintf("cor_%s.%s|%s", cn[(j + 1L):n], cn[j], g))
+        }))
+    }))
+    if (useSc) readable <- c(readable, "sigma")
+    r_read <- lme4:::profnames(fit, FALSE, useSc = useSc)
+    # A covariance layout we do not know (lme4 2.x's structured covariances):
+    # lme4's own names and order.
+    if (!setequal(readable, r_read) || anyDuplicated(readable)) readable <- r_read
+    nsig <- length(readable) - useSc
+    list(sig = c(sprintf(".sig%02d", seq_len(nsig)), if (useSc) ".sigma"),
+         readable = readable,
+         from_r = stats::setNames(r_read, lme4:::profnames(fit, TRUE, useSc = useSc)))
+}
+
+# A confint() matrix of this lme4 (rows .sigNN in its order, .sigma, fixed
+# effects) in lmermagic's order, with lmermagic's row names.
+lmm_compat_confint_rows <- function(fit, ci) {
+    vp <- lmm_compat_varpars(fit)
+    fe <- names(lme4::fixef(fit))
+    rows <- rownames(ci)
+    readable <- ifelse(rows %in% names(vp$from_r), vp$from_r[rows], rows)
+    at <- match(c(vp$readable, fe), readable)
+    if (anyNA(at) || length(at) != nrow(ci)) return(ci)
+    out <- ci[at, , drop = FALSE]
+    rownames(out) <- c(vp$sig, fe)
+    out
+}
