@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import warnings as _warnings
 from typing import Any
 
-import numpy as np
-
-from . import convert, tables
-from .errors import (
-    ConvergenceWarning,
-    DataError,
-    FitError,
-    FormulaError,
-    LmerWarning,
-    SingularFitWarning,
-    UnsafeFormulaError,
-    did_you_mean,
-)
+from .fitting import fit_fields, issue_warnings
 from .model import LmerModel
 from .request import FitRequest
 
 __all__ = ["fit", "glmer", "lmer"]
-
-_MAX_R_MESSAGE = 600
-_MAX_WARNINGS = 5
 
 
 def lmer(
@@ -141,186 +125,8 @@ def glmer(
     return fit(request, data)
 
 
-# Formulas that passed the check, by (formula, columns, allowlist): the check is
-# a pure function of these, and notebook cells are re-run all day. R checks the
-# formula again before it builds it, so the cache saves time, not safety.
-_CHECKED: dict[tuple[Any, ...], list[str]] = {}
-
-
-def _check_formula(r: Any, request: FitRequest, columns: list[str], allowed: Any) -> list[str]:
-    key = (request.formula, tuple(columns), allowed)
-    hit = _CHECKED.get(key)
-    if hit is not None:
-        return list(hit)
-    chk = r.run("lmm_check_formula", request.formula, columns, allowed, packed=True)
-    if chk["kind"][0] == "parse":
-        raise FormulaError(
-            f"R cannot parse the formula {request.formula!r}: {chk['message'][0]}"
-        )
-    if chk["kind"][0] == "shape":
-        raise FormulaError(f"{chk['message'][0]}: {request.formula!r}")
-    bad = chk.get("bad") or []
-    if bad:
-        raise UnsafeFormulaError(
-            f"the formula calls {', '.join(bad)}, which lmermagic does not allow in a "
-            "formula (it would run R code). Allowed are formula operators and model "
-            "transformations such as log, poly, ns, scale, factor, I (the full list: "
-            "lmermagic.ALLOWED_FUNCTIONS). To allow more, pass allow_functions=[...] "
-            "(magic: --allow NAME)."
-        )
-    unknown = chk.get("unknown") or []
-    if unknown:
-        name = unknown[0]
-        raise FormulaError(
-            f"'{name}' is not a column of '{request.data_name}'."
-            + did_you_mean(name, columns)
-            + ("" if len(unknown) == 1 else
-               f" (also unknown: {', '.join(repr(u) for u in unknown[1:])})")
-        )
-    vars_ = list(chk.get("vars") or [])
-    if len(_CHECKED) >= 256:
-        _CHECKED.clear()
-    _CHECKED[key] = vars_
-    return list(vars_)
-
-
-def _used_columns(request: FitRequest, vars_: list[str], columns: list[str]) -> list[str]:
-    used = list(vars_)
-
-    def known(col: str, what: str) -> None:
-        if col not in columns:
-            raise DataError(f"{what}: '{col}' is not a column of '{request.data_name}'."
-                            + did_you_mean(col, columns))
-
-    for what, cols in (("factors", request.factors), ("contrasts", tuple(request.contrasts))):
-        for col in cols:
-            known(col, what)
-            if col not in used:
-                raise DataError(f"{what}: '{col}' is not used in the formula.")
-    for option, column in (("weights", request.weights), ("offset", request.offset)):
-        if column is not None:
-            known(column, option)
-            if column not in used:
-                used.append(column)
-    return used
-
-
-# R's messages that say nothing to a user, in plain words.
-_PLAIN = {
-    "objective in x0 returns NA": (
-        "the deviance could not be computed at the starting values: look for constant, "
-        "extreme or badly scaled values in the response and predictors."),
-    "0 (non-NA) cases": "no complete rows: every row has a missing value in a used column.",
-}
-
-
-def _raise_fit_error(request: FitRequest, msg: str, klass: str) -> None:
-    if klass == "lmm_preflight":
-        raise DataError(f"'{request.data_name}': {msg}")
-    for needle, plain in _PLAIN.items():
-        if needle in msg:
-            raise FitError(f"R could not fit {request.formula!r}: {plain}", r_message=msg)
-    short = msg if len(msg) <= _MAX_R_MESSAGE else msg[:_MAX_R_MESSAGE] + " [...]"
-    raise FitError(f"R could not fit {request.formula!r}: {short}", r_message=msg)
-
-
-def _warn(texts: list[str], category: type[Warning]) -> None:
-    for text in texts:
-        _warnings.warn(text, category, stacklevel=4)
-
-
 def fit(request: FitRequest, data: Any) -> LmerModel:
     """Fit ``request`` on ``data`` in R and return the model."""
-    from .rbridge import RFrame, get_r
-
-    df = convert.as_pandas(data, request.data_name)
-    convert.check_labels(df, request.data_name)
-    r = get_r()
-    if request.kind == "lmer" and request.ddf != "lme4":
-        r.require("lmerTest")
-    if request.ddf == "kenward-roger":
-        r.require("pbkrtest")
-    columns = list(df.columns)
-    allowed = r.allowed(request.extra_functions)
-    used = _used_columns(request, _check_formula(r, request, columns, allowed), columns)
-    encoded = [convert.encode_column(c, df[c]) for c in used]
-    res = r.run("lmm_fit", RFrame(encoded, len(df)), request.formula, request.r_options(),
-                allowed, keep=("fit", "data"),
-                timeout=request.timeout, packed=True)
-    r_warnings = list(res.get("warnings") or [])
-    r_messages = list(res.get("messages") or [])
-    if "error" in res:
-        _raise_fit_error(request, str(res["error"][0]), str(res["error_class"][0]))
-    fields = model_fields(res["tables"], r_warnings + r_messages, df.index)
+    fields = fit_fields(request, data)
     issue_warnings(fields["warnings"])
-    t = res["tables"]
-    return LmerModel(
-        formula=request.formula,
-        kind=request.kind,
-        family=str(t["family"][0]),
-        link=str(t["link"][0]),
-        ddf=request.ddf,
-        data_name=request.data_name,
-        r_object=res["fit"],
-        r_data=res["data"],
-        request=request,
-        data=data,
-        name=request.name,
-        **fields,
-    )
-
-
-def issue_warnings(texts: list[str]) -> None:
-    """Re-issue R's warnings and messages as Python warnings of our classes."""
-    for text in texts[:_MAX_WARNINGS]:
-        low = text.lower()
-        category: type[Warning]
-        if "singular" in low:
-            category = SingularFitWarning
-        elif "converge" in low or "eigenvalue" in low or "gradient" in low:
-            category = ConvergenceWarning
-        else:
-            category = LmerWarning
-        _warn([text], category)
-    if len(texts) > _MAX_WARNINGS:
-        _warn([(f"... and {len(texts) - _MAX_WARNINGS} more R warnings: see "
-               "model.warnings")], LmerWarning)
-
-
-def model_fields(t: dict[str, Any], texts: list[str], index: Any) -> dict[str, Any]:
-    """The LmerModel fields computed from R's ``lmm_tables`` list.
-
-    ``texts`` are R's warnings and messages from the fit; ``index`` is the
-    caller's row index, on which fitted values and residuals are laid out.
-    """
-    conv_msgs = list(t.get("conv_messages") or [])
-    all_warnings = list(dict.fromkeys(texts + conv_msgs))
-    dropped = np.asarray(t["dropped"] if t["dropped"] is not None else [], dtype=np.int64)
-    fields: dict[str, Any] = {
-        "reml": bool(t["reml"][0]),
-        "coefs": tables.coef_table(t["coefs"]),
-        "ranef": tables.ranef_tables(t["ranef"]),
-        "varcorr": tables.varcorr_table(t["varcorr"]),
-        "fitted": tables.on_caller_index(t["fitted"], dropped, index, "fitted"),
-        "residuals": tables.on_caller_index(t["residuals"], dropped, index, "residuals"),
-        "nobs": int(t["nobs"][0]),
-        "ngroups": {k: int(v) for k, v in t["ngroups"].items()},
-        "loglik": float(t["loglik"][0]),
-        "df_model": int(t["df_model"][0]),
-        "aic": float(t["aic"][0]),
-        "bic": float(t["bic"][0]),
-        "deviance": float(t["deviance"][0]),
-        "reml_criterion": float(t["reml_criterion"][0]),
-        "sigma": float(t["sigma"][0]),
-        "converged": int(t["opt_code"][0]) == 0 and not any(
-            "converge" in w.lower() for w in all_warnings),
-        "singular": bool(t["singular"][0]),
-        "warnings": all_warnings,
-        "dropped": index[dropped - 1] if len(dropped) else index[:0],
-        "theta": np.asarray(t["theta"], dtype=float),
-        "meta": {k: (v[0] if isinstance(v, (list, np.ndarray)) and len(v) == 1 else v)
-              for k, v in (t.get("meta") or {}).items()},
-    }
-    if "na_counts" in t:
-        fields["missing"] = {k: int(v) for k, v in (t["na_counts"] or {}).items() if v}
-    return fields
+    return LmerModel(**fields)

@@ -1,13 +1,24 @@
-"""The fitted-model object and its display."""
+"""The fitted-model object: its methods (each one line into the toolbox module
+that owns the job) and its display."""
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .fitted import FittedModel
+from .toolbox import (
+    intervals,
+    marginal,
+    optimizers,
+    prediction,
+    random_effects,
+    refitting,
+    tests,
+)
 
 __all__ = ["LmerModel"]
 
@@ -37,8 +48,7 @@ def _stars(p: float) -> str:
     return ""
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class LmerModel:
+class LmerModel(FittedModel):
     """A fitted lme4 model (``lmer`` or ``glmer``) with its results as pandas objects.
 
     Attributes
@@ -88,124 +98,59 @@ class LmerModel:
         and for computing the tables (everything else is lmermagic's).
     """
 
-    formula: str
-    kind: str
-    family: str
-    link: str
-    reml: bool
-    ddf: str
-    coefs: pd.DataFrame
-    ranef: dict[str, pd.DataFrame]
-    varcorr: pd.DataFrame
-    fitted: pd.Series
-    residuals: pd.Series
-    nobs: int
-    ngroups: dict[str, int]
-    loglik: float
-    df_model: int
-    aic: float
-    bic: float
-    deviance: float
-    reml_criterion: float
-    sigma: float
-    converged: bool
-    singular: bool
-    warnings: list[str]
-    dropped: pd.Index
-    missing: dict[str, int]
-    theta: np.ndarray
-    data_name: str
-    r_object: Any = field(default=None)
-    r_data: Any = field(default=None)
-    request: Any = field(default=None)
-    data: Any = field(default=None)
-    name: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def robj(self) -> Any:
-        """The underlying R model (an rpy2 object). Drop it in the thread that uses R."""
-        return self.r_object.sexp
-
-    @property
-    def fixef(self) -> pd.Series:
-        return self.coefs["estimate"].rename("fixef")
-
-    # -- the R user's toolbox (lmermagic.toolbox) ---------------------------------
+    # -- the R user's toolbox: each method hands over to its lmermagic.toolbox module
 
     def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
         """F tests of the fixed-effect terms, as lmerTest's ``anova(m, type, ddf)``."""
-        from . import toolbox
-
-        return toolbox.model_anova(self, type=type, ddf=ddf)
+        return tests.model_anova(self, type=type, ddf=ddf)
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effect terms (lmerTest's ``ranova``)."""
-        from . import toolbox
-
-        return toolbox.ranova(self)
+        return tests.ranova(self)
 
     def drop1(self) -> pd.DataFrame:
         """Tests of dropping each fixed-effect term, as R's ``drop1(m)``."""
-        from . import toolbox
-
-        return toolbox.drop1(self)
+        return tests.drop1(self)
 
     def predict(self, newdata: Any = None, re_form: str | None = None,
                 allow_new_levels: bool = False, type: str = "response") -> pd.Series:
         """Predictions as lme4's ``predict()``; ``re_form="~0"`` for population level."""
-        from . import toolbox
-
-        return toolbox.predict(self, newdata=newdata, re_form=re_form,
-                               allow_new_levels=allow_new_levels, type=type)
+        return prediction.predict(self, newdata=newdata, re_form=re_form,
+                                  allow_new_levels=allow_new_levels, type=type)
 
     def confint(self, method: str = "wald", level: float = 0.95, nsim: int = 1000,
                 seed: int | None = None, workers: int = 1) -> pd.DataFrame:
         """Confidence intervals for fixed effects and variance components."""
-        from . import toolbox
-
-        return toolbox.confint(self, method=method, level=level, nsim=nsim, seed=seed,
-                               workers=workers)
+        return intervals.confint(self, method=method, level=level, nsim=nsim, seed=seed,
+                                 workers=workers)
 
     def emmeans(self, specs: str | list[str], by: str | list[str] | None = None,
                 pairwise: bool = False, adjust: str | None = None,
                 type: str = "response") -> Any:
         """Estimated marginal means (and pairwise contrasts) from R's emmeans."""
-        from . import toolbox
-
-        return toolbox.emmeans(self, specs, by=by, pairwise=pairwise, adjust=adjust,
-                               type=type)
+        return marginal.emmeans(self, specs, by=by, pairwise=pairwise, adjust=adjust,
+                                type=type)
 
     def allfit(self) -> pd.DataFrame:
         """Refit with every available optimizer: estimates and log-likelihoods."""
-        from . import toolbox
-
-        return toolbox.allfit(self)
+        return optimizers.allfit(self)
 
     def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
         """Responses simulated from the fitted model, as R's ``simulate()``."""
-        from . import toolbox
-
-        return toolbox.simulate(self, nsim=nsim, seed=seed)
+        return prediction.simulate(self, nsim=nsim, seed=seed)
 
     def refit(self, newresponse: Any) -> LmerModel:
         """The same model fitted to a new response, as lme4's ``refit()``."""
-        from . import toolbox
-
-        return toolbox.refit(self, newresponse)
+        return refitting.refit(self, newresponse)
 
     def update(self, formula: str | None = None, **changes: Any) -> LmerModel:
         """Refit with a new formula and/or changed options, as R's ``update()``."""
-        from . import toolbox
-
-        return toolbox.update(self, formula, **changes)
+        return refitting.update(self, formula, **changes)
 
     @property
     def ranef_table(self) -> pd.DataFrame:
         """group, term, level, condval, condsd, as ``as.data.frame(ranef(m, condVar=TRUE))``."""
-        from . import toolbox
-
-        return toolbox.ranef_table(self)
+        return random_effects.ranef_table(self)
 
     # -- text -----------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from .errors import (
 )
 
 __all__ = ["R", "RFrame", "RObject", "frame_to_pandas", "get_r", "stack_problem", "to_py",
-           "unpack"]
+           "to_py_frames", "unpack"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -168,7 +168,8 @@ class R:
         base = ri.baseenv
         with self._captured():
             env = base["new.env"](parent=base["baseenv"]())
-            for path in sorted(_R_SOURCE.glob("*.R")):
+            # R/*.R and R/toolbox/*.R, in a fixed order; every file only defines.
+            for path in sorted(_R_SOURCE.rglob("*.R")):
                 base["sys.source"](ri.StrSexpVector([str(path)]), envir=env)
         return env
 
@@ -428,6 +429,24 @@ def to_py(obj: Any) -> Any:
             return dict(zip(names, list(values)))
         return values
     return obj
+
+
+def to_py_frames(obj: Any, keep: Sequence[str] = ()) -> Any:
+    """As :func:`to_py`, but data.frames become pandas DataFrames and elements
+    of named lists whose names are in ``keep`` become :class:`RObject` handles.
+    Lock held (a ``convert=`` of :meth:`R.run`)."""
+    import rpy2.rinterface as ri
+
+    if isinstance(obj, ri.ListSexpVector):
+        klass = _attr(obj, "class")
+        if klass is not None and "data.frame" in [str(c) for c in klass]:
+            return frame_to_pandas(obj)
+        names = _names(obj)
+        if names is None:
+            return [to_py_frames(v, keep) for v in obj]
+        return {n: (RObject(v) if n in keep else to_py_frames(v, keep))
+                for n, v in zip(names, obj)}
+    return to_py(obj)
 
 
 def _numpy(vec: Any, dtype: Any, copy: bool = True) -> np.ndarray:

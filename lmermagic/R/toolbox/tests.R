@@ -1,0 +1,65 @@
+# F tests and likelihood-ratio tests.
+# The R half of toolbox/tests.py; conventions in common.R.
+
+# type: 1, 2 or 3; ddf: "satterthwaite", "kenward-roger" or "lme4".
+lmm_tb_anova <- function(fit, data, opts, type, ddf) {
+    lmm_tb_run(function() {
+        if (lmm_tb_is_lmer(fit)) {
+            m <- lmm_tb_lmertest(fit, data, opts)
+            method <- switch(ddf, satterthwaite = "Satterthwaite",
+                             "kenward-roger" = "Kenward-Roger", lme4 = "lme4")
+            tab <- lmerTest:::anova.lmerModLmerTest(m, type = as.character(type),
+                                                    ddf = method)
+        } else {
+            tab <- lme4:::anova.merMod(fit)
+        }
+        lmm_tb_table(tab)
+    })
+}
+
+lmm_tb_ranova <- function(fit, data, opts) {
+    lmm_tb_run(function() {
+        # ranova() fits lm(formula, data = data, ...) for a model without any
+        # random effect left, evaluated in this frame (eval.parent): bind what
+        # that call names.
+        lm <- stats::lm
+        lmm_tb_bind(environment(), data, opts)
+        m <- lmm_tb_prepare(fit, data, opts, lme4 = TRUE)
+        lmm_tb_table(lmerTest::ranova(m))
+    })
+}
+
+lmm_tb_drop1 <- function(fit, data, opts) {
+    lmm_tb_run(function() {
+        tab <- if (lmm_tb_is_lmer(fit)) {
+            lmerTest:::drop1.lmerModLmerTest(lmm_tb_lmertest(fit, data, opts))
+        } else {
+            lme4:::drop1.merMod(lmm_tb_prepare(fit, data, opts), test = "Chisq")
+        }
+        lmm_tb_table(tab)
+    })
+}
+
+# fits, datas, optss: lists, one element per model; names: the labels;
+# refit: refit REML fits with ML (lme4's default).
+lmm_tb_compare <- function(fits, datas, optss, names, refit) {
+    lmm_tb_run(function() {
+        same <- vapply(datas, function(d) {
+            common <- intersect(names(d), names(datas[[1L]]))
+            nrow(d) == nrow(datas[[1L]]) &&
+                identical(as.list(d[common]), as.list(datas[[1L]][common]))
+        }, logical(1L))
+        # lme4 checks that the calls name one data object; here every call
+        # says `data`, so compare the data themselves.
+        if (!all(same)) return(list(mismatch = names[!same]))
+        mods <- lapply(seq_along(fits), function(i) {
+            m <- lmm_tb_prepare(fits[[i]], datas[[i]], optss[[i]])
+            # lmerTest's anova() hands several models to lme4's.
+            if (inherits(m, "lmerModLmerTest")) m <- methods::as(m, "lmerMod")
+            m
+        })
+        tab <- do.call(lme4:::anova.merMod,
+                       c(unname(mods), list(refit = refit, model.names = names)))
+        lmm_tb_table(tab)
+    })
+}
