@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import warnings
 
 import numpy as np
@@ -450,6 +451,9 @@ def test_bootstrap_workers_give_the_same_intervals(sleep_models):
     one = m.confint(method="boot", nsim=40, seed=5)
     two = m.confint(method="boot", nsim=40, seed=5, workers=2)
     pd.testing.assert_frame_equal(one, two)
+    three = m.confint(method="boot", nsim=40, seed=5, workers=3)  # other chunks, 3 Rs
+    pd.testing.assert_frame_equal(one, three)
+    assert multiprocessing.active_children() == []  # every worker process is gone
 
 
 @pytest.mark.filterwarnings("ignore::lmermagic.LmerWarning")
