@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("model", ["lmermagic.model"]),
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),
     ("fit machinery", ["lmermagic.fitting", "lmermagic.workers"]),
-    ("bridge", ["lmermagic.rbridge"]),
+    ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
                     "lmermagic.fitted"]),
     ("errors", ["lmermagic.errors"]),

@@ -57,7 +57,7 @@ lmm_tb_control_call <- function(kind, control) {
     as.call(c(list(fun), args))
 }
 
-# Bind in env what the stored call refers to (as core.R's lmm_fit binds it).
+# Bind in env what the stored call refers to (as fitting.R's lmm_fit binds it).
 lmm_tb_bind <- function(env, data, opts) {
     env$data <- data
     for (arg in c("weights", "offset")) {
