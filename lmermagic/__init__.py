@@ -12,20 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    ConvergenceWarning,
-    ConversionError,
-    DataError,
-    FitError,
-    FormulaError,
-    LmerError,
-    LmerTimeoutError,
-    LmerWarning,
-    RNotAvailableError,
-    RPackageMissingError,
-    SingularFitWarning,
-    UnsafeFormulaError,
-)
+# The whole exception tree is public, under the names errors.py gives it.
+from .errors import *  # noqa: F403
+from .errors import __all__ as _error_names
 from .request import ALLOWED_FUNCTIONS
 
 if TYPE_CHECKING:
@@ -48,20 +37,9 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
+    *_error_names,
     "ALLOWED_FUNCTIONS",
-    "ConvergenceWarning",
-    "ConversionError",
-    "DataError",
-    "FitError",
-    "FormulaError",
-    "LmerError",
     "LmerModel",
-    "LmerTimeoutError",
-    "LmerWarning",
-    "RNotAvailableError",
-    "RPackageMissingError",
-    "SingularFitWarning",
-    "UnsafeFormulaError",
     "__version__",
     "anova",
     "datasets",

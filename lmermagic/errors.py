@@ -9,6 +9,8 @@ fit).
 from __future__ import annotations
 
 import difflib
+import inspect
+import warnings
 from collections.abc import Iterable
 
 __all__ = [
@@ -24,7 +26,6 @@ __all__ = [
     "RPackageMissingError",
     "SingularFitWarning",
     "UnsafeFormulaError",
-    "did_you_mean",
 ]
 
 
@@ -104,3 +105,56 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
         return ""
     quoted = " or ".join(f"'{c}'" for c in close)
     return f" Did you mean {quoted}?"
+
+
+# R's error text can hold a dump of data values: messages show its start,
+# ``r_message`` all of it.
+_MAX_R_MESSAGE = 600
+# Frames of these packages are not the user's line: lmermagic's own, and
+# IPython's dispatch between a notebook cell and a magic.
+_NOT_THE_CALLER = ("lmermagic", "IPython")
+
+
+def excerpt(msg: str) -> str:
+    """R's message, cut to its first 600 characters."""
+    return msg if len(msg) <= _MAX_R_MESSAGE else msg[:_MAX_R_MESSAGE] + " [...]"
+
+
+def warning_class(text: str) -> type[LmerWarning]:
+    """The warning class for one of R's warnings or messages."""
+    low = text.lower()
+    if "singular" in low:
+        return SingularFitWarning
+    if "converge" in low or "eigenvalue" in low or "gradient" in low:
+        return ConvergenceWarning
+    return LmerWarning
+
+
+def caller_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel, for a warning issued by this function's
+    caller, that points at the user's line: the script's call, or the
+    notebook cell, past lmermagic's frames and IPython's magic dispatch."""
+    level = 1
+    frame = inspect.currentframe()
+    try:
+        f = frame.f_back if frame is not None else None
+        while f is not None and str(f.f_globals.get("__name__", "")).startswith(
+                _NOT_THE_CALLER):
+            f = f.f_back
+            level += 1
+        return level
+    finally:
+        del frame
+
+
+def reissue(texts: Iterable[str], prefix: str = "", limit: int | None = None) -> None:
+    """Re-issue R's warnings and messages (each text once) as lmermagic's
+    warning classes, at the user's line; past ``limit``, one warning says how
+    many more there were."""
+    unique = [t for t in dict.fromkeys(texts) if t]
+    level = caller_stacklevel()
+    for text in unique[:limit]:
+        warnings.warn(prefix + text, warning_class(text), stacklevel=level)
+    if limit is not None and len(unique) > limit:
+        warnings.warn(f"{prefix}... and {len(unique) - limit} more R warnings: see "
+                      "model.warnings", LmerWarning, stacklevel=level)

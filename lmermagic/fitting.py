@@ -10,28 +10,17 @@ same class as the one it updates.
 
 from __future__ import annotations
 
-import warnings as _warnings
 from typing import Any
 
 import numpy as np
 
 from . import convert, tables
-from .errors import (
-    ConvergenceWarning,
-    DataError,
-    FitError,
-    FormulaError,
-    LmerWarning,
-    SingularFitWarning,
-    UnsafeFormulaError,
-    did_you_mean,
-)
+from .errors import DataError, FitError, did_you_mean, excerpt, reissue
 from .rbridge import RFrame, get_r
-from .request import FitRequest
+from .request import FitRequest, raise_formula_problem
 
 __all__ = ["fit_fields", "issue_warnings", "model_fields"]
 
-_MAX_R_MESSAGE = 600
 _MAX_WARNINGS = 5
 
 
@@ -85,30 +74,7 @@ def _check_formula(r: Any, request: FitRequest, columns: list[str], allowed: Any
     if hit is not None:
         return list(hit)
     chk = r.run("lmm_check_formula", request.formula, columns, allowed, packed=True)
-    if chk["kind"][0] == "parse":
-        raise FormulaError(
-            f"R cannot parse the formula {request.formula!r}: {chk['message'][0]}"
-        )
-    if chk["kind"][0] == "shape":
-        raise FormulaError(f"{chk['message'][0]}: {request.formula!r}")
-    bad = chk.get("bad") or []
-    if bad:
-        raise UnsafeFormulaError(
-            f"the formula calls {', '.join(bad)}, which lmermagic does not allow in a "
-            "formula (it would run R code). Allowed are formula operators and model "
-            "transformations such as log, poly, ns, scale, factor, I (the full list: "
-            "lmermagic.ALLOWED_FUNCTIONS). To allow more, pass allow_functions=[...] "
-            "(magic: --allow NAME)."
-        )
-    unknown = chk.get("unknown") or []
-    if unknown:
-        name = unknown[0]
-        raise FormulaError(
-            f"'{name}' is not a column of '{request.data_name}'."
-            + did_you_mean(name, columns)
-            + ("" if len(unknown) == 1 else
-               f" (also unknown: {', '.join(repr(u) for u in unknown[1:])})")
-        )
+    raise_formula_problem(chk, request.formula, columns, data=f"'{request.data_name}'")
     vars_ = list(chk.get("vars") or [])
     if len(_CHECKED) >= 256:
         _CHECKED.clear()
@@ -152,30 +118,13 @@ def _raise_fit_error(request: FitRequest, msg: str, klass: str) -> None:
     for needle, plain in _PLAIN.items():
         if needle in msg:
             raise FitError(f"R could not fit {request.formula!r}: {plain}", r_message=msg)
-    short = msg if len(msg) <= _MAX_R_MESSAGE else msg[:_MAX_R_MESSAGE] + " [...]"
-    raise FitError(f"R could not fit {request.formula!r}: {short}", r_message=msg)
-
-
-def _warn(texts: list[str], category: type[Warning]) -> None:
-    for text in texts:
-        _warnings.warn(text, category, stacklevel=4)
+    raise FitError(f"R could not fit {request.formula!r}: {excerpt(msg)}", r_message=msg)
 
 
 def issue_warnings(texts: list[str]) -> None:
-    """Re-issue R's warnings and messages as Python warnings of our classes."""
-    for text in texts[:_MAX_WARNINGS]:
-        low = text.lower()
-        category: type[Warning]
-        if "singular" in low:
-            category = SingularFitWarning
-        elif "converge" in low or "eigenvalue" in low or "gradient" in low:
-            category = ConvergenceWarning
-        else:
-            category = LmerWarning
-        _warn([text], category)
-    if len(texts) > _MAX_WARNINGS:
-        _warn([(f"... and {len(texts) - _MAX_WARNINGS} more R warnings: see "
-                "model.warnings")], LmerWarning)
+    """Re-issue R's warnings and messages as Python warnings of our classes,
+    at the user's line."""
+    reissue(texts, limit=_MAX_WARNINGS)
 
 
 def model_fields(t: dict[str, Any], texts: list[str], index: Any) -> dict[str, Any]:

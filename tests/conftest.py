@@ -92,3 +92,16 @@ def cbpp() -> Any:
     import lmermagic
 
     return lmermagic.datasets.load("cbpp")
+
+
+def grouped_counts(seed: int, exposure: tuple[float, float], beta: tuple[float, float],
+                   sd: float, size: float | None = None) -> dict[str, Any]:
+    """Counts for 30 groups of 10 with an exposure and a covariate x: Poisson,
+    or negative binomial with shape ``size``."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.uniform(-1, 1, g.size)
+    t = rng.uniform(*exposure, g.size)
+    mu = t * np.exp(beta[0] + beta[1] * x + rng.normal(0, sd, 30)[g])
+    y = rng.poisson(mu) if size is None else rng.negative_binomial(size, size / (size + mu))
+    return {"rng": rng, "g": g, "x": x, "log_t": np.log(t), "y": y}

@@ -101,6 +101,15 @@ def test_singular_fit_warns_and_says_so(rref):
     assert any("singular" in w for w in m.warnings)
 
 
+def test_warnings_point_at_the_callers_line():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"y": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10)})
+    with pytest.warns(lmermagic.SingularFitWarning) as record:
+        line = sys._getframe().f_lineno + 1
+        lmermagic.lmer("y ~ 1 + (1 | g)", df)
+    assert (record[0].filename, record[0].lineno) == (__file__, line)
+
+
 def test_warnings_are_not_printed_raw(capfd, sleepstudy):
     df = sleepstudy.assign(Days=sleepstudy["Days"] * 1e6)
     with pytest.warns(lmermagic.LmerWarning):

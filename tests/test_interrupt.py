@@ -12,8 +12,8 @@ import lmermagic
 
 # A synthetic fit of about 30-60 s on this class of machine (2 cores), whose
 # optimizer lets R check for interrupts at least every ~0.3 s.
-LONG_FIT_SETUP = """
-import numpy as np, pandas as pd, signal, lmermagic
+LONG_FIT_DATA = """
+import numpy as np, pandas as pd
 rng = np.random.default_rng(7)
 n, G = 100_000, 300
 g = rng.integers(0, G, n)
@@ -22,12 +22,22 @@ b = rng.normal(size=(G, 5))
 y = b[g, 0] + (X * (1 + b[g, 1:])).sum(1) + rng.normal(size=n)
 big = pd.DataFrame({"y": y, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "x4": X[:, 3],
                     "g": g.astype(str)})
+"""
+LONG_FIT_SETUP = LONG_FIT_DATA + """
+import signal, lmermagic
 big_before = big.copy()
 sleep = lmermagic.datasets.load("sleepstudy")
 handler_before = signal.getsignal(signal.SIGINT)
 %load_ext lmermagic
 """
 LONG_FORMULA = "y ~ x1 + x2 + x3 + x4 + (1 + x1 + x2 + x3 + x4 | g)"
+
+
+def _long_fit_frame() -> pd.DataFrame:
+    """The frame the kernel tests build, here in this process."""
+    ns: dict = {}
+    exec(LONG_FIT_DATA, ns)
+    return ns["big"]
 
 
 def _kernel():
@@ -97,14 +107,7 @@ def test_kernel_interrupt_stops_the_fit_and_the_kernel_lives():
 
 
 def test_timeout_stops_r_and_r_stays_usable(sleepstudy):
-    rng = np.random.default_rng(7)
-    n, groups = 100_000, 300
-    g = rng.integers(0, groups, n)
-    x = rng.normal(size=(n, 4))
-    b = rng.normal(size=(groups, 5))
-    y = b[g, 0] + (x * (1 + b[g, 1:])).sum(1) + rng.normal(size=n)
-    big = pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2],
-                        "x4": x[:, 3], "g": g.astype(str)})
+    big = _long_fit_frame()
     start = time.time()
     with pytest.raises(lmermagic.LmerTimeoutError):
         lmermagic.lmer(LONG_FORMULA, big, ddf="lme4", timeout=2)
@@ -120,13 +123,7 @@ def test_sigint_in_process_raises_keyboard_interrupt(sleepstudy):
     import signal
     import threading
 
-    rng = np.random.default_rng(7)
-    n, groups = 100_000, 300
-    g = rng.integers(0, groups, n)
-    x = rng.normal(size=(n, 4))
-    y = x.sum(1) + rng.normal(size=groups)[g] + rng.normal(size=n)
-    big = pd.DataFrame({"y": y, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2],
-                        "x4": x[:, 3], "g": g.astype(str)})
+    big = _long_fit_frame()
     before = signal.getsignal(signal.SIGINT)
     timer = threading.Timer(2, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()

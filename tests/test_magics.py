@@ -91,6 +91,16 @@ def test_glmer_magics(shell, ns, rref):
     assert ns["g3"].loglik == pytest.approx(-92.0266, abs=2e-3)
 
 
+def test_warnings_point_at_the_cell(shell, ns):
+    rng = np.random.default_rng(1)
+    ns["flat"] = pd.DataFrame({"y": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10)})
+    with pytest.warns(lmermagic.SingularFitWarning) as record:
+        run(shell, "x = 1\n%lmer -d flat -q y ~ 1 + (1 | g)")
+    # The cell's own line, not lmermagic's or IPython's code.
+    assert "lmermagic" not in record[0].filename and "IPython" not in record[0].filename
+    assert record[0].lineno == 2
+
+
 def test_no_variable_expansion(shell, ns):
     # IPython would expand {..} and $x; the magic must see the text as written.
     ns["x"] = "Days"

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import lmermagic
+from conftest import grouped_counts
 
 RTOL = 1e-7
 
@@ -306,14 +307,9 @@ def test_summary_is_rs_text(sleepstudy):
 
 
 def _counts(seed: int = 21) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    g = np.repeat(np.arange(30), 10)
-    x = rng.uniform(-1, 1, g.size)
-    exposure = rng.uniform(1, 5, g.size)
-    mu = exposure * np.exp(0.2 + 0.6 * x + rng.normal(0, 0.4, 30)[g])
-    y = rng.negative_binomial(3, 3 / (3 + mu))
-    return pd.DataFrame({"y": y, "x": x, "logexp": np.log(exposure),
-                         "g": [f"g{i:02d}" for i in g]})
+    c = grouped_counts(seed, exposure=(1, 5), beta=(0.2, 0.6), sd=0.4, size=3)
+    return pd.DataFrame({"y": c["y"], "x": c["x"], "logexp": c["log_t"],
+                         "g": [f"g{i:02d}" for i in c["g"]]})
 
 
 @pytest.mark.parametrize("how", ["argument", "formula"])

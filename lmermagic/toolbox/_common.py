@@ -4,23 +4,13 @@ and errors to ours, and the checks of common arguments."""
 
 from __future__ import annotations
 
-import inspect
-import warnings as _warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import pandas as pd
 
-from ..errors import (
-    ConvergenceWarning,
-    DataError,
-    FitError,
-    FormulaError,
-    LmerWarning,
-    SingularFitWarning,
-    UnsafeFormulaError,
-    did_you_mean,
-)
+from .. import errors
+from ..errors import DataError, FitError, excerpt
 from ..fitted import FittedModel
 from ..rbridge import get_r, to_py_frames
 
@@ -52,8 +42,6 @@ COLUMN_NAMES = {
     "odds.ratio": "odds_ratio",
 }
 
-_MAX_R_MESSAGE = 600
-
 # R messages that only report progress.
 _CHATTER = ("Computing profile confidence intervals", "Computing bootstrap confidence",
             "Loading required namespace")
@@ -69,37 +57,12 @@ def call(name: str, *args: Any, what: str, keep: Sequence[str] = (), **kwargs: A
 
 
 def raise_r_error(what: str, msg: str) -> NoReturn:
-    # R's text can hold a dump of data values: the message shows its start,
-    # r_message all of it.
-    short = msg if len(msg) <= _MAX_R_MESSAGE else msg[:_MAX_R_MESSAGE] + " [...]"
-    raise FitError(f"R could not compute {what}: {short}", r_message=msg)
+    raise FitError(f"R could not compute {what}: {excerpt(msg)}", r_message=msg)
 
 
 def reissue(texts: Sequence[str], what: str) -> None:
-    for text in dict.fromkeys(t for t in texts if t):
-        if any(text.startswith(c) for c in _CHATTER):
-            continue
-        low = text.lower()
-        category: type[Warning] = LmerWarning
-        if "singular" in low:
-            category = SingularFitWarning
-        elif "converge" in low:
-            category = ConvergenceWarning
-        _warnings.warn(f"{what}: {text}", category, stacklevel=user_stacklevel())
-
-
-def user_stacklevel() -> int:
-    """warnings.warn's stacklevel that points at the first caller outside lmermagic."""
-    level = 1
-    frame = inspect.currentframe()
-    try:
-        f = frame.f_back if frame is not None else None  # the caller of this helper
-        while f is not None and str(f.f_globals.get("__name__", "")).startswith("lmermagic"):
-            f = f.f_back
-            level += 1
-        return level
-    finally:
-        del frame
+    """R's warnings and messages of a toolbox call, without R's progress chatter."""
+    errors.reissue((t for t in texts if not t.startswith(_CHATTER)), prefix=f"{what}: ")
 
 
 def r_options(m: FittedModel) -> dict[str, Any]:
@@ -147,24 +110,6 @@ def caller_index(m: FittedModel) -> pd.Index:
 def check_model(m: FittedModel) -> None:
     if not isinstance(m, FittedModel):
         raise DataError(f"expected a model from lmermagic.lmer/glmer, got {type(m).__name__}.")
-
-
-def formula_problem(chk: dict[str, Any], text: str, columns: list[str], what: str) -> None:
-    kind = chk["kind"][0]
-    if kind == "parse":
-        raise FormulaError(f"R cannot parse {what} {text!r}: {chk['message'][0]}")
-    if kind == "shape":
-        raise FormulaError(f"{what} {text!r}: {chk['message'][0]}")
-    bad = chk.get("bad") or []
-    if bad:
-        raise UnsafeFormulaError(
-            f"{what} {text!r} calls {', '.join(bad)}, which lmermagic does not allow in a "
-            "formula (it would run R code)."
-        )
-    unknown = chk.get("unknown") or []
-    if unknown:
-        raise FormulaError(f"{what} {text!r}: '{unknown[0]}' is not a column of the model's "
-                           "data." + did_you_mean(unknown[0], columns))
 
 
 def positive_int(value: Any, what: str) -> int:

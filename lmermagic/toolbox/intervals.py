@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, LmerWarning
+from ..errors import DataError, LmerWarning, caller_stacklevel
 from ..fitted import FittedModel
 from ..rbridge import get_r
 from ..workers import chunks, progress, run_tasks
-from ._common import call, check_model, positive_int, r_options, seed_arg, user_stacklevel
+from ._common import call, check_model, positive_int, r_options, seed_arg
 
 __all__ = ["confint"]
 
@@ -133,10 +133,10 @@ def _confint_boot(m: FittedModel, level: float, nsim: int, seed: int | None,
     if messages:
         first = next(iter(dict.fromkeys(messages)))
         _warnings.warn(f"bootstrap: {len(messages)} warning(s) from the {nsim} refits, "
-                       f"e.g. {first!r}", LmerWarning, stacklevel=user_stacklevel())
+                       f"e.g. {first!r}", LmerWarning, stacklevel=caller_stacklevel())
     if errors:
         _warnings.warn(f"bootstrap: {len(errors)} of {nsim} refits failed and are left out, "
-                       f"e.g. {errors[0]!r}", LmerWarning, stacklevel=user_stacklevel())
+                       f"e.g. {errors[0]!r}", LmerWarning, stacklevel=caller_stacklevel())
     ci = call("lmm_tb_boot_ci", m.r_object, np.ascontiguousarray(values.ravel(order="F")),
               nsim, level, what="bootstrap confidence intervals")
     df = _ci_frame(list(ci["rows"]), ci["lower"], ci["upper"], names,

@@ -13,11 +13,11 @@ from .. import convert, tables
 from ..errors import DataError, FitError, did_you_mean
 from ..fitted import FittedModel
 from ..rbridge import RFrame, get_r
+from ..request import raise_formula_problem
 from ._common import (
     call,
     caller_index,
     check_model,
-    formula_problem,
     positive_int,
     r_columns,
     r_options,
@@ -104,7 +104,7 @@ def predict(m: FittedModel, newdata: Any = None, re_form: str | None = None,
                             ) from None
         raise
     if "check" in value:
-        formula_problem(value["check"], str(re_form), columns, "re_form")
+        raise_formula_problem(value["check"], str(re_form), columns, what="re_form")
     if "bad_levels" in value:
         bad = "; ".join(value["bad_levels"])
         raise DataError(f"newdata has levels the model was not fitted with ({bad}); a "

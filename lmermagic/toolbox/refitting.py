@@ -15,12 +15,11 @@ from ..errors import DataError
 from ..fitted import FittedModel
 from ..fitting import fit_fields, issue_warnings, model_fields
 from ..rbridge import get_r, to_py_frames
-from ..request import FitRequest
+from ..request import FitRequest, raise_formula_problem
 from ._common import (
     call,
     caller_index,
     check_model,
-    formula_problem,
     r_columns,
     raise_r_error,
     reissue,
@@ -112,7 +111,7 @@ def _update_formula(m: FittedModel, formula: str) -> tuple[str, list[str]]:
     value = call("lmm_tb_update_formula", m.request.formula, formula.strip(), columns,
                  allowed, what="update")
     if "check" in value:
-        formula_problem(value["check"], formula, columns, "the formula")
+        raise_formula_problem(value["check"], formula, columns)
     return str(value["formula"][0]), list(value.get("vars") or [])
 
 
