@@ -9,11 +9,13 @@ on R 4.2 - 4.4 it fails at import with an ``undefined symbol`` error. Only
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -40,6 +42,17 @@ class Rpy2:
     @property
     def RRuntimeError(self) -> type[Exception]:
         return self.embedded.RRuntimeError  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def console_to(self, write: Callable[[str], None]) -> Iterator[None]:
+        """Send what R prints (output and warnings/errors) to ``write`` inside
+        the block. rpy2 3.6 renamed ``obj_in_module`` to ``replace_in_module``
+        and warns on every use of the old name."""
+        cb = self.callbacks
+        swap = getattr(cb, "replace_in_module", None) or cb.obj_in_module
+        with swap(cb, "consolewrite_print", write), \
+                swap(cb, "consolewrite_warnerror", write):
+            yield
 
     def start(self) -> None:
         """Start the embedded R once, keeping the caller's SIGINT handler.

@@ -151,7 +151,7 @@ class R:
     def __init__(self) -> None:
         rpy2 = _rpy2.load(R_ADVICE)
         self.ri = rpy2.ri
-        self._callbacks = rpy2.callbacks
+        self._rpy2 = rpy2
         self._RRuntimeError = rpy2.RRuntimeError
         self._openrlib = rpy2.openrlib
         self._allowed: dict[tuple[tuple[str, tuple[str, ...]], ...], RObject] = {}
@@ -176,9 +176,7 @@ class R:
     @contextlib.contextmanager
     def _captured(self) -> Iterator[_Console]:
         console = _Console()
-        cb = self._callbacks
-        with cb.obj_in_module(cb, "consolewrite_print", console.write), \
-                cb.obj_in_module(cb, "consolewrite_warnerror", console.write):
+        with self._rpy2.console_to(console.write):
             yield console
 
     def to_r(self, value: Any) -> Any:

@@ -43,3 +43,18 @@ def test_installed_stack_has_no_known_problem():
     problem, words = stack_problem(get_r().versions["R"])
     assert problem is None
     assert "rpy2" in words
+
+
+def test_no_rpy2_deprecation_warnings_during_a_fit(sleepstudy):
+    # rpy2 3.6 renamed names lmermagic uses (obj_in_module -> replace_in_module)
+    # and warns on each use of the old ones: on every call into R.
+    import warnings
+
+    import lmermagic
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy).confint()
+    old = [w for w in seen if issubclass(w.category, DeprecationWarning)
+           and "rpy2" in str(w.filename)]
+    assert not old, [str(w.message) for w in old]
