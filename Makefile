@@ -1,10 +1,11 @@
 # make demo / make test do the whole set-up: Debian packages for R, a venv, the package.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system demo test bench bench-quick lint clean
+.PHONY: setup system demo test matrix bench bench-quick lint clean
 
 setup: system $(STAMP)
 
@@ -22,8 +23,17 @@ $(STAMP): pyproject.toml constraints/r-before-4.5.txt
 demo: setup
 	$(PY) scripts/run_demo.py
 
+# The suite's log and this stack's record go beside the matrix's (build/compat/host.*).
 test: setup
-	$(PY) -m pytest
+	@mkdir -p build/compat
+	set -o pipefail; $(PY) -m pytest 2>&1 | tee build/compat/host.log
+	@$(PY) scripts/compat/record.py --suite host --line 3.5 --venv "$$(cd $(VENV) && pwd)" \
+	    --out build/compat/host --install-rc 0 --test-rc 0 \
+	    --install-seconds 0 --test-seconds 0
+
+# The suite on Debian 13 and unstable (debootstrap roots, as root), both rpy2 lines.
+matrix:
+	bash scripts/compat/matrix.sh
 
 bench: setup
 	bash benchmarks/run.sh

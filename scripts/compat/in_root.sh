@@ -1,0 +1,53 @@
+#!/bin/bash
+# Runs INSIDE a compat root (chroot), started by matrix.sh:
+#   in_root.sh SUITE LINE VENV CONSTRAINTS OUTPREFIX
+# (re)uses VENV, installs /src/lmermagic[test] with the rpy2 pins of CONSTRAINTS, runs the
+# test suite, and writes OUTPREFIX.{install.log,log,json,row}. Exit 0 only when all passed.
+set -uo pipefail
+suite=$1 line=$2 venv=$3 cons=$4 out=$5
+src=/src/lmermagic
+here=$(dirname "$0")
+
+install_rc=0 test_rc=-1
+t0=$SECONDS
+{
+    echo "== $suite rpy2-$line: $(. /etc/os-release && echo "$PRETTY_NAME"), $(python3 --version)"
+    if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+        echo "== creating $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv" || install_rc=$?
+    else
+        echo "== reusing $venv"
+    fi
+    if ((install_rc == 0)); then
+        echo "== pip install -e '${src}[test]' -c $cons"
+        cat "$cons"
+        "$venv/bin/python" -m pip install -e "${src}[test]" -c "$cons" || install_rc=$?
+        "$venv/bin/python" -m pip list 2>/dev/null | grep -i -E '^(rpy2|cffi|numpy|pandas|pytest|ipython) '
+    fi
+    echo "== install exit status $install_rc after $((SECONDS - t0)) s"
+} >"$out.install.log" 2>&1
+install_s=$((SECONDS - t0))
+
+t1=$SECONDS
+if ((install_rc == 0)); then
+    # shellcheck disable=SC2086
+    (cd "$src" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" \
+        "$venv/bin/python" -m pytest -q -p no:cacheprovider ${LMM_COMPAT_PYTEST_ARGS:-}) \
+        >"$out.log" 2>&1 </dev/null
+    test_rc=$?
+else
+    {
+        echo "ERROR: installing lmermagic with rpy2 $line into $venv failed (download or build):"
+        tail -n 40 "$out.install.log"
+    } >"$out.log"
+fi
+test_s=$((SECONDS - t1))
+
+py=$venv/bin/python
+"$py" -c 'import sys' 2>/dev/null || py=python3
+"$py" "$here/record.py" --suite "$suite" --line "$line" --venv "$venv" \
+    --install-rc "$install_rc" --test-rc "$test_rc" --install-seconds "$install_s" \
+    --test-seconds "$test_s" --out "$out" ||
+    echo "ERROR: record.py failed" >&2
+((install_rc == 0 && test_rc == 0))
