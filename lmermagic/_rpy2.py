@@ -10,6 +10,7 @@ on R 4.2 - 4.4 it fails at import with an ``undefined symbol`` error. Only
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -65,8 +66,18 @@ class Rpy2:
             return
         main = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGINT) if main else None
+        # rpy2 prepends R's library directories (/usr/lib/x86_64-linux-gnu
+        # among them) to LD_LIBRARY_PATH: too late for this process, as its
+        # own comment says, but every child process inherits it, and a Python
+        # linked to its own libpython (pyenv's) then loads the system's:
+        # spawned workers and kernels ran 3.11.2's core under 3.11.7's stdlib.
+        lib_path = os.environ.get("LD_LIBRARY_PATH")
         init = getattr(self.ri, "initr_simple", None) or self.ri.initr
         init()
+        if lib_path is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = lib_path
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 

@@ -58,3 +58,15 @@ def test_no_rpy2_deprecation_warnings_during_a_fit(sleepstudy):
     old = [w for w in seen if issubclass(w.category, DeprecationWarning)
            and "rpy2" in str(w.filename)]
     assert not old, [str(w.message) for w in old]
+
+
+def test_child_processes_inherit_no_library_path_from_r():
+    """rpy2 prepends R's library directories to LD_LIBRARY_PATH when R starts;
+    a child Python (a worker, a kernel) linked to its own libpython would then
+    load the system's."""
+    import os
+
+    from lmermagic.rbridge import get_r
+
+    get_r()
+    assert "/R/lib" not in os.environ.get("LD_LIBRARY_PATH", "")
