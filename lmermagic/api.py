@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fitting import fit_fields, issue_warnings
+from .fitting import issue_warnings
+from .isolation import fit_any
 from .model import LmerModel
 from .request import FitRequest
 
@@ -25,6 +26,9 @@ def lmer(
     family: str | None = None,
     allow_functions: list[str] | tuple[str, ...] = (),
     timeout: float | None = None,
+    allow_large: bool = False,
+    isolate: bool = False,
+    memory_limit: float | None = None,
 ) -> LmerModel:
     """Fit a linear mixed model with R's ``lme4::lmer``, with lmerTest's t tests.
 
@@ -59,6 +63,18 @@ def lmer(
         Functions to allow in the formula beyond the built-in allowlist.
     timeout : float, optional
         Seconds after which R is stopped and LmerTimeoutError raised.
+    allow_large : bool
+        Fit even a design that the pre-flight check refuses (fixed-effects
+        matrices over half the available memory, or a rank check estimated
+        at over 5 minutes): see docs/reliability.md.
+    isolate : bool
+        Fit in a worker process with its own R: Ctrl-C and ``timeout`` end it
+        within about a second whatever R is doing, and running out of memory
+        ends the worker, not the notebook. For large or unfamiliar designs and
+        long-running notebooks.
+    memory_limit : float, optional
+        With ``isolate``: the worker's memory limit in GB (default 80 % of the
+        memory available when the fit starts); past it, WorkerMemoryError.
 
     Returns
     -------
@@ -75,11 +91,13 @@ def lmer(
     if family is not None:
         return glmer(formula, data, family=family, factors=factors, weights=weights,
                      offset=offset, contrasts=contrasts, control=control,
-                     allow_functions=allow_functions, timeout=timeout)
+                     allow_functions=allow_functions, timeout=timeout,
+                     allow_large=allow_large, isolate=isolate, memory_limit=memory_limit)
     request = FitRequest.build(formula, kind="lmer", reml=reml, ddf=ddf, factors=factors,
                                weights=weights, offset=offset, contrasts=contrasts,
                                control=control, extra_functions=tuple(allow_functions),
-                               timeout=timeout)
+                               timeout=timeout, allow_large=allow_large, isolate=isolate,
+                               memory_limit=memory_limit)
     return fit(request, data)
 
 
@@ -96,6 +114,9 @@ def glmer(
     nagq: int | None = None,
     allow_functions: list[str] | tuple[str, ...] = (),
     timeout: float | None = None,
+    allow_large: bool = False,
+    isolate: bool = False,
+    memory_limit: float | None = None,
 ) -> LmerModel:
     """Fit a generalized linear mixed model with R's ``lme4::glmer``.
 
@@ -111,6 +132,7 @@ def glmer(
     nagq : int, optional
         Adaptive Gauss-Hermite quadrature points (lme4's ``nAGQ``).
     factors, weights, offset, contrasts, control, allow_functions, timeout
+    allow_large, isolate, memory_limit
         As for :func:`lmer`.
 
     Returns
@@ -121,12 +143,14 @@ def glmer(
     request = FitRequest.build(formula, kind="glmer", family=family, factors=factors,
                                weights=weights, offset=offset, contrasts=contrasts,
                                control=control, nagq=nagq,
-                               extra_functions=tuple(allow_functions), timeout=timeout)
+                               extra_functions=tuple(allow_functions), timeout=timeout,
+                               allow_large=allow_large, isolate=isolate,
+                               memory_limit=memory_limit)
     return fit(request, data)
 
 
 def fit(request: FitRequest, data: Any) -> LmerModel:
     """Fit ``request`` on ``data`` in R and return the model."""
-    fields = fit_fields(request, data)
+    fields = fit_any(request, data)
     issue_warnings(fields["warnings"])
     return LmerModel(**fields)

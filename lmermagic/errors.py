@@ -17,6 +17,7 @@ __all__ = [
     "ConvergenceWarning",
     "ConversionError",
     "DataError",
+    "DesignTooLargeError",
     "FitError",
     "FormulaError",
     "LmerError",
@@ -26,6 +27,7 @@ __all__ = [
     "RPackageMissingError",
     "SingularFitWarning",
     "UnsafeFormulaError",
+    "WorkerMemoryError",
 ]
 
 
@@ -55,6 +57,12 @@ class ConversionError(DataError):
     """A column cannot be handed to R faithfully."""
 
 
+class DesignTooLargeError(DataError):
+    """The model's matrices would not fit in memory, or building them would take
+    longer than the limit: refused before R builds them (``allow_large=True``
+    fits anyway)."""
+
+
 class FitError(LmerError, RuntimeError):
     """R raised an error while fitting or evaluating a model.
 
@@ -67,6 +75,12 @@ class FitError(LmerError, RuntimeError):
     def __init__(self, message: str, r_message: str = "") -> None:
         super().__init__(message)
         self.r_message = r_message
+
+
+class WorkerMemoryError(FitError, MemoryError):
+    """An isolated fit's worker process ran out of memory (or was killed, as
+    the operating system kills a process that takes too much); the notebook
+    is unharmed."""
 
 
 class LmerTimeoutError(LmerError, TimeoutError):

@@ -10,25 +10,40 @@ same class as the one it updates.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
-from . import convert, tables
+from . import convert, preflight, tables
 from .errors import DataError, FitError, did_you_mean, excerpt, reissue
 from .rbridge import RFrame, get_r
 from .request import FitRequest, raise_formula_problem
 
-__all__ = ["fit_fields", "issue_warnings", "model_fields"]
+__all__ = ["Prepared", "fit_fields", "issue_warnings", "model_fields", "prepare",
+           "result_fields", "run_prepared"]
 
 _MAX_WARNINGS = 5
 
 
-def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
-    """Fit ``request`` on ``data`` in R: every field of the model, R's warnings
-    not yet issued (the caller issues them with :func:`issue_warnings`)."""
+@dataclass(frozen=True)
+class Prepared:
+    """One fit, ready for R: the used columns encoded, the options R reads, and
+    the caller's row index (fitted values and residuals are laid out on it)."""
+
+    columns: list[convert.RColumn]
+    nrow: int
+    options: dict[str, Any]
+    index: Any
+
+
+def prepare(request: FitRequest, data: Any) -> Prepared:
+    """Check ``data`` and the formula (R parses it, no data goes to R) and
+    encode the columns the model uses."""
     df = convert.as_pandas(data, request.data_name)
     convert.check_labels(df, request.data_name)
+    if len(df) == 0:
+        raise DataError(f"'{request.data_name}' has no rows: there is nothing to fit.")
     r = get_r()
     if request.kind == "lmer" and request.ddf != "lme4":
         r.require("lmerTest")
@@ -37,14 +52,46 @@ def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
     columns = list(df.columns)
     allowed = r.allowed(request.extra_functions)
     used = _used_columns(request, _check_formula(r, request, columns, allowed), columns)
-    encoded = [convert.encode_column(c, df[c]) for c in used]
-    res = r.run("lmm_fit", RFrame(encoded, len(df)), request.formula, request.r_options(),
-                allowed, keep=("fit", "data"),
-                timeout=request.timeout, packed=True)
+    options = request.r_options()
+    bounds = preflight.limits(request.allow_large, request.memory_share,
+                              request.max_seconds)
+    if bounds is not None:
+        options["limits"] = bounds
+    return Prepared([convert.encode_column(c, df[c]) for c in used], len(df), options,
+                    df.index)
+
+
+def run_prepared(request: FitRequest, columns: list[convert.RColumn], nrow: int,
+                 options: dict[str, Any], serialized: bool = False) -> dict[str, Any]:
+    """R's result list for one prepared fit: the fit and its data as R objects,
+    or (``serialized``) as one raw vector, ``raw``, of R's serialisation."""
+    r = get_r()
+    return cast(dict[str, Any], r.run(
+        "lmm_fit_serialized" if serialized else "lmm_fit", RFrame(columns, nrow),
+        request.formula, options, r.allowed(request.extra_functions),
+        keep=("raw",) if serialized else ("fit", "data"), timeout=request.timeout,
+        packed=True))
+
+
+def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
+    """Fit ``request`` on ``data`` in R: every field of the model, R's warnings
+    not yet issued (the caller issues them with :func:`issue_warnings`)."""
+    prep = prepare(request, data)
+    res = run_prepared(request, prep.columns, prep.nrow, prep.options)
+    return result_fields(request, data, prep, res, res.get("fit"), res.get("data"))
+
+
+def result_fields(request: FitRequest, data: Any, prep: Prepared, res: dict[str, Any],
+                  r_object: Any, r_data: Any) -> dict[str, Any]:
+    """The model's fields from R's result list; R's error or the pre-flight's
+    refusal raised."""
     r_warnings = list(res.get("warnings") or [])
     r_messages = list(res.get("messages") or [])
     if "error" in res:
         _raise_fit_error(request, str(res["error"][0]), str(res["error_class"][0]))
+    if "too_large" in res:
+        raise preflight.refusal(res["too_large"], request.memory_share, request.max_seconds,
+                                prep.options["limits"]["bytes"])
     t = res["tables"]
     return {
         "formula": request.formula,
@@ -53,12 +100,12 @@ def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
         "link": str(t["link"][0]),
         "ddf": request.ddf,
         "data_name": request.data_name,
-        "r_object": res["fit"],
-        "r_data": res["data"],
+        "r_object": r_object,
+        "r_data": r_data,
         "request": request,
         "data": data,
         "name": request.name,
-        **model_fields(t, r_warnings + r_messages, df.index),
+        **model_fields(t, r_warnings + r_messages, prep.index),
     }
 
 

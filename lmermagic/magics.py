@@ -19,9 +19,9 @@ from IPython.core.magic import (
     output_can_be_silenced,
 )
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Float, List, Unicode
+from traitlets import Bool, Float, List, Unicode
 
-from .errors import DataError, LmerError, did_you_mean
+from .errors import DataError, FormulaError, LmerError, did_you_mean
 from .request import FitRequest
 
 if TYPE_CHECKING:
@@ -68,6 +68,13 @@ def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[list[str]
                 value = value[1:-1]
             tokens.append(value)
             pos = m.end()
+
+
+def _options_in(formula: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The magic's options written inside the formula text (``... --ml``)."""
+    known = {opt for action in parser._actions for opt in action.option_strings}
+    return [tok for tok in re.findall(r"(?<![\w.])--?[A-Za-z][\w-]*", formula)
+            if tok.split("=", 1)[0] in known]
 
 
 def strip_comments(text: str) -> str:
@@ -129,6 +136,15 @@ _OPTIONS = [
              help="stop R after this many seconds (default: %%config LmerMagics.timeout)"),
     argument("--allow", metavar="FUN[,FUN...]",
              help="allow these extra functions in the formula"),
+    argument("--isolate", action="store_true",
+             help="fit in a worker process that Ctrl-C and --timeout end within a second "
+                  "and whose running out of memory spares the notebook "
+                  "(default: %%config LmerMagics.isolate)"),
+    argument("--allow-large", action="store_true",
+             help="fit even a design the size check refuses (too much memory or time)"),
+    argument("--memory-limit", metavar="GB", type=float,
+             help="with --isolate: the worker's memory limit (default: %%config "
+                  "LmerMagics.memory_limit, 0 = 80%% of the available memory)"),
     argument("--compare", action="store_true",
              help="cell magic: one formula per line (optionally 'name = formula'); fit "
                   "each and return R's likelihood-ratio comparison, anova(m1, m2, ...)"),
@@ -148,7 +164,8 @@ class LmerMagics(Magics):
     """Magics fitting lme4 mixed models on DataFrames of the notebook.
 
     Settings for the session: ``%config LmerMagics.timeout = 600``,
-    ``%config LmerMagics.allow = ['sinh']``, ``%config LmerMagics.ddf = 'kenward-roger'``.
+    ``%config LmerMagics.allow = ['sinh']``, ``%config LmerMagics.ddf = 'kenward-roger'``,
+    ``%config LmerMagics.isolate = True``, ``%config LmerMagics.max_seconds = 600``.
     """
 
     timeout = Float(
@@ -161,6 +178,18 @@ class LmerMagics(Magics):
     ddf = Unicode(
         "satterthwaite",
         help="Default df method of %lmer: satterthwaite, kenward-roger or lme4.",
+    ).tag(config=True)
+    isolate = Bool(
+        False, help="Fit in a worker process that Ctrl-C and timeouts end at once."
+    ).tag(config=True)
+    memory_limit = Float(
+        0.0, help="An isolated fit's memory limit in GB; 0: 80% of the available memory."
+    ).tag(config=True)
+    max_memory_share = Float(
+        0.5, help="Refuse a design needing more than this share of the available memory."
+    ).tag(config=True)
+    max_seconds = Float(
+        300.0, help="Refuse a design whose rank check alone is estimated to take longer."
     ).tag(config=True)
 
     def _run(self, func: Any, kind: str, line: str, cell: str | None) -> Any:
@@ -178,7 +207,15 @@ class LmerMagics(Magics):
             )
         if not formula:
             raise DataError(f"%{kind}: no formula given. Example: %{kind} -d df y ~ x + (1 | g)")
-        model = self._fit(kind, args, formula, args.out)
+        try:
+            model = self._fit(kind, args, formula, args.out)
+        except (FormulaError, DataError) as exc:
+            late = _options_in(formula, parser)
+            if not late:
+                raise
+            raise type(exc)(f"{exc}\n{' '.join(late)} came after the formula, where it is "
+                            f"formula text: options go before the formula, "
+                            f"%{kind} [options] FORMULA.") from None
         ns = self._user_ns
         if args.out:
             ns[args.out] = model
@@ -243,6 +280,12 @@ class LmerMagics(Magics):
             name=name,
             extra_functions=extra,
             timeout=args.timeout if args.timeout is not None else self.timeout,
+            allow_large=args.allow_large,
+            memory_share=self.max_memory_share,
+            max_seconds=self.max_seconds,
+            isolate=args.isolate or self.isolate,
+            memory_limit=(args.memory_limit if args.memory_limit is not None
+                          else self.memory_limit) or None,
         )
         from .api import fit
 

@@ -29,8 +29,8 @@ from .errors import (
     RPackageMissingError,
 )
 
-__all__ = ["R", "RFrame", "RObject", "frame_to_pandas", "get_r", "stack_problem", "to_py",
-           "to_py_frames", "unpack"]
+__all__ = ["R", "RFrame", "RObject", "Serialized", "frame_to_pandas", "get_r",
+           "stack_problem", "to_py", "to_py_frames", "unpack"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -124,6 +124,53 @@ class RObject:
         return f"<R object {type(self.sexp).__name__}>"
 
 
+class Serialized:
+    """R objects that came from another process's R as R's own serialisation
+    (``serialize()``, bytes): made R objects in this R by ``unserialize()`` the
+    first time one is needed, then kept. Nothing is unpickled.
+
+    ``handle(name)`` is a handle that goes wherever an :class:`RObject` goes.
+    """
+
+    def __init__(self, raw: bytes, names: Sequence[str]) -> None:
+        self._raw: bytes | None = raw
+        self._names = tuple(names)
+        self._objects: dict[str, RObject] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._raw or b"")
+
+    def handle(self, name: str) -> _Deferred:
+        return _Deferred(self, name)
+
+    def get(self, name: str) -> RObject:
+        with _lock:
+            if self._raw is not None:
+                value = get_r().run("lmm_unserialize", self._raw, keep=self._names)
+                self._objects = {n: value[n] for n in self._names}
+                self._raw = None  # the R objects hold it all now
+            return self._objects[name]
+
+
+class _Deferred:
+    """One object of a :class:`Serialized` bundle, unserialized on first use."""
+
+    __slots__ = ("_bundle", "_name")
+
+    def __init__(self, bundle: Serialized, name: str) -> None:
+        self._bundle = bundle
+        self._name = name
+
+    @property
+    def sexp(self) -> Any:
+        return self._bundle.get(self._name).sexp
+
+    def __repr__(self) -> str:
+        state = "serialized" if self._bundle.nbytes else "unserialized"
+        return f"<R object {self._name!r}, {state}>"
+
+
 class _Stop:
     """Why R was asked to stop during one call, if it was."""
 
@@ -184,8 +231,10 @@ class R:
         ri = self.ri
         if value is None:
             return ri.NULL
-        if isinstance(value, RObject):
+        if isinstance(value, (RObject, _Deferred)):
             return value.sexp
+        if isinstance(value, bytes):
+            return ri.ByteSexpVector(value)
         if isinstance(value, RFrame):
             return self.frame(value)
         if isinstance(value, (bool, np.bool_)):
@@ -321,6 +370,11 @@ class R:
                 self._allowed.clear()
             self._allowed[key] = obj
         return obj
+
+    def raw_bytes(self, handle: RObject) -> bytes:
+        """An R raw vector's bytes (R's ``serialize()`` output)."""
+        with _lock:
+            return _numpy(handle.sexp, np.uint8, copy=False).tobytes()
 
     def require(self, package: str) -> None:
         if self.versions.get(package) is None:

@@ -218,6 +218,17 @@ def _timeout(value: float | None) -> float | None:
     return seconds
 
 
+def _positive(value: Any, what: str, most: float | None = None) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}={value!r} is not a number.") from None
+    if not out > 0 or (most is not None and out > most):
+        bound = f" and at most {most:g}" if most is not None else ""
+        raise DataError(f"{what} must be greater than 0{bound}; got {value!r}.")
+    return out
+
+
 @dataclass(frozen=True)
 class FitRequest:
     """One model to fit."""
@@ -238,6 +249,16 @@ class FitRequest:
     name: str | None = None
     extra_functions: tuple[str, ...] = field(default=())
     timeout: float | None = None
+    # The design-size pre-flight (preflight.py): refuse a design needing more
+    # than memory_share of the available memory or an estimated max_seconds
+    # of work, unless allow_large.
+    allow_large: bool = False
+    memory_share: float = 0.5
+    max_seconds: float = 300.0
+    # Fit in a worker process (isolation.py) with at most memory_limit GB
+    # (None: 80 % of the memory available when the fit starts).
+    isolate: bool = False
+    memory_limit: float | None = None
 
     @classmethod
     def build(
@@ -258,6 +279,11 @@ class FitRequest:
         name: str | None = None,
         extra_functions: tuple[str, ...] | list[str] = (),
         timeout: float | None = None,
+        allow_large: bool = False,
+        memory_share: float = 0.5,
+        max_seconds: float = 300.0,
+        isolate: bool = False,
+        memory_limit: float | None = None,
     ) -> FitRequest:
         if not isinstance(formula, str) or not formula.strip():
             raise DataError("the formula is empty: give one like 'y ~ x + (1 | group)'.")
@@ -297,6 +323,12 @@ class FitRequest:
             name=name,
             extra_functions=tuple(extra_functions),
             timeout=_timeout(timeout),
+            allow_large=bool(allow_large),
+            memory_share=_positive(memory_share, "memory_share", most=1.0),
+            max_seconds=_positive(max_seconds, "max_seconds"),
+            isolate=bool(isolate),
+            memory_limit=None if memory_limit is None else _positive(memory_limit,
+                                                                     "memory_limit"),
         )
 
     def r_options(self) -> dict[str, object]:

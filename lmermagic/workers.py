@@ -9,6 +9,10 @@ lmermagic and start their own R; only what pickles crosses, never an R object.
 Results come back as they complete; with one worker everything runs here, in
 task order, and nothing is pickled.
 
+:class:`Worker` is one such process kept for tasks one at a time, that can be
+ended at any moment: on Ctrl-C or a timeout the process is killed, whatever
+its R is doing (native code included), and the next task starts a new one.
+
 The number of workers must not change a result: draw random numbers before
 the work is split (the bootstrap simulates every response first) or seed each
 task from the task itself, never from the process that runs it.
@@ -20,11 +24,16 @@ import concurrent.futures as cf
 import importlib.util
 import math
 import multiprocessing
+import os
+import signal
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
-__all__ = ["chunks", "progress", "run_tasks"]
+__all__ = ["Worker", "WorkerDied", "chunks", "progress", "run_tasks"]
 
 P = TypeVar("P")
 S = TypeVar("S")
@@ -76,6 +85,166 @@ def _start(setup: Callable[[Any], Any], payload: Any) -> None:
 
 def _work(work: Callable[[Any, Any], Any], task: Any) -> Any:
     return work(_STATE["state"], task)
+
+
+class WorkerDied(RuntimeError):
+    """The worker process ended during a task: ``signal`` is the signal that
+    ended it (SIGKILL: the operating system's out-of-memory killer, most
+    likely), or None."""
+
+    def __init__(self, exitcode: int | None) -> None:
+        self.exitcode = exitcode
+        self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
+        how = (f"was killed by {signal.Signals(self.signal).name}" if self.signal
+               else f"exited with code {exitcode}")
+        super().__init__(f"the worker process {how}")
+
+
+class Worker:
+    """One spawned process that runs tasks one at a time and can be ended at
+    any moment.
+
+    ``setup(payload)`` runs once when the process starts; ``call(work, task)``
+    returns ``work(state, task)`` computed there. The wait for the result is
+    interruptible: Ctrl-C, or ``timeout`` seconds, kill the process (SIGTERM,
+    then SIGKILL) and raise KeyboardInterrupt or TimeoutError in the caller.
+    ``memory`` bytes limit the process's address space during the task (a
+    task that needs more gets MemoryError, or R's "cannot allocate"). A
+    process that dies raises :class:`WorkerDied`. After any of these the next
+    call starts a new process. The process is in a process group of its own
+    (a terminal's or Jupyter's Ctrl-C is the caller's to handle) and, on Linux,
+    dies with its parent.
+    """
+
+    def __init__(self, setup: Callable[[Any], Any], payload: Any = None) -> None:
+        self._setup = setup
+        self._payload = payload
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._ready = False
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the process (``call`` does when none runs)."""
+        if self.alive:
+            return
+        self.stop()
+        ctx = multiprocessing.get_context("spawn")
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(theirs, self._setup, self._payload),
+                           daemon=True, name="lmermagic-worker")
+        proc.start()
+        theirs.close()
+        self._proc, self._conn, self._ready = proc, ours, False
+
+    def stop(self) -> None:
+        """End the process now, whatever it is doing."""
+        proc, conn = self._proc, self._conn
+        self._proc, self._conn, self._ready = None, None, False
+        if proc is not None:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(0.5)
+                if proc.is_alive():
+                    proc.kill()
+            proc.join()
+            proc.close()
+        if conn is not None:
+            conn.close()
+
+    def call(self, work: Callable[[Any, Any], Any], task: Any, *, timeout: float | None = None,
+             memory: float | None = None) -> Any:
+        """``work(state, task)`` in the worker process; its exception re-raised here."""
+        self.start()
+        try:
+            if not self._ready:  # the process's start does not count against timeout
+                status, value = self._receive(None)
+                if status != "ok":
+                    raise value
+                self._ready = True
+            assert self._conn is not None
+            self._conn.send((work, task, None if memory is None else int(memory)))
+            status, value = self._receive(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        if status != "ok":  # the task's own exception: the process lives on
+            raise value
+        return value
+
+    def _receive(self, timeout: float | None) -> tuple[str, Any]:
+        conn, proc = self._conn, self._proc
+        assert conn is not None and proc is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0:
+                raise TimeoutError(f"the worker process was stopped after {timeout:g} s")
+            ready = wait([conn, proc.sentinel], left)
+            if conn in ready:
+                try:
+                    reply: tuple[str, Any] = conn.recv()
+                except EOFError:
+                    proc.join(1)
+                    raise WorkerDied(proc.exitcode) from None
+                return reply
+            if proc.sentinel in ready:
+                proc.join(1)
+                raise WorkerDied(proc.exitcode)
+
+
+def _serve(conn: Connection, setup: Callable[[Any], Any], payload: Any) -> None:
+    """A worker process's life: set up, then one task per message until the
+    pipe closes."""
+    import resource
+
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:  # die with the parent (PR_SET_PDEATHSIG), even when it is killed
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    try:
+        state = setup(payload)
+    except BaseException as exc:
+        _reply(conn, "error", exc)
+        return
+    _reply(conn, "ok", None)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    while True:
+        try:
+            work, task, memory = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if memory is not None:
+                cap = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
+                resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+            try:
+                status, value = "ok", work(state, task)
+            finally:
+                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        except BaseException as exc:
+            status, value = "error", exc
+        _reply(conn, status, value)
+
+
+def _reply(conn: Connection, status: str, value: Any) -> None:
+    try:
+        conn.send((status, value))
+    except Exception as exc:  # the value does not pickle: say what it was
+        conn.send(("error", RuntimeError(f"{type(value).__name__}: {value} "
+                                         f"(could not be sent back: {exc})")))
 
 
 class _NoBar:

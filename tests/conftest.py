@@ -105,3 +105,22 @@ def grouped_counts(seed: int, exposure: tuple[float, float], beta: tuple[float, 
     mu = t * np.exp(beta[0] + beta[1] * x + rng.normal(0, sd, 30)[g])
     y = rng.poisson(mu) if size is None else rng.negative_binomial(size, size / (size + mu))
     return {"rng": rng, "g": g, "x": x, "log_t": np.log(t), "y": y}
+
+
+def id_as_fixed_effect(levels: int = 20_000, n: int = 40_000) -> Any:
+    """The issue-14 slip's data: ``y ~ id + (1 | g)`` with an ID column of
+    ``levels`` levels, meant as a grouping factor, written as a fixed effect."""
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    return pd.DataFrame({"y": rng.normal(size=n),
+                         "id": np.tile(np.arange(levels), n // levels).astype(str),
+                         "g": rng.integers(0, 50, n).astype(str)})
+
+
+def task_processes() -> list[Any]:
+    """Live child processes but the isolated fits' warm worker
+    (lmermagic/isolation.py), which lives for the session by design."""
+    import multiprocessing
+
+    return [p for p in multiprocessing.active_children() if p.name != "lmermagic-worker"]

@@ -77,19 +77,24 @@ def _value(kc, expr):
             return out
 
 
+def _interrupt_after(km, kc, msg_id, seconds):
+    """Interrupt the kernel ``seconds`` into cell ``msg_id``: its reply, and
+    the time from the interrupt to the reply."""
+    time.sleep(seconds)
+    sent = time.time()
+    km.interrupt_kernel()
+    while True:
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply, time.time() - sent
+
+
 def test_kernel_interrupt_stops_the_fit_and_the_kernel_lives():
     km, kc = _kernel()
     try:
         assert _execute(kc, LONG_FIT_SETUP)["status"] == "ok"
         msg_id = kc.execute(f"%lmer -d big -o slow --ddf lme4 {LONG_FORMULA}")
-        time.sleep(6)  # well inside the fit
-        sent = time.time()
-        km.interrupt_kernel()
-        while True:
-            reply = kc.get_shell_msg(timeout=60)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        latency = time.time() - sent
+        reply, latency = _interrupt_after(km, kc, msg_id, 6)  # well inside the fit
         assert reply["content"]["status"] == "error"
         assert reply["content"]["ename"] == "KeyboardInterrupt"
         assert latency < 5, latency
@@ -101,6 +106,39 @@ def test_kernel_interrupt_stops_the_fit_and_the_kernel_lives():
         assert _value(kc, "signal.getsignal(signal.SIGINT) is handler_before") == "True"
         assert _value(kc, "big.equals(big_before)") == "True"
         assert _value(kc, "'slow' in dir()") == "False"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+# The issue's slip: an ID column of 20,000 levels as a fixed effect. lme4's
+# model.matrix and its QR run in native code for minutes, where R never checks
+# for an interrupt.
+NATIVE_FIT_SETUP = """
+import time
+rng = np.random.default_rng(11)
+ids = pd.DataFrame({"y": rng.normal(size=40_000), "id": np.tile(np.arange(20_000), 2).astype(str),
+                    "g": rng.integers(0, 50, 40_000).astype(str)})
+warm = %lmer -d sleep --isolate Reaction ~ Days + (1 | Subject)
+"""
+
+
+def test_kernel_interrupt_ends_an_isolated_fit_in_native_code():
+    km, kc = _kernel()
+    try:
+        setup = _execute(kc, LONG_FIT_SETUP + NATIVE_FIT_SETUP)
+        assert setup["status"] == "ok", setup
+        msg_id = kc.execute("%lmer -d ids --isolate --allow-large -o stuck y ~ id + (1 | g)")
+        reply, latency = _interrupt_after(km, kc, msg_id, 4)  # the worker is in model.matrix
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert latency < 5, latency  # the issue's bound
+        assert km.is_alive()
+        # the kernel kept its variables, and fits again
+        assert _value(kc, "(len(ids), round(warm.loglik, 4), 'stuck' in dir())") == \
+            "(40000, -893.2325, False)"
+        ok = _execute(kc, "m = %lmer -d sleep --isolate Reaction ~ Days + (Days | Subject)")
+        assert ok["status"] == "ok", ok
+        assert _value(kc, "[round(v, 6) for v in m.fixef]") == "[251.405105, 10.467286]"
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

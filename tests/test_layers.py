@@ -5,12 +5,12 @@ in scripts/imports.py, which also prints the graph."""
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing
 import operator
 from pathlib import Path
 
 import pytest
 
+from conftest import task_processes
 from lmermagic import workers
 
 ROOT = Path(__file__).parents[1]
@@ -63,6 +63,7 @@ def test_the_cycle_finder(layers):
 # The worker-process machinery on its own, without R: setup(payload) once per
 # process, work(state, task) per task (operator.pow: state ** task).
 
+
 @pytest.mark.parametrize("n_workers", [1, 2])
 def test_workers_run_every_task_once(n_workers):
     seen: dict[int, int] = {}
@@ -70,14 +71,14 @@ def test_workers_run_every_task_once(n_workers):
     workers.run_tasks(operator.pow, tasks, seen.__setitem__, setup=int, payload="3",
                       workers=n_workers)
     assert seen == {t: 3 ** t for t in tasks}
-    assert multiprocessing.active_children() == []  # no process left behind
+    assert task_processes() == []  # no process left behind
 
 
 def test_workers_raise_a_task_error_and_leave_no_process():
     with pytest.raises(ZeroDivisionError):
         workers.run_tasks(operator.truediv, [1, 0, 2], lambda t, r: None, setup=int,
                           payload="0", workers=2)
-    assert multiprocessing.active_children() == []
+    assert task_processes() == []
 
 
 def test_chunks_cover_every_item_once():

@@ -119,6 +119,11 @@ def test_no_variable_expansion(shell, ns):
     ("%glmer -d cbpp --family quasi cbind(incidence, size) ~ period + (1 | herd)",
      "not supported"),
     ("%lmer -d 42 Reaction ~ Days", "not a DataFrame"),
+    # an option after the formula is formula text: said so, with the fix
+    ("%lmer -d sleep Reaction ~ Days + (Days | Subject) --ml",
+     "(?s)'ml' is not a column of 'sleep'.*--ml came after the formula.*options go before"),
+    ("%lmer -d 'sleep[sleep.Days > 100]' Reaction ~ Days + (1 | Subject)",
+     r"'sleep\[sleep.Days > 100\]' has no rows"),
 ])
 def test_errors_are_one_clear_message(shell, ns, cell, match):
     with pytest.raises(lmermagic.LmerError, match=match) as info:
@@ -206,6 +211,25 @@ def test_config_traits(shell, ns):
         run(shell, "%config LmerMagics.allow = []")
     with pytest.raises(lmermagic.UnsafeFormulaError):
         run(shell, "%lmer -d sleep Reaction ~ sinh(Days) + (1 | Subject)")
+
+
+def test_size_check_and_isolation_options(shell, ns):
+    run(shell, "%config LmerMagics.max_memory_share = 1e-9")
+    try:
+        with pytest.raises(lmermagic.DesignTooLargeError, match="--allow-large"):
+            run(shell, "%lmer -d sleep Reaction ~ Days + (1 | Subject)")
+        m = run(shell, "%lmer -d sleep --allow-large Reaction ~ Days + (1 | Subject)")
+        assert m.nobs == 180
+    finally:
+        run(shell, "%config LmerMagics.max_memory_share = 0.5")
+    m = run(shell, "%lmer -d sleep --isolate --memory-limit 8 Reaction ~ Days + (1 | Subject)")
+    assert m.meta["isolated"] and m.request.memory_limit == 8
+    run(shell, "%config LmerMagics.isolate = True")
+    try:
+        assert run(shell, "%lmer -d sleep Reaction ~ Days + (1 | Subject)").meta["isolated"]
+    finally:
+        run(shell, "%config LmerMagics.isolate = False")
+    assert "isolated" not in run(shell, "%lmer -d sleep Reaction ~ Days + (1 | Subject)").meta
 
 
 def test_compare_cell_matches_r_anova(shell, ns, rref):

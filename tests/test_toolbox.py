@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import warnings
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 
 import lmermagic
-from conftest import grouped_counts
+from conftest import grouped_counts, task_processes
 from lmermagic import toolbox
 from lmermagic.errors import DataError, FitError, LmerWarning, UnsafeFormulaError
 
@@ -452,7 +451,7 @@ def test_bootstrap_workers_give_the_same_intervals(sleep_models):
     pd.testing.assert_frame_equal(one, two)
     three = m.confint(method="boot", nsim=40, seed=5, workers=3)  # other chunks, 3 Rs
     pd.testing.assert_frame_equal(one, three)
-    assert multiprocessing.active_children() == []  # every worker process is gone
+    assert task_processes() == []  # every worker process is gone
 
 
 @pytest.mark.filterwarnings("ignore::lmermagic.LmerWarning")

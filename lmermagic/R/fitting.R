@@ -83,7 +83,7 @@ lmm_preflight <- function(formula, data, kind) {
                      name, nlev, nrow(rows))
         }
     }
-    invisible(TRUE)
+    invisible(rows)
 }
 
 lmm_contrast_funs <- c(treatment = "contr.treatment", sum = "contr.sum",
@@ -139,7 +139,14 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
     res <- lmm_with_conditions(function() {
         for (f in opts$factors) data[[f]] <- factor(data[[f]])
         formula <- lmm_make_formula(formula_text, names(data), allowed)
-        lmm_preflight(formula, data, kind)
+        rows <- lmm_preflight(formula, data, kind)
+        # The design's size before lme4 builds it (preflight.R); no limits:
+        # allow_large.
+        if (length(opts$limits)) {
+            too_large <- lmm_design_check(formula, rows, opts$limits)
+            if (!is.null(too_large)) return(list(too_large = too_large))
+        }
+        rm(rows)
         fitenv <- new.env(parent = baseenv())
         fitenv$formula <- formula
         cl <- switch(kind,
@@ -203,6 +210,21 @@ lmm_fit <- function(data, formula_text, opts, allowed) {
     }
     c(out, res$value)
 }
+
+# lmm_fit in a worker process (isolation.py): the fit and its data go back as
+# R's own serialisation, one raw vector, to become R objects again in the
+# notebook's R when a toolbox method needs them.
+lmm_fit_serialized <- function(data, formula_text, opts, allowed) {
+    res <- lmm_fit(data, formula_text, opts, allowed)
+    if (!is.null(res$fit)) {
+        res$raw <- serialize(list(fit = res$fit, data = res$data), NULL)
+        res$fit <- NULL
+        res$data <- NULL
+    }
+    res
+}
+
+lmm_unserialize <- function(raw) unserialize(raw)
 
 # The fixed-effects table. Satterthwaite df come from lmm_satterthwaite()
 # (satterthwaite.R) on the plain lme4 fit: lmerTest's numbers with a third to a

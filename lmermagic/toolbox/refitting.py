@@ -13,7 +13,8 @@ import pandas as pd
 from .. import convert
 from ..errors import DataError
 from ..fitted import FittedModel
-from ..fitting import fit_fields, issue_warnings, model_fields
+from ..fitting import issue_warnings, model_fields
+from ..isolation import fit_any
 from ..rbridge import get_r, to_py_frames
 from ..request import FitRequest, raise_formula_problem
 from ._common import (
@@ -174,7 +175,7 @@ def update(m: M, formula: str | None = None, **changes: Any) -> M:
                       reml=probe.reml, ddf=probe.ddf)
     fields.setdefault("name", None)
     request = dataclasses.replace(req, **fields)
-    new = fit_fields(request, data)
+    new = fit_any(request, data)
     issue_warnings(new["warnings"])
     return type(m)(**new)
 
