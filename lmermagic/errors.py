@@ -23,6 +23,7 @@ __all__ = [
     "LmerError",
     "LmerTimeoutError",
     "LmerWarning",
+    "OptionalDependencyError",
     "RNotAvailableError",
     "RPackageMissingError",
     "SingularFitWarning",
@@ -93,6 +94,11 @@ class RNotAvailableError(LmerError, ImportError):
 
 class RPackageMissingError(LmerError, ImportError):
     """An R package lmermagic needs is not installed."""
+
+
+class OptionalDependencyError(LmerError, ImportError):
+    """A Python package behind an optional feature is not installed (the
+    message names the ``pip install`` that adds it)."""
 
 
 class LmerWarning(UserWarning):

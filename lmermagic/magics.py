@@ -27,7 +27,7 @@ from .request import FitRequest
 if TYPE_CHECKING:
     from .model import LmerModel
 
-__all__ = ["LmerMagics", "split_options", "strip_comments"]
+__all__ = ["LmerMagics", "plot_calls", "split_options", "strip_comments"]
 
 _TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
 # "name = formula" on a --compare line; a formula has no top-level "=".
@@ -97,6 +97,26 @@ def strip_comments(text: str) -> str:
     return " ".join(out_lines)
 
 
+_PLOTS = {"ranef": "plot_ranef", "coefs": "plot_coefs", "diagnostics": "plot_diagnostics",
+          "predict": "plot_predict"}
+
+
+def plot_calls(spec: str) -> list[tuple[str, list[str]]]:
+    """``--plot ranef,predict:Time:Pig`` -> [("plot_ranef", []),
+    ("plot_predict", ["Time", "Pig"])]: the model's method and its arguments."""
+    calls = []
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        kind, *pos = item.split(":")
+        if kind not in _PLOTS:
+            raise DataError(f"--plot {kind}: not a plot; use {', '.join(_PLOTS)}."
+                            + did_you_mean(kind, list(_PLOTS)))
+        if (kind == "predict") != bool(pos) or len(pos) > 2:
+            raise DataError(f"--plot {item}: give predict a variable, predict:X or "
+                            "predict:X:BY; the other plots take none.")
+        calls.append((_PLOTS[kind], pos))
+    return calls
+
+
 class _RaisingParser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse would sys.exit()
         raise DataError(f"{self.prog}: {message}")
@@ -148,8 +168,11 @@ _OPTIONS = [
     argument("--compare", action="store_true",
              help="cell magic: one formula per line (optionally 'name = formula'); fit "
                   "each and return R's likelihood-ratio comparison, anova(m1, m2, ...)"),
+    argument("--plot", metavar="KIND[,KIND...]",
+             help="show plots of the fit: ranef, coefs, diagnostics, predict:X or "
+                  "predict:X:BY (needs matplotlib)"),
     argument("-q", "--quiet", action="store_true",
-             help="return nothing and display nothing"),
+             help="return nothing and display nothing (plots asked for are shown)"),
 ]
 
 
@@ -225,6 +248,11 @@ class LmerMagics(Magics):
             ns[args.ranef] = model.ranef
         if args.varcorr:
             ns[args.varcorr] = model.varcorr
+        if args.plot:
+            from IPython.display import display
+
+            for method, pos in plot_calls(args.plot):
+                display(getattr(model, method)(*pos))
         return None if args.quiet else model
 
     def _compare(self, kind: str, args: argparse.Namespace, rest: str,
@@ -341,6 +369,10 @@ class LmerMagics(Magics):
             %%lmer -d sleep --ml --coefs tab
             Reaction ~ Days +      # fixed effect of days of deprivation
               (Days | Subject)     # random intercept and slope per subject
+
+        Show plots as the fit returns (matplotlib)::
+
+            %lmer -d sleep --plot ranef,predict:Days:Subject  Reaction ~ Days + (Days | Subject)
 
         Compare nested models (R's ``anova(m0, m1)``; REML fits are refitted
         with ML as R does)::

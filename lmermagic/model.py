@@ -14,6 +14,7 @@ from .toolbox import (
     intervals,
     marginal,
     optimizers,
+    plots,
     prediction,
     random_effects,
     refitting,
@@ -151,6 +152,27 @@ class LmerModel(FittedModel):
     def ranef_table(self) -> pd.DataFrame:
         """group, term, level, condval, condsd, as ``as.data.frame(ranef(m, condVar=TRUE))``."""
         return random_effects.ranef_table(self)
+
+    # -- plots: a matplotlib Figure each (pip install 'lmermagic[plots]') ---------
+
+    def plot_ranef(self, group: str | None = None, term: str | None = None,
+                   level: float = 0.95, ax: Any = None) -> Any:
+        """Caterpillar plot of the random effects, as lme4's ``dotplot(ranef(m))``."""
+        return plots.plot_ranef(self, group=group, term=term, level=level, ax=ax)
+
+    def plot_coefs(self, intercept: bool = False, exponentiate: bool = False,
+                   ax: Any = None) -> Any:
+        """Forest plot of the fixed effects with their 95 % intervals."""
+        return plots.plot_coefs(self, intercept=intercept, exponentiate=exponentiate, ax=ax)
+
+    def plot_diagnostics(self, panel: str | None = None, ax: Any = None) -> Any:
+        """Residual, scale-location and Q-Q panels (binned residuals for binomial)."""
+        return plots.plot_diagnostics(self, panel=panel, ax=ax)
+
+    def plot_predict(self, x: str, by: str | None = None, level: float = 0.95,
+                     n: int = 100, ax: Any = None) -> Any:
+        """Population prediction along ``x`` with its band over the data; ``by``: per group."""
+        return plots.plot_predict(self, x, by=by, level=level, n=n, ax=ax)
 
     # -- text -----------------------------------------------------------------
 

@@ -94,6 +94,14 @@ def cbpp() -> Any:
     return lmermagic.datasets.load("cbpp")
 
 
+@pytest.fixture(scope="session")
+def cbpp_model(cbpp: Any) -> Any:
+    """The binomial GLMM of lme4's examples (shared by the toolbox and plot tests)."""
+    import lmermagic
+
+    return lmermagic.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
+
+
 def grouped_counts(seed: int, exposure: tuple[float, float], beta: tuple[float, float],
                    sd: float, size: float | None = None) -> dict[str, Any]:
     """Counts for 30 groups of 10 with an exposure and a covariate x: Poisson,

@@ -73,11 +73,6 @@ def sleep_models(sleepstudy):
 
 
 @pytest.fixture(scope="module")
-def cbpp_model(cbpp):
-    return lmermagic.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
-
-
-@pytest.fixture(scope="module")
 def dietox_model(dietox):
     return lmermagic.lmer("Weight ~ Time + Evit + (1 + Time | Pig)", dietox,
                           contrasts={"Evit": "sum"})

@@ -13,7 +13,8 @@ DataFrame with R's numbers. R's statistic columns get stable snake_case names
 One module per job, each with its R half in ``R/toolbox/``: :mod:`.tests`,
 :mod:`.prediction`, :mod:`.intervals`, :mod:`.marginal` (emmeans),
 :mod:`.optimizers` (allFit), :mod:`.refitting` (refit, update),
-:mod:`.random_effects`; :mod:`._common` is what they share.
+:mod:`.random_effects`, :mod:`.plots` (matplotlib figures); :mod:`._common` is
+what they share.
 """
 
 from __future__ import annotations
