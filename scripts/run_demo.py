@@ -1,12 +1,12 @@
-"""Execute the quickstart notebook in a real Jupyter kernel and report what it shows.
+"""Execute the example notebooks in a real Jupyter kernel and report what they show.
 
-Usage: python scripts/run_demo.py [NOTEBOOK] [--build DIR] [--timeout SECONDS] [--no-check]
+Usage: python scripts/run_demo.py [NOTEBOOK ...] [--build DIR] [--timeout SECONDS] [--no-check]
 
-Runs every cell of docs/examples/quickstart.ipynb (by default) in an IPython kernel
-started from *this* interpreter, prints each cell's plain-text output to the terminal
-as it finishes, writes the executed notebook to build/quickstart.ipynb and
-build/quickstart.html, and compares the dietox fit with R's own numbers. Exits
-non-zero when a cell raises or the numbers differ.
+Runs every cell of each notebook of docs/examples/ (by default; the quickstart first) in
+an IPython kernel started from *this* interpreter, prints each cell's plain-text output
+to the terminal as it finishes, writes the executed notebook to build/<name>.ipynb and
+build/<name>.html, counts the plots each shows, and compares the quickstart's dietox fit
+with R's own numbers. Exits non-zero when a cell raises or the numbers differ.
 
 ``make demo`` runs it with the project's virtual environment.
 """
@@ -30,7 +30,8 @@ from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "docs" / "examples" / "quickstart.ipynb"
+EXAMPLES = ROOT / "docs" / "examples"
+NOTEBOOK = EXAMPLES / "quickstart.ipynb"
 BUILD = ROOT / "build"
 
 # fixef(lmerTest::lmer(Weight ~ Time + (1 + Time | Pig), data = geepack::dietox)) in R 4.2.2,
@@ -75,6 +76,17 @@ class DemoResult:
     @property
     def output_text(self) -> str:
         return "\n".join(self.texts)
+
+    @property
+    def images(self) -> int:
+        """How many images (plots) the executed cells show."""
+        return sum(1 for cell in self.notebook.cells for out in cell.get("outputs", [])
+                   if any(k.startswith("image/") for k in out.get("data", {})))
+
+
+def gallery() -> list[Path]:
+    """The notebooks of docs/examples/, the quickstart first."""
+    return sorted(EXAMPLES.glob("*.ipynb"), key=lambda p: (p != NOTEBOOK, p.name))
 
 
 def plain_text(cell: Any) -> str:
@@ -209,24 +221,30 @@ def dietox_line(result: DemoResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("notebook", nargs="?", type=Path, default=NOTEBOOK)
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to run (default: all of docs/examples/)")
     parser.add_argument("--build", type=Path, default=BUILD, help="output folder (build/)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (600)")
     parser.add_argument(
-        "--no-check", action="store_true", help="skip the dietox comparison (other notebooks)"
+        "--no-check", action="store_true", help="skip the quickstart's dietox comparison"
     )
     args = parser.parse_args(argv)
 
-    result = execute(
-        args.notebook, args.build, timeout=args.timeout, check_dietox=not args.no_check
-    )
-    print()
-    if result.error is not None:
-        print(f"FAILED: {args.notebook}\n{result.error}", file=sys.stderr)
-    if result.checked:
-        print(dietox_line(result))
-    print(f"Wrote {result.html_path} and {result.ipynb_path}")
-    return 0 if result.ok else 1
+    failed = []
+    summary = []
+    for notebook in args.notebooks or gallery():
+        check = not args.no_check and notebook.resolve() == NOTEBOOK
+        result = execute(notebook, args.build, timeout=args.timeout, check_dietox=check)
+        print()
+        if result.error is not None:
+            print(f"FAILED: {notebook}\n{result.error}", file=sys.stderr)
+        if result.checked:
+            print(dietox_line(result))
+        summary.append(f"{result.html_path} ({result.images} plots)")
+        if not result.ok:
+            failed.append(notebook)
+    print("Wrote " + ", ".join(summary))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -78,3 +78,17 @@ def test_runner_fails_on_an_error_cell(tmp_path: Path) -> None:
     assert "boom" in (result.error or "")
     assert result.html_path.is_file()
     assert "never" not in result.output_text
+
+
+@pytest.mark.parametrize("name,plots", [("dietox_plots", 8), ("glmm_diagnostics", 6)])
+def test_gallery_notebooks_show_their_plots(name: str, plots: int, tmp_path: Path) -> None:
+    assert ROOT / "docs" / "examples" / f"{name}.ipynb" in run_demo.gallery()
+    result = run_demo.execute(ROOT / "docs" / "examples" / f"{name}.ipynb", tmp_path,
+                              echo=None, check_dietox=False)
+    assert result.ok, result.error
+    assert result.images == plots
+    assert result.html_path.read_text(encoding="utf-8").count("data:image/png;base64") >= plots
+
+
+def test_quickstart_shows_a_plot(demo) -> None:  # type: ignore[no-untyped-def]
+    assert demo.images == 1
