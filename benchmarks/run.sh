@@ -74,3 +74,8 @@ fi
 
 # ---------------------------------------------------------------- 3. run
 "$PROJECT_PY" "$HERE/bench.py" "$@"
+
+# ---------------------------------------------------------------- 4. live status
+# what the live status line costs a short fit (benchmarks/STATUS.md)
+"$PROJECT_PY" "$HERE/status_overhead.py" --reps "$([ -n "$QUICK" ] && echo 40 || echo 200)" \
+    >/dev/null || echo "benchmarks: the live-status overhead run failed" >&2

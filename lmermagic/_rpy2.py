@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -44,16 +44,26 @@ class Rpy2:
     def RRuntimeError(self) -> type[Exception]:
         return self.embedded.RRuntimeError  # type: ignore[no-any-return]
 
-    @contextlib.contextmanager
-    def console_to(self, write: Callable[[str], None]) -> Iterator[None]:
-        """Send what R prints (output and warnings/errors) to ``write`` inside
-        the block. rpy2 3.6 renamed ``obj_in_module`` to ``replace_in_module``
+    def _swapped(self, **callbacks: Callable[..., None]) -> contextlib.ExitStack:
+        """rpy2's callbacks replaced by ``callbacks`` while the returned context
+        is open. rpy2 3.6 renamed ``obj_in_module`` to ``replace_in_module``
         and warns on every use of the old name."""
         cb = self.callbacks
         swap = getattr(cb, "replace_in_module", None) or cb.obj_in_module
-        with swap(cb, "consolewrite_print", write), \
-                swap(cb, "consolewrite_warnerror", write):
-            yield
+        stack = contextlib.ExitStack()
+        for name, fn in callbacks.items():
+            stack.enter_context(swap(cb, name, fn))
+        return stack
+
+    def console_to(self, write: Callable[[str], None]) -> contextlib.ExitStack:
+        """Send what R prints (output and warnings/errors) to ``write`` inside
+        the block."""
+        return self._swapped(consolewrite_print=write, consolewrite_warnerror=write)
+
+    def events_to(self, tick: Callable[[], None]) -> contextlib.ExitStack:
+        """Call ``tick`` when R processes events (R does so at its interrupt
+        checks, many times a second while it computes) inside the block."""
+        return self._swapped(processevents=tick)
 
     def start(self) -> None:
         """Start the embedded R once, keeping the caller's SIGINT handler.

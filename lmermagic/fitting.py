@@ -17,7 +17,7 @@ import numpy as np
 
 from . import convert, preflight, tables
 from .errors import DataError, FitError, did_you_mean, excerpt, reissue
-from .rbridge import RFrame, get_r
+from .rbridge import RFrame, get_r, watched
 from .request import FitRequest, raise_formula_problem
 
 __all__ = ["Prepared", "fit_fields", "issue_warnings", "model_fields", "prepare",
@@ -66,9 +66,11 @@ def run_prepared(request: FitRequest, columns: list[convert.RColumn], nrow: int,
     """R's result list for one prepared fit: the fit and its data as R objects,
     or (``serialized``) as one raw vector, ``raw``, of R's serialisation."""
     r = get_r()
+    # a watched fit (the live status) has lme4 print its evaluations
+    progress = () if serialized else (watched(),)
     return cast(dict[str, Any], r.run(
         "lmm_fit_serialized" if serialized else "lmm_fit", RFrame(columns, nrow),
-        request.formula, options, r.allowed(request.extra_functions),
+        request.formula, options, r.allowed(request.extra_functions), *progress,
         keep=("raw",) if serialized else ("fit", "data"), timeout=request.timeout,
         packed=True))
 

@@ -27,7 +27,7 @@ from .request import FitRequest
 if TYPE_CHECKING:
     from .model import LmerModel
 
-__all__ = ["LmerMagics", "plot_calls", "split_options", "strip_comments"]
+__all__ = ["LmerMagics", "split_options", "strip_comments"]
 
 _TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
 # "name = formula" on a --compare line; a formula has no top-level "=".
@@ -97,26 +97,6 @@ def strip_comments(text: str) -> str:
     return " ".join(out_lines)
 
 
-_PLOTS = {"ranef": "plot_ranef", "coefs": "plot_coefs", "diagnostics": "plot_diagnostics",
-          "predict": "plot_predict"}
-
-
-def plot_calls(spec: str) -> list[tuple[str, list[str]]]:
-    """``--plot ranef,predict:Time:Pig`` -> [("plot_ranef", []),
-    ("plot_predict", ["Time", "Pig"])]: the model's method and its arguments."""
-    calls = []
-    for item in filter(None, (p.strip() for p in spec.split(","))):
-        kind, *pos = item.split(":")
-        if kind not in _PLOTS:
-            raise DataError(f"--plot {kind}: not a plot; use {', '.join(_PLOTS)}."
-                            + did_you_mean(kind, list(_PLOTS)))
-        if (kind == "predict") != bool(pos) or len(pos) > 2:
-            raise DataError(f"--plot {item}: give predict a variable, predict:X or "
-                            "predict:X:BY; the other plots take none.")
-        calls.append((_PLOTS[kind], pos))
-    return calls
-
-
 class _RaisingParser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse would sys.exit()
         raise DataError(f"{self.prog}: {message}")
@@ -168,9 +148,8 @@ _OPTIONS = [
     argument("--compare", action="store_true",
              help="cell magic: one formula per line (optionally 'name = formula'); fit "
                   "each and return R's likelihood-ratio comparison, anova(m1, m2, ...)"),
-    argument("--plot", metavar="KIND[,KIND...]",
-             help="show plots of the fit: ranef, coefs, diagnostics, predict:X or "
-                  "predict:X:BY (needs matplotlib)"),
+    argument("--plot", metavar="KIND[,...]", help="show plots of the fit (matplotlib): ranef, "
+             "coefs, diagnostics, predict:X or predict:X:BY, e.g. --plot ranef,predict:Days"),
     argument("-q", "--quiet", action="store_true",
              help="return nothing and display nothing (plots asked for are shown)"),
 ]
@@ -188,7 +167,8 @@ class LmerMagics(Magics):
 
     Settings for the session: ``%config LmerMagics.timeout = 600``,
     ``%config LmerMagics.allow = ['sinh']``, ``%config LmerMagics.ddf = 'kenward-roger'``,
-    ``%config LmerMagics.isolate = True``, ``%config LmerMagics.max_seconds = 600``.
+    ``%config LmerMagics.isolate = True``, ``%config LmerMagics.max_seconds = 600``,
+    ``%config LmerMagics.progress = False`` (no live status line for long fits).
     """
 
     timeout = Float(
@@ -213,6 +193,11 @@ class LmerMagics(Magics):
     ).tag(config=True)
     max_seconds = Float(
         300.0, help="Refuse a design whose rank check alone is estimated to take longer."
+    ).tag(config=True)
+
+    progress = Bool(
+        True, help="Show a live status line (time, evaluations, deviance) for fits "
+                   "running longer than about a second.",
     ).tag(config=True)
 
     def _run(self, func: Any, kind: str, line: str, cell: str | None) -> Any:
@@ -250,6 +235,8 @@ class LmerMagics(Magics):
             ns[args.varcorr] = model.varcorr
         if args.plot:
             from IPython.display import display
+
+            from .toolbox.plots.spec import plot_calls
 
             for method, pos in plot_calls(args.plot):
                 display(getattr(model, method)(*pos))
@@ -317,7 +304,10 @@ class LmerMagics(Magics):
         )
         from .api import fit
 
-        return fit(request, data)
+        from .status import live_status
+
+        with live_status(f"fitting {formula}", self.shell, enabled=self.progress):
+            return fit(request, data)
 
     @property
     def _user_ns(self) -> dict[str, Any]:
@@ -369,10 +359,6 @@ class LmerMagics(Magics):
             %%lmer -d sleep --ml --coefs tab
             Reaction ~ Days +      # fixed effect of days of deprivation
               (Days | Subject)     # random intercept and slope per subject
-
-        Show plots as the fit returns (matplotlib)::
-
-            %lmer -d sleep --plot ranef,predict:Days:Subject  Reaction ~ Days + (Days | Subject)
 
         Compare nested models (R's ``anova(m0, m1)``; REML fits are refitted
         with ML as R does)::

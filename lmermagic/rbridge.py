@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,8 @@ from .errors import (
     RPackageMissingError,
 )
 
-__all__ = ["R", "RFrame", "RObject", "Serialized", "frame_to_pandas", "get_r",
-           "stack_problem", "to_py", "to_py_frames", "unpack"]
+__all__ = ["R", "RFrame", "RObject", "Serialized", "Watcher", "frame_to_pandas", "get_r",
+           "stack_problem", "to_py", "to_py_frames", "unpack", "watched", "watching"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -178,6 +178,42 @@ class _Stop:
         self.reason: str | None = None
 
 
+class Watcher(Protocol):
+    """Follows R while it computes (see :func:`watching`)."""
+
+    def consume(self, text: str) -> bool:
+        """Take what R printed if it is progress output (True), else leave it."""
+
+    def tick(self) -> None:
+        """Called many times a second while R computes, in R's thread."""
+
+
+# Thread id -> the watcher of the R calls that thread makes.
+_watchers: dict[int, Watcher] = {}
+
+
+@contextlib.contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Let ``watcher`` see R's console output first and tick while R computes,
+    for the R calls this thread makes inside the block. Watcher methods run
+    in R's callbacks: they must be quick and must not raise or call R."""
+    key = threading.get_ident()
+    previous = _watchers.get(key)
+    _watchers[key] = watcher
+    try:
+        yield
+    finally:
+        if previous is None:
+            _watchers.pop(key, None)
+        else:
+            _watchers[key] = previous
+
+
+def watched() -> bool:
+    """Whether R calls of this thread are being watched (fits then report progress)."""
+    return threading.get_ident() in _watchers
+
+
 class _Console:
     """Collects what R writes to its console while we hold the lock."""
 
@@ -223,7 +259,17 @@ class R:
     @contextlib.contextmanager
     def _captured(self) -> Iterator[_Console]:
         console = _Console()
-        with self._rpy2.console_to(console.write):
+        watcher = _watchers.get(threading.get_ident())
+        if watcher is None:
+            with self._rpy2.console_to(console.write):
+                yield console
+            return
+
+        def write(text: str) -> None:
+            if not watcher.consume(text):
+                console.write(text)
+
+        with self._rpy2.console_to(write), self._rpy2.events_to(watcher.tick):
             yield console
 
     def to_r(self, value: Any) -> Any:

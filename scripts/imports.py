@@ -26,7 +26,8 @@ PACKAGE = ROOT / "lmermagic"
 # Top to bottom: a module imports only from its own layer or the layers below,
 # and never in a circle.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("entry points", ["lmermagic", "lmermagic.__main__", "lmermagic.magics"]),
+    ("entry points", ["lmermagic", "lmermagic.__main__", "lmermagic.magics",
+                      "lmermagic.status"]),
     ("api", ["lmermagic.api", "lmermagic.datasets"]),
     ("model", ["lmermagic.model"]),
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),

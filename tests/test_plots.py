@@ -18,13 +18,13 @@ from matplotlib.figure import Figure
 import lmermagic
 from conftest import grouped_counts
 from lmermagic.errors import DataError, OptionalDependencyError
-from lmermagic.magics import plot_calls
 from lmermagic.toolbox.plots import (
     DiagnosticsDisplay,
     PredictDisplay,
     RanefDisplay,
     binned_residuals,
 )
+from lmermagic.toolbox.plots.spec import plot_calls
 
 DIETOX_R = """e <- new.env(); utils::data("dietox", package = "geepack", envir = e); d <- e$dietox
 m <- lme4::lmer(Weight ~ Time + Evit + (1 + Time | Pig), d)"""
