@@ -2,7 +2,7 @@
 # Install the Debian packages lmermagic needs (R, lme4, lmerTest, pbkrtest, ...)
 # when any is missing. Idempotent: does nothing when all are present.
 set -euo pipefail
-PKGS="r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack r-cran-emmeans"
+PKGS="r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack r-cran-emmeans chromium chromium-driver"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,0 +1,192 @@
+"""The quickstart notebook in a real browser: JupyterLab from this venv, headless
+Chromium (Debian's chromium + chromium-driver, driven by Selenium), every cell
+run by JupyterLab's "Run All Cells" command. The page must show the model card's
+tables, a plot image and, while the first fit runs, the live status line; a
+screenshot goes to build/.
+
+Everything stays on 127.0.0.1. The test fails (never skips) when the browser
+or JupyterLab cannot start: `make test` installs both (scripts/setup-system.sh,
+the test extra).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+BUILD = ROOT / "build"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _imports_ssl(python: str) -> bool:
+    return subprocess.run([python, "-c", "import ssl"], capture_output=True).returncode == 0
+
+
+def _lab_python() -> str:
+    """The Python that runs JupyterLab's server: this venv's, unless its ``ssl``
+    module does not load (jupyter_server needs it; seen with a pyenv build whose
+    _ssl extension came from another Python version). Then a venv of the
+    system's Python with the same JupyterLab, made once under build/."""
+    if _imports_ssl(sys.executable):
+        return sys.executable
+    venv = BUILD / "lab-venv"
+    python = str(venv / "bin" / "python")
+    from importlib.metadata import version
+
+    want = f"jupyterlab=={version('jupyterlab')}"
+    if not (os.path.exists(python) and subprocess.run(
+            [python, "-c", "import jupyterlab"], capture_output=True).returncode == 0):
+        base = next((p for p in ("/usr/bin/python3", shutil.which("python3") or "")
+                     if p and _imports_ssl(p)), None)
+        if base is None:
+            raise RuntimeError(f"{sys.executable} cannot import ssl, which JupyterLab's server "
+                               "needs, and no other python3 here can either")
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", want], check=True)
+    return python
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 whose python3 kernel is this interpreter."""
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copy(ROOT / "docs" / "examples" / "quickstart.ipynb", root / "quickstart.ipynb")
+    # this venv's python as the only "python3" kernel, whatever else is installed
+    spec = root / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3", "language": "python"}))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_PATH=str(root / "jupyter"),
+               JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTER_RUNTIME_DIR=str(root / "run"))
+    proc = subprocess.Popen(
+        [_lab_python(), "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+         # window.jupyterapp: run JupyterLab's own commands from the test
+         "--LabApp.expose_app_in_browser=True"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "lab.log", "w"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n"
+                                       + (root / "lab.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        raise RuntimeError(f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium "
+                           "chromium-driver (make test does it through scripts/setup-system.sh)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--window-size=1400,1000",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_quickstart_runs_in_jupyterlab_in_chromium(lab, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, token = lab
+    driver = browser
+    driver.get(f"{base}/lab/tree/quickstart.ipynb?token={token}")
+    wait = WebDriverWait(driver, 120)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell"))
+    # the kernel is up when its status says Idle
+    wait.until(lambda d: "Idle" in d.find_element(By.TAG_NAME, "body").text)
+    n_code = len(driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell"))
+    wait.until(lambda d: d.execute_script(
+        "return !!(window.jupyterapp && window.jupyterapp.commands"
+        ".isEnabled('notebook:run-all-cells'))"))
+    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+    status_seen = ""
+    deadline = time.time() + 600
+    done = False
+    while time.time() < deadline:
+        for el in driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output pre"):
+            try:
+                text = el.text
+            except Exception:  # the output was replaced meanwhile
+                continue
+            if re.match(r"fitting .+: \d+\.\d s", text):
+                status_seen = status_seen or text
+        prompts = [p.text for p in driver.find_elements(
+            By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")]
+        if len(prompts) == n_code and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
+            done = True
+            break
+        time.sleep(0.1)
+    BUILD.mkdir(exist_ok=True)
+    shown = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+    if shown:  # the screenshot shows the caterpillar plot and the card above it
+        driver.execute_script("arguments[0].scrollIntoView({block: 'end'})", shown[0])
+    driver.save_screenshot(str(BUILD / "browser-quickstart.png"))
+    page = driver.find_element(By.TAG_NAME, "body").text
+    assert done, "the notebook did not finish running: " + page[-2000:]
+    errors = driver.find_elements(By.CSS_SELECTOR,
+                                  "[data-mime-type='application/vnd.jupyter.error']")
+    assert "Traceback" not in page and not errors, page[-3000:]
+    # the model card and its tables
+    cards = driver.find_elements(By.CSS_SELECTOR, ".lmermagic-model")
+    assert cards, "no model card in the page"
+    assert cards[0].find_elements(By.TAG_NAME, "table")
+    assert "Weight ~ Time + (1 + Time | Pig)" in cards[0].text
+    assert "15.74" in cards[0].text
+    # a plot image (the caterpillar plot)
+    images = driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+    assert images and all(img.get_attribute("src").startswith("data:image/png") for img in images)
+    assert images[0].size["height"] > 200
+    # the live status line was seen while the first fit (R starting) ran, then cleared
+    assert status_seen, "no live status line seen while the first fit ran"
+    assert not driver.find_elements(By.CSS_SELECTOR, ".lmermagic-status")
