@@ -50,7 +50,9 @@ __all__ = [
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register %lmer, %%lmer, %glmer and %%glmer (called by %load_ext)."""
+    """Register %lmer, %%lmer, %glmer and %%glmer and their Tab completion
+    (called by %load_ext)."""
+    from .completion import register
     from .magics import LmerMagics
 
     magics = LmerMagics(shell=ipython)
@@ -58,3 +60,4 @@ def load_ipython_extension(ipython: Any) -> None:
     # %config LmerMagics.timeout = ... reaches the instance through this list.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+    register(ipython)

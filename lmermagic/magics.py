@@ -27,7 +27,7 @@ from .request import FitRequest
 if TYPE_CHECKING:
     from .model import LmerModel
 
-__all__ = ["LmerMagics", "split_options", "strip_comments"]
+__all__ = ["LmerMagics", "code_part", "split_options", "strip_comments"]
 
 _TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
 # "name = formula" on a --compare line; a formula has no top-level "=".
@@ -77,24 +77,24 @@ def _options_in(formula: str, parser: argparse.ArgumentParser) -> list[str]:
             if tok.split("=", 1)[0] in known]
 
 
+def code_part(line: str) -> str:
+    """One line without its ``#`` comment; quotes and R's backticks hide a ``#``."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'`":
+            quote = ch
+        elif ch == "#":
+            return line[:i]
+    return line
+
+
 def strip_comments(text: str) -> str:
     """Drop ``#`` comments (outside quotes) and join the lines into one."""
-    out_lines = []
-    for line in text.splitlines():
-        quote = ""
-        cut = len(line)
-        for i, ch in enumerate(line):
-            if quote:
-                if ch == quote:
-                    quote = ""
-            elif ch in "\"'":
-                quote = ch
-            elif ch == "#":
-                cut = i
-                break
-        if line[:cut].strip():
-            out_lines.append(line[:cut].strip())
-    return " ".join(out_lines)
+    return " ".join(code for code in (code_part(line).strip() for line in text.splitlines())
+                    if code)
 
 
 class _RaisingParser(argparse.ArgumentParser):

@@ -18,6 +18,7 @@ __all__ = [
     "LINKS",
     "FitRequest",
     "allowlist",
+    "is_r_name",
     "normalize_ddf",
     "parse_family",
     "raise_formula_problem",
@@ -45,6 +46,17 @@ ALLOWED_FUNCTIONS: dict[str, tuple[str, ...]] = {
 }
 
 _IDENT = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")
+_R_NAME = re.compile(r"^(?:[A-Za-z]|\.[A-Za-z._]|\.$)[A-Za-z0-9._]*$")
+_R_RESERVED = frozenset({
+    "if", "else", "repeat", "while", "function", "for", "in", "next", "break", "TRUE",
+    "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_",
+    "NA_complex_"})
+
+
+def is_r_name(name: str) -> bool:
+    """Whether R reads ``name`` as a symbol without backticks."""
+    return bool(_R_NAME.match(name)) and name not in _R_RESERVED and not re.match(
+        r"^\.\.(\.|\d+)$", name)
 
 
 def allowlist(extra: tuple[str, ...] | list[str] = ()) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ PACKAGE = ROOT / "lmermagic"
 # and never in a circle.
 LAYERS: list[tuple[str, list[str]]] = [
     ("entry points", ["lmermagic", "lmermagic.__main__", "lmermagic.magics",
-                      "lmermagic.status"]),
+                      "lmermagic.status", "lmermagic.completion"]),
     ("api", ["lmermagic.api", "lmermagic.datasets"]),
     ("model", ["lmermagic.model"]),
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),

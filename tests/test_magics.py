@@ -170,6 +170,7 @@ def test_split_options(line, tokens, rest):
     ("y ~ x  # comment\n + (1|g)", "y ~ x + (1|g)"),
     ("# only\ny ~ x", "y ~ x"),
     ("y ~ relevel(f, ref = '#1')", "y ~ relevel(f, ref = '#1')"),
+    ("`size #` ~ x  # R's backticks hide a #", "`size #` ~ x"),
     ("\n\n", ""),
 ])
 def test_strip_comments(text, out):
