@@ -54,6 +54,7 @@ class FittedModel:
     data: Any = field(default=None)
     name: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def robj(self) -> Any:

@@ -107,6 +107,7 @@ def result_fields(request: FitRequest, data: Any, prep: Prepared, res: dict[str,
         "request": request,
         "data": data,
         "name": request.name,
+        "versions": get_r().stack_versions(),
         **model_fields(t, r_warnings + r_messages, prep.index),
     }
 

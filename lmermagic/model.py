@@ -4,6 +4,7 @@ that owns the job) and its display."""
 from __future__ import annotations
 
 import html
+import os
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from .toolbox import (
     plots,
     prediction,
     random_effects,
+    rcode,
     refitting,
     tests,
 )
@@ -89,6 +91,9 @@ class LmerModel(FittedModel):
         The caller's data (a reference, not a copy), for ``update()``.
     name : str or None
         The name given with the magic's ``-o`` (labels model comparisons).
+    versions : dict of str to str
+        The versions the result was computed with: lmermagic, R, lme4,
+        lmerTest, Matrix, rpy2 (shown on the card and under ``summary()``).
     meta : dict
         How the numbers were computed: for Satterthwaite df ``satterthwaite``
         is ``"lmermagic"`` (lmerTest's finite differences, each deviance
@@ -148,6 +153,11 @@ class LmerModel(FittedModel):
         """Refit with a new formula and/or changed options, as R's ``update()``."""
         return refitting.update(self, formula, **changes)
 
+    def r_code(self, path: str | os.PathLike[str] | None = None, write: bool = False) -> str:
+        """A self-contained R script reproducing this fit; ``write=True`` writes the
+        model's columns to ``path`` (CSV), from where the script reads them."""
+        return rcode.r_code(self, path, write=write)
+
     @property
     def ranef_table(self) -> pd.DataFrame:
         """group, term, level, condval, condsd, as ``as.data.frame(ranef(m, condVar=TRUE))``."""
@@ -181,7 +191,8 @@ class LmerModel(FittedModel):
         from .rbridge import get_r
 
         text = get_r().run("lmm_summary_text", self.r_object, self.ddf, self.data_name)
-        return str(text[0] if isinstance(text, list) else text)
+        return (str(text[0] if isinstance(text, list) else text)
+                + f"\n\n{rcode.versions_line(self.versions)}")
 
     def _model_line(self) -> str:
         if self.kind == "lmer":
@@ -260,5 +271,7 @@ class LmerModel(FittedModel):
             f"<div style='color:#555'>{stats_line}</div>"
             f"<div style='margin-top:6px'><b>Fixed effects</b> "
             f"<span style='color:#777'>{df_note}</span></div>{fixed}"
-            f"<div style='margin-top:6px'><b>Random effects</b></div>{random}{warn}</div>"
+            f"<div style='margin-top:6px'><b>Random effects</b></div>{random}{warn}"
+            f"<div style='color:#888;font-size:0.85em;margin-top:4px'>"
+            f"{esc(rcode.versions_line(self.versions))}</div></div>"
         )

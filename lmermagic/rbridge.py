@@ -422,6 +422,18 @@ class R:
         with _lock:
             return _numpy(handle.sexp, np.uint8, copy=False).tobytes()
 
+    def stack_versions(self) -> dict[str, str]:
+        """What a result depends on: lmermagic, R, lme4, lmerTest, Matrix and rpy2
+        (installed versions; a package that is not installed is left out)."""
+        out = {"lmermagic": _own_version()}
+        out.update({k: str(self.versions[k]) for k in ("R", "lme4", "lmerTest", "Matrix")
+                    if self.versions.get(k) is not None})
+        dists = _rpy2.distributions()
+        rpy2 = dists.get("rpy2") or dists.get("rpy2-rinterface")
+        if rpy2:
+            out["rpy2"] = rpy2
+        return out
+
     def require(self, package: str) -> None:
         if self.versions.get(package) is None:
             advice = PACKAGE_ADVICE.get(package, f"in R: install.packages('{package}')")
@@ -458,6 +470,15 @@ class R:
         vectors = ri.ListSexpVector([self.column(c) for c in spec.columns])
         names = ri.StrSexpVector([c.name for c in spec.columns])
         return self.env["lmm_frame"](vectors, names, ri.IntSexpVector([spec.nrow]))
+
+
+def _own_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lmermagic")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def _buffer(arr: np.ndarray) -> memoryview:
