@@ -369,7 +369,7 @@ def machine_info(project_py: str, peers_py: str) -> dict:
 
 # ---------------------------------------------------------------- report
 def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
-                 memory: dict | None, total_s: float) -> None:
+                 memory: dict | None, total_s: float, fitcache: dict | None = None) -> None:
     res = bench.results
     models = list(dict.fromkeys(r["model"] for r in res))
     tools = list(dict.fromkeys(r["tool"] for r in res))
@@ -413,7 +413,7 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
         L.append(f"| {TOOLS[t]} | " + " | ".join(cells) + " |")
     L.append("\n≠: estimates differ from R's by more than the tolerance (see details).\n")
     # targets
-    rows = targets(by, startup, memory)
+    rows = targets(by, startup, memory, fitcache)
     if rows:
         L.append("## Issue targets at a glance\n")
         L.append("Read off the numbers above; nothing fails on them (under load, small "
@@ -498,6 +498,20 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
         L.append("")
     else:
         L.append(f"Could not measure: {(startup or {}).get('error', 'not run')}\n")
+    # the fit cache
+    L.append("## The fit cache after a restart (issue 13, item 2): `benchmarks/fitcache.py`\n")
+    if fitcache and fitcache.get("rows"):
+        L.append("Fresh processes, an empty cache directory per round: the cell that fits "
+                 "and stores, then the same cell in a new process (a kernel restart).\n")
+        L.append("| what | median | n | share of the fit |")
+        L.append("|---|---|---|---|")
+        for row in fitcache["rows"]:
+            share = row.get("ratio_to_fit")
+            L.append(f"| {row['what']} | {fmt_time(row.get('median'))} | {row.get('n', '')} | "
+                     f"{'' if share is None else f'{share:.1%}'} |")
+        L.extend(["", *(f"- {n}" for n in fitcache.get("notes", [])), ""])
+    else:
+        L.append(f"Could not measure: {(fitcache or {}).get('error', 'not run')}\n")
     # memory
     L.append("## Memory (issue 4, item 13): `benchmarks/memory.py`\n")
     if memory and not memory.get("error"):
@@ -552,7 +566,8 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
         fh.write("\n".join(L))
 
 
-def targets(by: dict, startup: dict | None, memory: dict | None) -> list[tuple[str, str, bool]]:
+def targets(by: dict, startup: dict | None, memory: dict | None,
+            fitcache: dict | None = None) -> list[tuple[str, str, bool]]:
     """The issues' goals, each as (target, measured, met)."""
     rows: list[tuple[str, str, bool]] = []
 
@@ -596,6 +611,10 @@ def targets(by: dict, startup: dict | None, memory: dict | None) -> list[tuple[s
         if first is not None and lib is not None:
             rows.append(("#3.4 first fit ≤ `Rscript -e 'library(lmerTest)'` + 0.5 s",
                          f"{fmt_time(first)} vs {fmt_time(lib)}", first <= lib + 0.5))
+    for row in (fitcache or {}).get("rows", []):
+        if "after a restart" in row["what"] and row.get("ratio_to_fit") is not None:
+            rows.append((f"#13.2 {row['what']} < 5 % of the fit", f"{row['ratio_to_fit']:.1%}",
+                         row["ratio_to_fit"] < 0.05))
     if memory and memory.get("growth_after_10_mb") is not None:
         g = memory["growth_after_10_mb"]
         rows.append((f"#4.13 RSS growth from fit 10 to fit {memory.get('fits')} < 50 MB",
@@ -615,8 +634,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers-python", default=os.path.join(HERE, ".venv-peers", "bin", "python"))
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-fitcache", action="store_true")
     ap.add_argument("--timeout-scale", type=float, default=1.0)
-    ap.add_argument("--redo", action="append", choices=["startup", "memory", "report"],
+    ap.add_argument("--redo", action="append",
+                    choices=["startup", "memory", "fitcache", "report"],
                     help="measure only this part again (or, with 'report', nothing) and take "
                          "everything else from the earlier run's --json; the report says "
                          "what was redone and when")
@@ -636,13 +657,15 @@ def main(argv: list[str] | None = None) -> int:
                                              for part in args.redo if part != "report")
         args.no_startup = "startup" not in args.redo
         args.no_memory = "memory" not in args.redo
+        args.no_fitcache = "fitcache" not in args.redo
         startup, memory = old.get("startup"), old.get("memory")
+        fitcache = old.get("fitcache")
     else:
         info = machine_info(args.project_python, args.peers_python)
         print(f"machine: {info.get('nproc')} cores, load {info['loadavg_start']}; "
               f"{info.get('R')}")
         bench.run()
-        startup = memory = None
+        startup = memory = fitcache = None
     if not args.no_startup:
         print("start-up measurements ...", flush=True)
         startup = run_json_script(args.project_python, "startup.py",
@@ -656,14 +679,19 @@ def main(argv: list[str] | None = None) -> int:
         memory = run_json_script(args.project_python, "memory.py",
                                  ["--quick"] if args.quick else [], "memory", 1800)
         print(memory.get("output", "").split("\n", 1)[-1].rstrip() or memory.get("error"))
+    if not args.no_fitcache:
+        print("fitcache.py ...", flush=True)
+        fitcache = run_json_script(args.project_python, "fitcache.py",
+                                   ["--quick"] if args.quick else [], "fitcache", 3600)
     total = time.perf_counter() - t_start
     if args.redo:
         total = old.get("total_s", total)
     with open(args.json, "w") as fh:
         json.dump({"info": info, "results": bench.results, "startup": startup,
-                   "memory": memory, "quick": args.quick, "total_s": total,
+                   "memory": memory, "fitcache": fitcache, "quick": args.quick,
+                   "total_s": total,
                    "peer_problems": bench.peer_problems}, fh, indent=1, default=str)
-    write_report(args.out, bench, info, startup, memory, total)
+    write_report(args.out, bench, info, startup, memory, total, fitcache)
     print(f"wrote {os.path.relpath(args.out, ROOT)} ({total / 60:.1f} min)")
     return 0
 

@@ -49,6 +49,8 @@ def make_lmermagic(ddf: str | None):
 
     def fit(name, df):
         spec = MODELS[name]
+        # every repeat fits: the fit cache would answer repeats of the same model
+        getattr(lmermagic, "clear_cache", lambda: None)()
         if spec["family"]:
             if ddf is not None:
                 raise NotSupported("ddf does not apply to glmer (z tests)")

@@ -19,12 +19,13 @@ from .request import ALLOWED_FUNCTIONS
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import glmer, lmer
+    from .api import clear_cache, glmer, lmer
     from .model import LmerModel
     from .toolbox import anova
 
 # pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
-_LAZY = {"lmer": "api", "glmer": "api", "LmerModel": "model", "anova": "toolbox"}
+_LAZY = {"lmer": "api", "glmer": "api", "clear_cache": "api", "LmerModel": "model",
+         "anova": "toolbox"}
 
 
 def __getattr__(name: str) -> Any:
@@ -42,6 +43,7 @@ __all__ = [
     "LmerModel",
     "__version__",
     "anova",
+    "clear_cache",
     "datasets",
     "glmer",
     "lmer",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from . import cache
 from .fitting import issue_warnings
 from .isolation import fit_any
 from .model import LmerModel
 from .request import FitRequest
 
-__all__ = ["fit", "glmer", "lmer"]
+__all__ = ["clear_cache", "fit", "glmer", "lmer"]
 
 
 def lmer(
@@ -29,6 +31,7 @@ def lmer(
     allow_large: bool = False,
     isolate: bool = False,
     memory_limit: float | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> LmerModel:
     """Fit a linear mixed model with R's ``lme4::lmer``, with lmerTest's t tests.
 
@@ -75,6 +78,12 @@ def lmer(
     memory_limit : float, optional
         With ``isolate``: the worker's memory limit in GB (default 80 % of the
         memory available when the fit starts); past it, WorkerMemoryError.
+    cache_dir : str or path, optional
+        Also keep the fit in this directory (created private to the user), so
+        that the same request on the same data comes back after a restart
+        without refitting. Fits are always remembered in memory for the
+        session; ``model.meta["cache"]`` says whether this one came from
+        ``"memory"``, ``"disk"`` or was fitted (``"miss"``).
 
     Returns
     -------
@@ -92,12 +101,13 @@ def lmer(
         return glmer(formula, data, family=family, factors=factors, weights=weights,
                      offset=offset, contrasts=contrasts, control=control,
                      allow_functions=allow_functions, timeout=timeout,
-                     allow_large=allow_large, isolate=isolate, memory_limit=memory_limit)
+                     allow_large=allow_large, isolate=isolate, memory_limit=memory_limit,
+                     cache_dir=cache_dir)
     request = FitRequest.build(formula, kind="lmer", reml=reml, ddf=ddf, factors=factors,
                                weights=weights, offset=offset, contrasts=contrasts,
                                control=control, extra_functions=tuple(allow_functions),
                                timeout=timeout, allow_large=allow_large, isolate=isolate,
-                               memory_limit=memory_limit)
+                               memory_limit=memory_limit, cache_dir=cache_dir)
     return fit(request, data)
 
 
@@ -117,6 +127,7 @@ def glmer(
     allow_large: bool = False,
     isolate: bool = False,
     memory_limit: float | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> LmerModel:
     """Fit a generalized linear mixed model with R's ``lme4::glmer``.
 
@@ -132,7 +143,7 @@ def glmer(
     nagq : int, optional
         Adaptive Gauss-Hermite quadrature points (lme4's ``nAGQ``).
     factors, weights, offset, contrasts, control, allow_functions, timeout
-    allow_large, isolate, memory_limit
+    allow_large, isolate, memory_limit, cache_dir
         As for :func:`lmer`.
 
     Returns
@@ -145,7 +156,7 @@ def glmer(
                                control=control, nagq=nagq,
                                extra_functions=tuple(allow_functions), timeout=timeout,
                                allow_large=allow_large, isolate=isolate,
-                               memory_limit=memory_limit)
+                               memory_limit=memory_limit, cache_dir=cache_dir)
     return fit(request, data)
 
 
@@ -154,3 +165,9 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     fields = fit_any(request, data)
     issue_warnings(fields["warnings"])
     return LmerModel(**fields)
+
+
+def clear_cache(cache_dir: str | os.PathLike[str] | None = None) -> int:
+    """Forget the fits remembered in memory and, with ``cache_dir``, delete the
+    fits stored there. Returns how many were deleted from ``cache_dir``."""
+    return cache.clear(cache_dir)

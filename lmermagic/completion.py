@@ -38,7 +38,8 @@ from IPython.core.completer import (
 )
 
 from .magics import LmerMagics, code_part
-from .request import ALLOWED_FUNCTIONS, CONTRAST_TYPES, FAMILIES, OPTIMIZERS, is_r_name
+from .request import ALLOWED_FUNCTIONS, CONTRAST_TYPES, FAMILIES, OPTIMIZERS
+from .rsyntax import is_r_name
 
 __all__ = ["complete", "register"]
 

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable
 
 __all__ = [
+    "CacheWarning",
     "ConvergenceWarning",
     "ConversionError",
     "DataError",
@@ -111,6 +112,10 @@ class ConvergenceWarning(LmerWarning):
 
 class SingularFitWarning(LmerWarning):
     """The fit is singular (a variance estimate on the boundary)."""
+
+
+class CacheWarning(UserWarning):
+    """The fit cache could not use a directory or an entry; the model was fitted."""
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -10,12 +10,13 @@ same class as the one it updates.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 
-from . import convert, preflight, tables
+from . import cache, convert, preflight, tables
 from .errors import DataError, FitError, did_you_mean, excerpt, reissue
 from .rbridge import RFrame, get_r, watched
 from .request import FitRequest, raise_formula_problem
@@ -77,10 +78,34 @@ def run_prepared(request: FitRequest, columns: list[convert.RColumn], nrow: int,
 
 def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
     """Fit ``request`` on ``data`` in R: every field of the model, R's warnings
-    not yet issued (the caller issues them with :func:`issue_warnings`)."""
+    not yet issued (the caller issues them with :func:`issue_warnings`).
+
+    A fit of the same request on the same column contents comes from the fit
+    cache (:mod:`lmermagic.cache`) instead; ``meta["cache"]`` says from where:
+    ``"memory"``, ``"disk"`` or ``"miss"``."""
     prep = prepare(request, data)
-    res = run_prepared(request, prep.columns, prep.nrow, prep.options)
-    return result_fields(request, data, prep, res, res.get("fit"), res.get("data"))
+    key = cache.fit_key(request, prep.columns, prep.nrow, get_r().stack_versions())
+    source = "memory"
+    entry = cache.recall(key)
+    disk = cache.directory(request.cache_dir) if request.cache_dir else None
+    if entry is None and disk is not None:
+        source = "disk"
+        entry = _from_disk(request, disk, key)
+    if entry is None:
+        source = "miss"
+        res = run_prepared(request, prep.columns, prep.nrow, prep.options)
+        if "error" in res or "too_large" in res:
+            return result_fields(request, data, prep, res, None, None)  # raises
+        texts = list(res.get("warnings") or []) + list(res.get("messages") or [])
+        entry = cache.Entry(res["fit"], res["data"], res["tables"], tuple(texts))
+        if disk is not None:
+            _to_disk(entry, disk, key)
+    cache.remember(key, entry)
+    # Copies: a model's tables are its own, whoever else got the same entry.
+    res = {"tables": copy.deepcopy(entry.tables), "warnings": list(entry.texts)}
+    fields = result_fields(request, data, prep, res, entry.fit, entry.data)
+    fields["meta"]["cache"] = source
+    return fields
 
 
 def result_fields(request: FitRequest, data: Any, prep: Prepared, res: dict[str, Any],
@@ -110,6 +135,28 @@ def result_fields(request: FitRequest, data: Any, prep: Prepared, res: dict[str,
         "versions": get_r().stack_versions(),
         **model_fields(t, r_warnings + r_messages, prep.index),
     }
+
+
+def _to_disk(entry: cache.Entry, disk: Any, key: bytes) -> None:
+    payload = get_r().run("lmm_cache_payload", entry.fit, entry.data, list(entry.texts))
+    try:
+        cache.store(disk, key, payload)
+    except OSError as exc:
+        cache.warn(f"could not store the fit in {str(disk)!r}: {exc}")
+
+
+def _from_disk(request: FitRequest, disk: Any, key: bytes) -> cache.Entry | None:
+    payload = cache.load(disk, key)
+    if payload is None:
+        return None
+    res = get_r().run("lmm_cache_restore", payload, request.kind, keep=("fit", "data"),
+                timeout=request.timeout, packed=True)
+    if "error" in res:
+        cache.warn(f"R could not read the stored fit ({excerpt(str(res['error'][0]))}); "
+                   "refitting.")
+        cache.discard(disk, key)
+        return None
+    return cache.Entry(res["fit"], res["data"], res["tables"], tuple(res.get("texts") or []))
 
 
 # Formulas that passed the check, by (formula, columns, allowlist): the check is

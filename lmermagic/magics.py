@@ -81,20 +81,16 @@ def code_part(line: str) -> str:
     """One line without its ``#`` comment; quotes and R's backticks hide a ``#``."""
     quote = ""
     for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'`":
-            quote = ch
-        elif ch == "#":
+        if ch == "#" and not quote:
             return line[:i]
+        if ch in "\"'`" and (not quote or ch == quote):
+            quote = "" if quote else ch
     return line
 
 
 def strip_comments(text: str) -> str:
     """Drop ``#`` comments (outside quotes) and join the lines into one."""
-    return " ".join(code for code in (code_part(line).strip() for line in text.splitlines())
-                    if code)
+    return " ".join(filter(None, (code_part(line).strip() for line in text.splitlines())))
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -168,7 +164,8 @@ class LmerMagics(Magics):
     Settings for the session: ``%config LmerMagics.timeout = 600``,
     ``%config LmerMagics.allow = ['sinh']``, ``%config LmerMagics.ddf = 'kenward-roger'``,
     ``%config LmerMagics.isolate = True``, ``%config LmerMagics.max_seconds = 600``,
-    ``%config LmerMagics.progress = False`` (no live status line for long fits).
+    ``%config LmerMagics.progress = False`` (no live status line for long fits),
+    ``%config LmerMagics.cache_dir = '~/.cache/lmermagic'`` (keep fits across restarts).
     """
 
     timeout = Float(
@@ -194,6 +191,8 @@ class LmerMagics(Magics):
     max_seconds = Float(
         300.0, help="Refuse a design whose rank check alone is estimated to take longer."
     ).tag(config=True)
+    cache_dir = Unicode("", help="Directory keeping fits across kernel restarts; empty: "
+                        "in memory only.").tag(config=True)
 
     progress = Bool(
         True, help="Show a live status line (time, evaluations, deviance) for fits "
@@ -301,6 +300,7 @@ class LmerMagics(Magics):
             isolate=args.isolate or self.isolate,
             memory_limit=(args.memory_limit if args.memory_limit is not None
                           else self.memory_limit) or None,
+            cache_dir=self.cache_dir or None,
         )
         from .api import fit
 

@@ -6,6 +6,7 @@ Pure Python, no R: both the magics and the Python API build a
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +19,6 @@ __all__ = [
     "LINKS",
     "FitRequest",
     "allowlist",
-    "is_r_name",
     "normalize_ddf",
     "parse_family",
     "raise_formula_problem",
@@ -46,17 +46,6 @@ ALLOWED_FUNCTIONS: dict[str, tuple[str, ...]] = {
 }
 
 _IDENT = re.compile(r"^[A-Za-z.][A-Za-z0-9._]*$")
-_R_NAME = re.compile(r"^(?:[A-Za-z]|\.[A-Za-z._]|\.$)[A-Za-z0-9._]*$")
-_R_RESERVED = frozenset({
-    "if", "else", "repeat", "while", "function", "for", "in", "next", "break", "TRUE",
-    "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_",
-    "NA_complex_"})
-
-
-def is_r_name(name: str) -> bool:
-    """Whether R reads ``name`` as a symbol without backticks."""
-    return bool(_R_NAME.match(name)) and name not in _R_RESERVED and not re.match(
-        r"^\.\.(\.|\d+)$", name)
 
 
 def allowlist(extra: tuple[str, ...] | list[str] = ()) -> dict[str, list[str]]:
@@ -271,6 +260,7 @@ class FitRequest:
     # (None: 80 % of the memory available when the fit starts).
     isolate: bool = False
     memory_limit: float | None = None
+    cache_dir: str | None = None
 
     @classmethod
     def build(
@@ -296,6 +286,7 @@ class FitRequest:
         max_seconds: float = 300.0,
         isolate: bool = False,
         memory_limit: float | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> FitRequest:
         if not isinstance(formula, str) or not formula.strip():
             raise DataError("the formula is empty: give one like 'y ~ x + (1 | group)'.")
@@ -341,6 +332,7 @@ class FitRequest:
             isolate=bool(isolate),
             memory_limit=None if memory_limit is None else _positive(memory_limit,
                                                                      "memory_limit"),
+            cache_dir=os.fspath(cache_dir) if cache_dir else None,
         )
 
     def r_options(self) -> dict[str, object]:

@@ -10,7 +10,7 @@ import pytest
 from IPython.core.completer import provisionalcompleter
 
 from lmermagic.completion import MATCHER_ID, complete, resolve_frame
-from lmermagic.request import is_r_name
+from lmermagic.rsyntax import is_r_name
 
 FRAME = pd.DataFrame({"Reaction": [1.0], "Days": [1], "Subject": ["a"], "my col": [2.0],
                       "Dose": [0.5]})

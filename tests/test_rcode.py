@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import lmermagic
-from lmermagic.toolbox.rcode import r_string, r_symbol
+from lmermagic.rsyntax import r_string, r_symbol
 
 # Printed after the script has run: the numbers compared with the model's, from
 # the script's own summary() call (its last line).

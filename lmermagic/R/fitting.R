@@ -249,6 +249,12 @@ lmm_coef_table <- function(fit, kind, ddf) {
     } else {
         ct <- lmm_wald_table(fit, kind)
     }
+    list(table = lmm_coef_list(ct, kind), matrix = ct, meta = meta)
+}
+
+# R's coefficient matrix as the columns Python reads (also for a fit restored
+# from the disk cache, whose matrix travels on the fit).
+lmm_coef_list <- function(ct, kind) {
     n <- nrow(ct)
     out <- list(estimate = ct[, 1L], std_error = ct[, 2L])
     if (ncol(ct) == 5L) {
@@ -263,7 +269,7 @@ lmm_coef_table <- function(fit, kind, ddf) {
     out$conf_high <- out$estimate + z * out$std_error
     out <- lapply(out, function(v) unname(as.numeric(v)))
     out$terms <- rownames(ct)
-    list(table = out, matrix = ct, meta = meta)
+    out
 }
 
 # summary(fit)$coefficients without summary()'s other work (which computes
@@ -299,10 +305,12 @@ lmm_wald_table <- function(fit, kind) {
 }
 
 # A fit and every table Python reads from it; the coefficient matrix also goes
-# on the fit, for summary().
+# on the fit, for summary() and for the disk cache (cache.R), with how it was
+# computed.
 lmm_results <- function(fit, kind, ddf) {
     coefs <- lmm_coef_table(fit, kind, ddf)
     attr(fit, "lmermagic_coefmat") <- coefs$matrix
+    attr(fit, "lmermagic_coefmeta") <- coefs$meta
     list(fit = fit, tables = lmm_tables(fit, kind, coefs))
 }
 

@@ -15,27 +15,13 @@ from typing import Any
 
 from ..errors import DataError
 from ..fitted import FittedModel
-from ..request import is_r_name
+from ..rsyntax import is_r_name, r_string, r_symbol
 from ._common import call, check_model
 
 __all__ = ["r_code", "versions_line"]
 
 # The versions a script's header names, in this order.
 STACK = ("lmermagic", "R", "lme4", "lmerTest", "Matrix", "rpy2")
-
-
-def r_string(text: str) -> str:
-    """``text`` as an R string literal."""
-    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\r", "\\r").replace("\t", "\\t"))
-    return f'"{escaped}"'
-
-
-def r_symbol(name: str) -> str:
-    """A column name as R code: bare if R reads it as a name, else in backticks."""
-    if is_r_name(name):
-        return name
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def _comment(text: str) -> str:
