@@ -74,6 +74,13 @@ CODE_FIRST_FIT = (
     "t3 = time.perf_counter()\n"
     "print(t1 - t, t2 - t1, t3 - t2)\n"
 )
+CODE_WHOLE = (
+    "import sys; sys.path.insert(0, {here!r})\n"
+    "from models import load\n"
+    "df = load('sleepstudy')\n"
+    "import lmermagic\n"
+    "m = lmermagic.lmer({formula!r}, df); m.coefs\n"
+)
 R_INNER = (
     "t0 <- Sys.time(); suppressPackageStartupMessages(library(lmerTest)); "
     "t1 <- Sys.time(); d <- read.csv({csv!r}, colClasses = c(Subject = 'factor')); "
@@ -144,12 +151,23 @@ def main(argv: list[str] | None = None) -> int:
     r_code = R_INNER.format(csv=csv_path("sleepstudy"), formula=SLEEP["formula"])
     ri = []
     for _ in range(3):
-        r = attempt(lambda: fresh(["Rscript", "-e", r_code])[1])
+        r = attempt(lambda: fresh(["Rscript", "-e", r_code]))
         if r:
-            ri.append([float(x) for x in r.strip().splitlines()[-1].split()])
+            ri.append([float(x) for x in r[1].strip().splitlines()[-1].split()] + [r[0]])
     add("R: `library(lmerTest)` inside R", [x[0] for x in ri])
     add("R: first lmerTest fit + summary + VarCorr after library() (sleepstudy)",
         [x[1] for x in ri])
+    # Whole processes, each reading the CSV and fitting once with p-values.
+    whole = CODE_WHOLE.format(here=HERE, formula=SLEEP["formula"])
+    py_whole = add("whole process: python, pandas reads the CSV, `import lmermagic`, first "
+                   "fit with Satterthwaite p-values (sleepstudy)",
+                   [v for v in (attempt(lambda: fresh([PY, "-c", whole])[0])
+                                for _ in range(n)) if v is not None])
+    r_whole = add("whole process: `Rscript`, `library(lmerTest)`, read.csv, lmer + "
+                  "summary() + VarCorr (sleepstudy)", [x[2] for x in ri])
+    if py_whole is not None and r_whole is not None:
+        notes.append(f"first result, whole process: lmermagic {py_whole * 1000:.0f} ms, "
+                     f"Rscript {r_whole * 1000:.0f} ms ({py_whole / r_whole:.2f}x).")
     first = statistics.median([x[1] for x in ff]) if ff else None
     if first is not None and lib is not None:
         notes.append(

@@ -7,7 +7,8 @@ of lmermagic, R, lme4, lmerTest, Matrix and rpy2. The data's name, the model's
 name, the row index and the timeout are not in it: they do not change what R
 computes, and a hit gets the caller's own.
 
-**Memory.** The last :data:`MEMORY_ENTRIES` fits of the process, each R's fit,
+**Memory.** The last :data:`MEMORY_ENTRIES` fits of the process (fewer when
+together they hold more than :data:`MEMORY_CELLS` data cells), each R's fit,
 its data and the tables read from it. A hit rebuilds the model's pandas
 objects from copies of the tables, so that no two models share a mutable
 object; the R objects are shared, as R never changes them in place.
@@ -65,6 +66,10 @@ SUFFIX = ".lmmfit"
 SECRET = ".secret"
 
 MEMORY_ENTRIES = 16
+# Data cells (rows x used columns) the remembered fits may hold together: R keeps
+# each fit's model frame, so a few large fits must not stay alive for long. The
+# newest fit is always kept.
+MEMORY_CELLS = 5_000_000
 MAX_BYTES = 2 * 1024**3
 
 
@@ -77,6 +82,7 @@ class Entry:
     data: Any
     tables: dict[str, Any]
     texts: tuple[str, ...]
+    cells: int = 0
 
 
 _memory: OrderedDict[bytes, Entry] = OrderedDict()
@@ -112,7 +118,8 @@ def remember(key: bytes, entry: Entry) -> None:
     with _lock:
         _memory[key] = entry
         _memory.move_to_end(key)
-        while len(_memory) > MEMORY_ENTRIES:
+        while len(_memory) > 1 and (len(_memory) > MEMORY_ENTRIES or sum(
+                e.cells for e in _memory.values()) > MEMORY_CELLS):
             _memory.popitem(last=False)
 
 

@@ -85,19 +85,20 @@ def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
     ``"memory"``, ``"disk"`` or ``"miss"``."""
     prep = prepare(request, data)
     key = cache.fit_key(request, prep.columns, prep.nrow, get_r().stack_versions())
+    cells = prep.nrow * len(prep.columns)
     source = "memory"
     entry = cache.recall(key)
     disk = cache.directory(request.cache_dir) if request.cache_dir else None
     if entry is None and disk is not None:
         source = "disk"
-        entry = _from_disk(request, disk, key)
+        entry = _from_disk(request, disk, key, cells)
     if entry is None:
         source = "miss"
         res = run_prepared(request, prep.columns, prep.nrow, prep.options)
         if "error" in res or "too_large" in res:
             return result_fields(request, data, prep, res, None, None)  # raises
         texts = list(res.get("warnings") or []) + list(res.get("messages") or [])
-        entry = cache.Entry(res["fit"], res["data"], res["tables"], tuple(texts))
+        entry = cache.Entry(res["fit"], res["data"], res["tables"], tuple(texts), cells)
         if disk is not None:
             _to_disk(entry, disk, key)
     cache.remember(key, entry)
@@ -145,7 +146,8 @@ def _to_disk(entry: cache.Entry, disk: Any, key: bytes) -> None:
         cache.warn(f"could not store the fit in {str(disk)!r}: {exc}")
 
 
-def _from_disk(request: FitRequest, disk: Any, key: bytes) -> cache.Entry | None:
+def _from_disk(request: FitRequest, disk: Any, key: bytes,
+               cells: int) -> cache.Entry | None:
     payload = cache.load(disk, key)
     if payload is None:
         return None
@@ -156,7 +158,8 @@ def _from_disk(request: FitRequest, disk: Any, key: bytes) -> cache.Entry | None
                    "refitting.")
         cache.discard(disk, key)
         return None
-    return cache.Entry(res["fit"], res["data"], res["tables"], tuple(res.get("texts") or []))
+    return cache.Entry(res["fit"], res["data"], res["tables"], tuple(res.get("texts") or []),
+                       cells)
 
 
 # Formulas that passed the check, by (formula, columns, allowlist): the check is

@@ -82,6 +82,17 @@ def test_a_hit_shares_no_mutable_object(sleepstudy):
         assert m.meta["cache"] == "memory"
 
 
+def test_memory_keeps_few_large_fits(monkeypatch):
+    monkeypatch.setattr(cache, "MEMORY_CELLS", 250)
+    entry = [cache.Entry(None, None, {}, (), cells=100) for _ in range(4)]
+    for i, e in enumerate(entry):
+        cache.remember(bytes([i]), e)
+    assert [cache.recall(bytes([i])) is not None for i in range(4)] == [False, False, True,
+                                                                        True]
+    cache.remember(b"big", cache.Entry(None, None, {}, (), cells=10_000))
+    assert cache.recall(b"big") is not None and cache.recall(bytes([3])) is None
+
+
 @pytest.mark.parametrize("change", [
     lambda d: d.assign(Reaction=d["Reaction"] + 1e-9),          # one value
     lambda d: d.assign(Subject=d["Subject"].cat.reorder_categories(

@@ -248,3 +248,17 @@ def test_load_ext_imports_neither_r_nor_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_first_fit_loads_only_what_it_needs():
+    # Satterthwaite df are lmermagic's own: lmerTest, pbkrtest and emmeans load
+    # when a call needs them, not with the first fit.
+    code = ("import lmermagic; from lmermagic.rbridge import get_r\n"
+            "m = lmermagic.lmer('Reaction ~ Days + (Days | Subject)', "
+            "lmermagic.datasets.load('sleepstudy'))\n"
+            "loaded = set(get_r().run('lmm_loaded_namespaces'))\n"
+            "print(sorted(loaded & {'lme4', 'lmerTest', 'pbkrtest', 'emmeans'}), "
+            "m.coefs['df'].notna().all())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "['lme4'] True"

@@ -128,3 +128,6 @@ lmm_versions <- function() {
     }, "")
     c(R = paste(R.version$major, R.version$minor, sep = "."), R_home = R.home(), v)
 }
+
+# What R has loaded so far (start-up cost is loading namespaces).
+lmm_loaded_namespaces <- function() loadedNamespaces()
