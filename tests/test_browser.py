@@ -161,9 +161,14 @@ def test_quickstart_runs_in_jupyterlab_in_chromium(lab, browser):
                 continue
             if re.match(r"fitting .+: \d+\.\d s", text):
                 status_seen = status_seen or text
-        prompts = [p.text for p in driver.find_elements(
-            By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")]
-        if len(prompts) == n_code and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
+        # Ask JupyterLab's notebook model, not the page: JupyterLab 4 renders
+        # only the cells in view, and a loaded machine scrolls slowly.
+        if driver.execute_script(
+                "const nb = window.jupyterapp.shell.currentWidget;"
+                "const code = nb.content.widgets.filter(c => c.model.type === 'code');"
+                "const k = nb.sessionContext.session && nb.sessionContext.session.kernel;"
+                "return code.length === arguments[0] && k && k.status === 'idle' &&"
+                " code.every(c => c.model.executionCount !== null);", n_code):
             done = True
             break
         time.sleep(0.1)
