@@ -60,3 +60,14 @@ lmm_compat_confint_rows <- function(fit, ci) {
     rownames(out) <- c(vp$sig, fe)
     out
 }
+
+# lme4 >= 1.1-36 takes findbars() and nobars() from the reformulas package; from
+# 1.1-38 on its own copies warn once per session that they moved, and that
+# warning would land in whichever fit first used them. Call reformulas' where it
+# is installed, lme4's (lme4 1.1-31 to 1.1-35) where not.
+.lmm_formula_fn <- function(name) {
+    pkg <- if (nzchar(system.file(package = "reformulas"))) "reformulas" else "lme4"
+    getExportedValue(pkg, name)
+}
+lmm_findbars <- function(f) .lmm_formula_fn("findbars")(f)
+lmm_nobars <- function(f) .lmm_formula_fn("nobars")(f)

@@ -68,7 +68,7 @@ lmm_preflight <- function(formula, data, kind) {
                      if (is.factor(y)) "a factor (text or categories)" else class(y)[1L])
         }
     }
-    for (bar in lme4::findbars(formula)) {
+    for (bar in lmm_findbars(formula)) {
         g <- eval(bar[[3L]], rows, env)
         nlev <- length(unique(g))
         name <- lmm_label(bar[[3L]])

@@ -69,10 +69,10 @@ lmm_design_terms <- function(rhs, rows, env) {
 lmm_design <- function(formula, rows) {
     env <- environment(formula)
     # the right-hand side without its bars, as lme4's lFormula takes it
-    fixed <- lme4::nobars(formula[[3L]])
+    fixed <- lmm_nobars(formula[[3L]])
     if (is.null(fixed)) fixed <- 1
     x <- lmm_design_terms(stats::as.formula(call("~", fixed), env = env), rows, env)
-    bars <- lme4::findbars(formula)
+    bars <- lmm_findbars(formula)
     re <- lapply(bars, function(bar) {
         cols <- lmm_design_terms(stats::as.formula(call("~", bar[[2L]]), env = env),
                                  rows, env)$p

@@ -81,7 +81,7 @@ lmm_tb_plot_predict <- function(fit, data, x, by, n) {
                           y = unname(as.numeric(lme4::getME(fit, "y"))),
                           by = if (is.null(by)) character() else as.character(d[[by]])))
         if (by_kind == "group") {
-            bars <- lme4::findbars(stats::formula(fit))
+            bars <- lmm_findbars(stats::formula(fit))
             mine <- Filter(function(b) identical(b[[3L]], as.name(by)), bars)
             if (!length(mine)) return(list(problem = "by_nested"))
             rf <- stats::as.formula(paste("~", paste0("(", vapply(mine, deparse1, ""), ")",
