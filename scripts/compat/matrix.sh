@@ -27,7 +27,7 @@
 # ERROR: a root build, download or install that failed), 2 on bad usage.
 set -Eeuo pipefail
 
-RECIPE=4   # bump when the way roots are built changes: roots with another stamp are rebuilt
+RECIPE=5   # bump when the way roots are built changes: roots with another stamp are rebuilt
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 ROOTS=${LMM_COMPAT_ROOTS:-/var/cache/lmermagic-compat}
@@ -47,7 +47,7 @@ declare -A SUITE_LINES=([trixie]="3.5 3.6" [sid]="3.5 3.6")
 # -lz -ltirpc -licuuc -licui18n; rpy2 adds -lblas). The browser test (JupyterLab in
 # headless Chromium) needs chromium and chromium-driver.
 PACKAGES="r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack r-cran-emmeans
-r-cran-numderiv python3 python3-venv python3-dev gcc libc6-dev make libffi-dev pkg-config
+r-cran-broom.mixed r-cran-numderiv python3 python3-venv python3-dev gcc libc6-dev make libffi-dev pkg-config
 libpcre2-dev libdeflate-dev libzstd-dev liblzma-dev libbz2-dev zlib1g-dev libtirpc-dev libicu-dev
 libblas-dev chromium chromium-driver"
 PACKAGES=$(tr -s ' \n' '  ' <<<"$PACKAGES" | sed 's/ $//')   # one line, single spaces

@@ -15,7 +15,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-R_PACKAGES = ["lme4", "lmerTest", "Matrix", "pbkrtest", "numDeriv", "emmeans", "geepack"]
+R_PACKAGES = ["lme4", "lmerTest", "Matrix", "pbkrtest", "numDeriv", "emmeans", "geepack", "broom.mixed"]
 PY_DISTS = ["rpy2", "rpy2-rinterface", "rpy2-robjects", "cffi", "numpy", "pandas", "pytest"]
 SECTION = re.compile(r"^_{3,} (?:ERROR (?:at|collecting) )?(.+?) _{3,}$")
 RESULT = re.compile(
