@@ -19,13 +19,15 @@ from .request import ALLOWED_FUNCTIONS
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import clear_cache, glmer, lmer
+    from .api import clear_cache, glmer, glmer_many, lmer, lmer_many
     from .model import LmerModel
     from .toolbox import anova
+    from .toolbox.many_tables import ManyModels
 
 # pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
-_LAZY = {"lmer": "api", "glmer": "api", "clear_cache": "api", "LmerModel": "model",
-         "anova": "toolbox"}
+_LAZY = {"lmer": "api", "glmer": "api", "lmer_many": "api", "glmer_many": "api",
+         "clear_cache": "api", "LmerModel": "model", "anova": "toolbox",
+         "ManyModels": "toolbox.many_tables"}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,12 +43,15 @@ __all__ = [
     *_error_names,
     "ALLOWED_FUNCTIONS",
     "LmerModel",
+    "ManyModels",
     "__version__",
     "anova",
     "clear_cache",
     "datasets",
     "glmer",
+    "glmer_many",
     "lmer",
+    "lmer_many",
     "load_ipython_extension",
 ]
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
 from typing import Any
 
-from . import cache
+from . import cache, convert
+from .errors import DataError
 from .fitting import issue_warnings
 from .isolation import fit_any
 from .model import LmerModel
 from .request import FitRequest
+from .toolbox.many import ManyModels, Plan, fit_many, plan_models
 
-__all__ = ["clear_cache", "fit", "glmer", "lmer"]
+__all__ = ["clear_cache", "fit", "glmer", "glmer_many", "lmer", "lmer_many"]
 
 
 def lmer(
@@ -171,3 +175,143 @@ def clear_cache(cache_dir: str | os.PathLike[str] | None = None) -> int:
     """Forget the fits remembered in memory and, with ``cache_dir``, delete the
     fits stored there. Returns how many were deleted from ``cache_dir``."""
     return cache.clear(cache_dir)
+
+
+def lmer_many(
+    formula: str | dict[str, str],
+    data: Any,
+    *,
+    responses: list[str] | None = None,
+    by: str | list[str] | None = None,
+    backend: Any = None,
+    workers: int | None = None,
+    p_adjust: str = "BH",
+    keep_models: bool = False,
+    progress: bool = True,
+    timeout: float | None = None,
+    chunk_size: int | None = None,
+    **lmer_options: Any,
+) -> ManyModels:
+    """Fit many linear mixed models and return one set of tidy tables.
+
+    Three modes, which combine:
+
+    - ``responses=[...]``: the formula's right-hand side fitted to each
+      response column (``formula`` may be one-sided, ``"~ Days + (Days | Subject)"``);
+      key column ``response``. Responses with the same missing-value pattern
+      share the design, which lme4 then builds once.
+    - ``by="col"`` or ``by=[...]``: one model per distinct value (rows with a
+      missing ``by`` value are left out); key columns the ``by`` columns.
+    - ``formula`` a dict of name -> formula: a formula grid; key column ``model``.
+
+    Parameters
+    ----------
+    formula : str or dict of str
+    data : pandas.DataFrame or polars.DataFrame
+    responses, by
+        As above.
+    backend : {"serial", "processes", "dask"} or distributed.Client, optional
+        Where the models are fitted: the notebook's own R (default with one
+        worker), local worker processes with an R each (default with
+        ``workers > 1``), a new Dask LocalCluster of ``workers`` processes, or
+        the cluster of a ``distributed.Client``. The tables are the same, bit
+        for bit, whatever the backend and number of workers.
+    workers : int, optional
+        Worker processes (default: up to 4, one per core).
+    p_adjust : str
+        R's ``p.adjust`` method for ``p_adjusted``, per term across models:
+        ``"BH"`` (default), ``"BY"``, ``"holm"``, ``"hochberg"``, ``"hommel"``,
+        ``"bonferroni"`` or ``"none"``.
+    keep_models : bool
+        Also fit each model in the notebook's R and keep it in ``.models``
+        (key -> LmerModel): costs a whole fit per model.
+    progress : bool
+        Show models done and failed while they run.
+    timeout : float, optional
+        Seconds for the whole batch; past it every worker is stopped and
+        LmerTimeoutError raised.
+    chunk_size : int, optional
+        Models per task (default: about eight tasks per worker, at most 200).
+    **lmer_options
+        As for :func:`lmer`: ``reml``, ``ddf`` ("satterthwaite" or "lme4"),
+        ``factors``, ``weights``, ``offset``, ``contrasts``, ``control``,
+        ``allow_functions``.
+
+    Returns
+    -------
+    ManyModels
+        ``coefs``, ``glance``, ``varcorr``, ``errors``, ``warnings`` and ``tidy()``.
+    """
+    return _many("lmer", formula, data, responses, by, backend, workers, p_adjust,
+                 keep_models, progress, timeout, chunk_size, lmer_options)
+
+
+def glmer_many(
+    formula: str | dict[str, str],
+    data: Any,
+    *,
+    family: str = "binomial",
+    responses: list[str] | None = None,
+    by: str | list[str] | None = None,
+    backend: Any = None,
+    workers: int | None = None,
+    p_adjust: str = "BH",
+    keep_models: bool = False,
+    progress: bool = True,
+    timeout: float | None = None,
+    chunk_size: int | None = None,
+    **glmer_options: Any,
+) -> ManyModels:
+    """Fit many generalized linear mixed models (lme4's ``glmer``) and return
+    one set of tidy tables: as :func:`lmer_many`, with ``family`` and the
+    options of :func:`glmer` (``nagq`` among them); z tests, ``df = inf``."""
+    return _many("glmer", formula, data, responses, by, backend, workers, p_adjust,
+                 keep_models, progress, timeout, chunk_size,
+                 {**glmer_options, "family": family})
+
+
+_MANY_REFUSED = ("isolate", "memory_limit", "cache_dir", "allow_large")
+
+
+def _many(kind: str, formula: str | dict[str, str], data: Any, responses: Any, by: Any,
+          backend: Any, workers: int | None, p_adjust: str, keep_models: bool,
+          progress: bool, timeout: float | None, chunk_size: int | None,
+          options: dict[str, Any]) -> ManyModels:
+    for name in _MANY_REFUSED:
+        if name in options:
+            raise DataError(f"{kind}_many does not take {name}=: the models run in workers "
+                            "of their own (backend=, workers=, timeout=).")
+    options = dict(options)
+    extra = tuple(options.pop("allow_functions", ()))
+    template = formula if isinstance(formula, str) else next(iter(formula.values()), "")
+    try:
+        request = FitRequest.build(template or "~ 1", kind=kind, extra_functions=extra,
+                                   data_name=getattr(data, "name", None) or "data",
+                                   **options)
+    except TypeError as exc:
+        raise DataError(f"{kind}_many: {exc}") from None
+    df = convert.as_pandas(data, request.data_name)
+    convert.check_labels(df, request.data_name)
+    if len(df) == 0:
+        raise DataError(f"'{request.data_name}' has no rows: there is nothing to fit.")
+    plan = plan_models(formula, df, request, responses=responses, by=by)
+    mm = fit_many(plan, backend=backend, workers=workers, p_adjust=p_adjust,
+                  progress_bar=progress, chunk_size=chunk_size, timeout=timeout)
+    if keep_models:
+        mm.models = _keep(plan, mm, df)
+    return mm
+
+
+def _keep(plan: Plan, mm: ManyModels, df: Any) -> dict[Any, LmerModel]:
+    """Each fitted model of the batch, fitted again in the notebook's R."""
+    failed = set(map(tuple, mm.errors[mm.key].itertuples(index=False, name=None)))
+    out: dict[Any, LmerModel] = {}
+    for i, key in enumerate(plan.keys.itertuples(index=False, name=None)):
+        if key in failed:
+            continue
+        data = df if plan.rows is None else df.iloc[plan.rows[i] - 1]
+        request = dataclasses.replace(plan.request, formula=plan.formulas[i])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the batch's warnings table has them
+            out[key[0] if len(key) == 1 else key] = fit(request, data)
+    return out

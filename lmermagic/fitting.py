@@ -22,7 +22,7 @@ from .rbridge import RFrame, get_r, watched
 from .request import FitRequest, raise_formula_problem
 
 __all__ = ["Prepared", "fit_fields", "issue_warnings", "model_fields", "prepare",
-           "result_fields", "run_prepared"]
+           "result_fields", "run_prepared", "used_columns"]
 
 _MAX_WARNINGS = 5
 
@@ -60,6 +60,17 @@ def prepare(request: FitRequest, data: Any) -> Prepared:
         options["limits"] = bounds
     return Prepared([convert.encode_column(c, df[c]) for c in used], len(df), options,
                     df.index)
+
+
+def used_columns(request: FitRequest, columns: list[str]) -> list[str]:
+    """The columns a fit of ``request`` uses (its formula's, weights, offset),
+    once R has checked the formula against ``columns`` and the allowlist
+    (a problem raises, naming the data)."""
+    r = get_r()
+    if request.kind == "lmer" and request.ddf != "lme4":
+        r.require("lmerTest")
+    allowed = r.allowed(request.extra_functions)
+    return _used_columns(request, _check_formula(r, request, columns, allowed), columns)
 
 
 def run_prepared(request: FitRequest, columns: list[convert.RColumn], nrow: int,

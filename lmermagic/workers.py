@@ -20,7 +20,6 @@ task from the task itself, never from the process that runs it.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import importlib.util
 import math
 import multiprocessing
@@ -48,43 +47,85 @@ def chunks(n: int, pieces: int) -> list[tuple[int, int]]:
 
 
 def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, R], None], *,
-              setup: Callable[[P], S], payload: P, workers: int = 1) -> None:
+              setup: Callable[[P], S], payload: P, workers: int = 1,
+              timeout: float | None = None,
+              died: Callable[[T, WorkerDied], None] | None = None) -> None:
     """Call ``done(task, work(state, task))`` for every task, as each completes.
 
     ``state`` is ``setup(payload)``, computed once per process. With
     ``workers > 1``, ``work``, ``setup`` and ``payload`` must pickle (functions
-    at module level). An error in a task or in ``done``, or Ctrl-C, cancels
-    the tasks not yet started and is raised once the running ones have
-    finished; no worker process outlives the call.
+    at module level) and each worker is a :class:`Worker`. An error in a task
+    or in ``done``, Ctrl-C, or ``timeout`` seconds (TimeoutError) end every
+    worker process at once, whatever it is doing, and the error is raised: no
+    worker outlives the call. A worker that dies during a task raises
+    :class:`WorkerDied`, or, with ``died``, is reported as ``died(task, exc)``
+    and replaced, and the other tasks go on.
     """
     if workers == 1:
         state = setup(payload)
         for task in tasks:
             done(task, work(state, task))
         return
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start,
-                                initargs=(setup, payload)) as pool:
-        futures = {pool.submit(_work, work, task): task for task in tasks}
-        try:
-            for fut in cf.as_completed(futures):
-                done(futures[fut], fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    todo = list(reversed(tasks))
+    pool = [Worker(setup, payload) for _ in range(max(1, min(workers, len(todo))))]
+    busy: dict[Worker, T] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        for w in pool:
+            w.start()
+        while todo or busy:
+            for w in pool:
+                if w._ready and w not in busy and todo:
+                    task = todo.pop()
+                    assert w._conn is not None
+                    w._conn.send((work, task, None))
+                    busy[w] = task
+            handles: dict[Any, Worker] = {}
+            for w in pool:
+                if w in busy or not w._ready:
+                    handles[w._conn] = w
+                    handles[w._proc.sentinel] = w
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0:
+                raise TimeoutError(f"the worker processes were stopped after {timeout:g} s")
+            for h in wait(list(handles), left):
+                w = handles[h]
+                if not w.alive and (w._conn is None or not w._conn.poll()):
+                    _replace_dead(w, busy, died)
+                    continue
+                if h is not w._conn:
+                    continue
+                try:
+                    status, value = w._conn.recv()
+                except EOFError:
+                    _replace_dead(w, busy, died)
+                    continue
+                if not w._ready:
+                    if status != "ok":
+                        raise value
+                    w._ready = True
+                    continue
+                task = busy.pop(w)
+                if status != "ok":
+                    raise value
+                done(task, value)
+    finally:
+        for w in pool:
+            w.stop()
 
 
-# The state of this worker process, set once by _start().
-_STATE: dict[str, Any] = {}
-
-
-def _start(setup: Callable[[Any], Any], payload: Any) -> None:
-    _STATE["state"] = setup(payload)
-
-
-def _work(work: Callable[[Any, Any], Any], task: Any) -> Any:
-    return work(_STATE["state"], task)
+def _replace_dead(w: Worker, busy: dict[Worker, Any],
+                  died: Callable[[Any, WorkerDied], None] | None) -> None:
+    """A worker's process ended: report its task (or raise), start another."""
+    proc = w._proc
+    if proc is not None:
+        proc.join(1)
+    exc = WorkerDied(None if proc is None else proc.exitcode)
+    if w not in busy or died is None:
+        raise exc
+    died(busy.pop(w), exc)
+    w.stop()
+    w.start()
 
 
 class WorkerDied(RuntimeError):

@@ -71,3 +71,35 @@ lmm_compat_confint_rows <- function(fit, ci) {
 }
 lmm_findbars <- function(f) .lmm_formula_fn("findbars")(f)
 lmm_nobars <- function(f) .lmm_formula_fn("nobars")(f)
+
+# lme4's lmer() or glmer() with its first step, the lFormula() / glFormula()
+# that builds the design, taken from `.lmm_design` (many.R) when that holds a
+# design already built: many responses on one design then cost the
+# optimisation alone, and each fit is still lme4's own code, release by
+# release. The one statement replaced is `lmod <- eval(mc, parent.frame(1L))`
+# (glmer: `glmod <- ...`), in lme4 1.1-31 to 2.1-0 alike; NULL where this lme4
+# has no such statement (many.R then fits every model with a whole lmer()).
+.lmm_compat_cache <- new.env(parent = emptyenv())
+lmm_compat_prebuilt <- function(kind) {
+    hit <- .lmm_compat_cache[[kind]]
+    if (!is.null(hit)) return(if (is.function(hit)) hit else NULL)
+    fun <- if (kind == "lmer") lme4::lmer else lme4::glmer
+    var <- as.name(if (kind == "lmer") "lmod" else "glmod")
+    b <- body(fun)
+    target <- call("<-", var, quote(eval(mc, parent.frame(1L))))
+    at <- which(vapply(as.list(b), function(s) identical(s, target), NA))
+    out <- FALSE
+    if (length(at) == 1L) {
+        b[[at]] <- call("<-", var, quote(.lmm_design$get(mc, parent.frame(1L))))
+        body(fun) <- b
+        formals(fun) <- c(formals(fun), alist(.lmm_design = ))
+        out <- fun
+    }
+    assign(kind, out, envir = .lmm_compat_cache)
+    if (is.function(out)) out else NULL
+}
+
+# A copy of an R object that shares no memory with it: lme4's C++ code writes
+# into the memory of a design's parts (theta, Lambdat) as it optimises, so a
+# design used again must be a fresh copy of the pristine one.
+lmm_compat_deepcopy <- function(x) .Call(get("deepcopy", envir = asNamespace("lme4")), x)

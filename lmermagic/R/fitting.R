@@ -149,50 +149,9 @@ lmm_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
             if (!is.null(too_large)) return(list(too_large = too_large))
         }
         rm(rows)
-        fitenv <- new.env(parent = baseenv())
-        fitenv$formula <- formula
-        cl <- switch(kind,
-            lmer = {
-                # Kenward-Roger goes through lmerTest; Satterthwaite df are ours.
-                fun <- if (opts$ddf == "kenward-roger") quote(lmerTest::lmer)
-                       else quote(lme4::lmer)
-                call("lmer", formula = quote(formula), data = quote(data), REML = opts$reml)
-            },
-            glmer = {
-                fitenv$family <- lmm_make_family(opts$family, opts$link)
-                fun <- quote(lme4::glmer)
-                call("glmer", formula = quote(formula), data = quote(data),
-                     family = quote(family))
-            },
-            glmer.nb = {
-                fun <- quote(lme4::glmer.nb)
-                call("glmer.nb", formula = quote(formula), data = quote(data))
-            })
-        cl[[1L]] <- fun
-        for (arg in c("weights", "offset")) {
-            col <- opts[[arg]]
-            if (length(col)) {
-                cl[[arg]] <- as.name(col)
-                # lme4's lFormula also get()s weights/offset from the calling frame.
-                assign(arg, data[[col]], envir = fitenv)
-            }
-        }
-        if (length(opts$contrasts)) {
-            fitenv$contrasts <- lapply(stats::setNames(nm = names(opts$contrasts)),
-                                       function(col) lmm_contrast(data[[col]],
-                                                                  opts$contrasts[[col]]))
-            cl$contrasts <- quote(contrasts)
-        }
-        if (length(opts$control)) {
-            fitenv$control <- lmm_control(if (kind == "lmer") "lmer" else "glmer",
-                                          opts$control)
-            cl$control <- quote(control)
-        }
-        if (kind == "glmer" && length(opts$nagq)) cl$nAGQ <- as.integer(opts$nagq)
-        if (isTRUE(progress)) cl$verbose <- 1L
-        fitenv$data <- data
+        todo <- lmm_fit_call(data, formula, opts, progress)
         t0 <- Sys.time()
-        fit <- eval(cl, fitenv)
+        fit <- eval(todo$call, todo$env)
         t1 <- Sys.time()
         # Show the formula itself, not the symbol it was bound to, in summary().
         fit@call$formula <- formula
@@ -213,6 +172,57 @@ lmm_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
         return(out)
     }
     c(out, res$value)
+}
+
+# The lme4 call of one fit and the environment it is evaluated in, which holds
+# what the call names (formula, data, family, weights, offset, contrasts,
+# control) and nothing else. fun: the function to call instead of the one the
+# options pick (many.R's lmer without lFormula).
+lmm_fit_call <- function(data, formula, opts, progress = FALSE, fun = NULL) {
+    kind <- opts$kind
+    fitenv <- new.env(parent = baseenv())
+    fitenv$formula <- formula
+    cl <- switch(kind,
+        lmer = {
+            # Kenward-Roger goes through lmerTest; Satterthwaite df are ours.
+            if (is.null(fun)) fun <- if (opts$ddf == "kenward-roger") quote(lmerTest::lmer)
+                                     else quote(lme4::lmer)
+            call("lmer", formula = quote(formula), data = quote(data), REML = opts$reml)
+        },
+        glmer = {
+            fitenv$family <- lmm_make_family(opts$family, opts$link)
+            if (is.null(fun)) fun <- quote(lme4::glmer)
+            call("glmer", formula = quote(formula), data = quote(data),
+                 family = quote(family))
+        },
+        glmer.nb = {
+            if (is.null(fun)) fun <- quote(lme4::glmer.nb)
+            call("glmer.nb", formula = quote(formula), data = quote(data))
+        })
+    cl[[1L]] <- fun
+    for (arg in c("weights", "offset")) {
+        col <- opts[[arg]]
+        if (length(col)) {
+            cl[[arg]] <- as.name(col)
+            # lme4's lFormula also get()s weights/offset from the calling frame.
+            assign(arg, data[[col]], envir = fitenv)
+        }
+    }
+    if (length(opts$contrasts)) {
+        fitenv$contrasts <- lapply(stats::setNames(nm = names(opts$contrasts)),
+                                   function(col) lmm_contrast(data[[col]],
+                                                              opts$contrasts[[col]]))
+        cl$contrasts <- quote(contrasts)
+    }
+    if (length(opts$control)) {
+        fitenv$control <- lmm_control(if (kind == "lmer") "lmer" else "glmer",
+                                      opts$control)
+        cl$control <- quote(control)
+    }
+    if (kind == "glmer" && length(opts$nagq)) cl$nAGQ <- as.integer(opts$nagq)
+    if (isTRUE(progress)) cl$verbose <- 1L
+    fitenv$data <- data
+    list(call = cl, env = fitenv)
 }
 
 # lmm_fit in a worker process (isolation.py): the fit and its data go back as
