@@ -71,3 +71,21 @@ lmm_compat_confint_rows <- function(fit, ci) {
 }
 lmm_findbars <- function(f) .lmm_formula_fn("findbars")(f)
 lmm_nobars <- function(f) .lmm_formula_fn("nobars")(f)
+
+# The per-observation fields of lme4's response module that augment() reports,
+# under broom.mixed's names (.mu, .offset, .sqrtXwt, .sqrtrwt, .weights, .wtres,
+# .eta). They are reference-class fields, not API: a field a release lacks (or
+# sizes differently) becomes NA rather than an error; lmer's response has no
+# eta, which is mu for its identity link.
+lmm_compat_resp_columns <- function(fit) {
+    resp <- fit@resp
+    mu <- as.numeric(resp$mu)
+    field <- function(name) {
+        v <- tryCatch(resp[[name]], error = function(e) NULL)
+        if (length(v) == length(mu)) as.numeric(v) else rep(NA_real_, length(mu))
+    }
+    out <- lapply(c(mu = "mu", offset = "offset", sqrtXwt = "sqrtXwt", sqrtrwt = "sqrtrwt",
+                    weights = "weights", wtres = "wtres", eta = "eta"), field)
+    if (inherits(fit, "lmerMod")) out$eta <- mu
+    stats::setNames(out, paste0(".", names(out)))
+}
