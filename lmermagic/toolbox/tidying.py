@@ -281,7 +281,7 @@ def augment(m: FittedModel) -> pd.DataFrame:
         data = convert.as_pandas(m.data, m.data_name)
         used = set(r_columns(m))
         for col in (c for c in data.columns if c in used):
-            out[col] = data[col].to_numpy()
+            out[col] = data[col].array  # the caller's dtype (categories kept)
     cols = value["columns"]
     for name in AUGMENT_COLUMNS:
         out[name] = tables.on_caller_index(np.asarray(cols[name], dtype=float), dropped,
