@@ -42,12 +42,12 @@ CASES = {
                    "lmerTest::lmer(diameter ~ 1 + (1 | plate) + (1 | sample), d)"),
     "cbpp": ("glmer", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp",
              {"family": "binomial"},
-             "lme4::glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), d, "
-             "family = binomial)"),
+             ("lme4::glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), d, "
+              "family = binomial)")),
     "poisson": ("glmer", "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)",
                 "grouseticks", {"family": "poisson"},
-                "lme4::glmer(TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION), "
-                "d, family = poisson)"),
+                ("lme4::glmer(TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION), "
+                 "d, family = poisson)")),
 }
 
 
