@@ -52,17 +52,23 @@ def _effects(effects: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(e for e in EFFECTS if e in wanted)
 
 
+def _float_columns(frame: pd.DataFrame, names: tuple[str, ...]) -> list[np.ndarray]:
+    block = frame.to_numpy()
+    return [block[:, frame.columns.get_loc(n)].astype(float) for n in names]
+
+
 def _fixed(m: FittedModel, conf_int: bool, conf_level: float,
            exponentiate: bool) -> dict[str, Any]:
-    c = m.coefs
-    est = c["estimate"].to_numpy(dtype=float)
-    se = c["std_error"].to_numpy(dtype=float)
+    # One block of floats read once: pandas' per-column access would cost more
+    # than the rest of the table.
+    est, se, stat, df, p_value = _float_columns(
+        m.coefs, ("estimate", "std_error", "statistic", "df", "p_value"))
     # broom.mixed reports no df for z tests (glmer) and lme4's plain t values.
     wald = m.kind != "lmer" or m.ddf == "lme4"
-    df = np.full(len(est), np.nan) if wald else c["df"].to_numpy(dtype=float)
-    out: dict[str, Any] = {"term": c.index.tolist(), "estimate": est, "std_error": se,
-                           "statistic": c["statistic"].to_numpy(dtype=float), "df": df,
-                           "p_value": c["p_value"].to_numpy(dtype=float)}
+    if wald:
+        df = np.full(len(est), np.nan)
+    out: dict[str, Any] = {"term": m.coefs.index.tolist(), "estimate": est,
+                           "std_error": se, "statistic": stat, "df": df, "p_value": p_value}
     if conf_int:
         # Wald limits: a t quantile at the model's df (Satterthwaite or
         # Kenward-Roger), as broom.mixed for lmerTest fits; normal otherwise.
@@ -82,8 +88,9 @@ def _ran_pars(m: FittedModel, scales: str) -> dict[str, Any]:
     by column: sd of a term, its correlations with the later terms, the next sd),
     whatever order R's as.data.frame(VarCorr()) gave them in."""
     vc = m.varcorr
-    groups, var1, var2 = vc["group"].tolist(), vc["var1"].tolist(), vc["var2"].tolist()
-    values = vc["sdcor" if scales == "sdcor" else "vcov"].to_numpy(dtype=float)
+    block = vc.to_numpy(dtype=object).T
+    groups, var1, var2, values = (block[vc.columns.get_loc(n)].tolist() for n in
+                                  ("group", "var1", "var2", scales))
     sd_prefix, cor_prefix = _SCALES[scales]
     sds: dict[str, list[int]] = {}
     pairs: dict[tuple[str, str, str], int] = {}
@@ -103,7 +110,8 @@ def _ran_pars(m: FittedModel, scales: str) -> dict[str, Any]:
                 rows.append(pairs[(g, terms[j], later)])
                 names.append(f"{cor_prefix}__{terms[j]}.{later}")
     n = len(rows)
-    return {"group": [groups[i] for i in rows], "term": names, "estimate": values[rows],
+    return {"group": [groups[i] for i in rows], "term": names,
+            "estimate": np.array([values[i] for i in rows], dtype=float),
             **{k: np.full(n, np.nan) for k in _STATS[1:]}}
 
 
