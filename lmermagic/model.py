@@ -21,6 +21,7 @@ from .toolbox import (
     rcode,
     refitting,
     tests,
+    tidying,
 )
 
 __all__ = ["LmerModel"]
@@ -157,6 +158,22 @@ class LmerModel(FittedModel):
         """A self-contained R script reproducing this fit; ``write=True`` writes the
         model's columns to ``path`` (CSV), from where the script reads them."""
         return rcode.r_code(self, path, write=write)
+
+    def tidy(self, effects: str | tuple[str, ...] | list[str] = ("fixed", "ran_pars"),
+             conf_int: bool = True, conf_level: float = 0.95, scales: str = "sdcor",
+             exponentiate: bool = False) -> pd.DataFrame:
+        """One row per parameter, as broom.mixed's ``tidy(m)`` in snake_case."""
+        return tidying.tidy(self, effects=effects, conf_int=conf_int, conf_level=conf_level,
+                            scales=scales, exponentiate=exponentiate)
+
+    def glance(self) -> pd.DataFrame:
+        """The fit statistics in one row, as broom.mixed's ``glance(m)`` in snake_case."""
+        return tidying.glance(self)
+
+    def augment(self) -> pd.DataFrame:
+        """The data with fitted values, residuals, hat values, ..., as broom.mixed's
+        ``augment(m)``."""
+        return tidying.augment(self)
 
     @property
     def ranef_table(self) -> pd.DataFrame:

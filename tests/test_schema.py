@@ -95,6 +95,38 @@ def test_toolbox_tables(models):
                                                "conf_low": FLOAT, "conf_high": FLOAT})
 
 
+TIDY = {"effect": STR, "group": STR, "term": STR, "estimate": FLOAT, "std_error": FLOAT,
+        "statistic": FLOAT, "df": FLOAT, "p_value": FLOAT}
+CONF = {"conf_low": FLOAT, "conf_high": FLOAT}
+GLANCE = {"nobs": INT, "sigma": FLOAT, "loglik": FLOAT, "aic": FLOAT, "bic": FLOAT,
+          "reml_crit": FLOAT, "deviance": FLOAT, "df_residual": INT, "converged": BOOL,
+          "singular": BOOL, "n_warnings": INT}
+AUGMENT = dict.fromkeys((".fitted", ".resid", ".hat", ".cooksd", ".fixed", ".mu", ".offset",
+                         ".sqrtXwt", ".sqrtrwt", ".weights", ".wtres", ".eta"), FLOAT)
+
+
+@pytest.mark.parametrize("name", ["m", "g"])
+def test_tidy_tables(models, name):
+    model = models[name]
+    _check(model.tidy(), None, {**TIDY, **CONF})
+    _check(model.tidy(conf_int=False), None, TIDY)
+    with_level = {"effect": STR, "group": STR, "level": STR, **dict(list(TIDY.items())[2:])}
+    _check(model.tidy(effects=["ran_vals", "ran_coefs"]), None, {**with_level, **CONF})
+    _check(model.glance(), None, GLANCE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        augmented = model.augment()
+    # The model's columns with the caller's own dtypes.
+    used = {"m": ["Reaction", "Days", "Subject"],
+            "g": ["herd", "incidence", "size", "period"]}[name]
+    data = {c: _kind(model.data[c].dtype) for c in used}
+    _check(augmented, augmented.index.name, {**data, **AUGMENT})
+    # Names as broom.mixed writes them, whatever lme4 calls the parameters.
+    terms = model.tidy(effects="ran_pars")["term"].tolist()
+    assert terms == {"m": ["sd__(Intercept)", "cor__(Intercept).Days", "sd__Days",
+                           "sd__Observation"], "g": ["sd__(Intercept)"]}[name]
+
+
 # lmermagic's order of the variance parameters: per random-effect term, its
 # standard deviations then its correlations, then sigma, then the fixed effects
 # (lme4 1.1's order; lme4 2.x's confint lists all standard deviations first).

@@ -103,3 +103,21 @@ lmm_compat_prebuilt <- function(kind) {
 # into the memory of a design's parts (theta, Lambdat) as it optimises, so a
 # design used again must be a fresh copy of the pristine one.
 lmm_compat_deepcopy <- function(x) .Call(get("deepcopy", envir = asNamespace("lme4")), x)
+
+# The per-observation fields of lme4's response module that augment() reports,
+# under broom.mixed's names (.mu, .offset, .sqrtXwt, .sqrtrwt, .weights, .wtres,
+# .eta). They are reference-class fields, not API: a field a release lacks (or
+# sizes differently) becomes NA rather than an error; lmer's response has no
+# eta, which is mu for its identity link.
+lmm_compat_resp_columns <- function(fit) {
+    resp <- fit@resp
+    mu <- as.numeric(resp$mu)
+    field <- function(name) {
+        v <- tryCatch(resp[[name]], error = function(e) NULL)
+        if (length(v) == length(mu)) as.numeric(v) else rep(NA_real_, length(mu))
+    }
+    out <- lapply(c(mu = "mu", offset = "offset", sqrtXwt = "sqrtXwt", sqrtrwt = "sqrtrwt",
+                    weights = "weights", wtres = "wtres", eta = "eta"), field)
+    if (inherits(fit, "lmerMod")) out$eta <- mu
+    stats::setNames(out, paste0(".", names(out)))
+}

@@ -13,7 +13,8 @@ DataFrame with R's numbers. R's statistic columns get stable snake_case names
 One module per job, each with its R half in ``R/toolbox/``: :mod:`.tests`,
 :mod:`.prediction`, :mod:`.intervals`, :mod:`.marginal` (emmeans),
 :mod:`.optimizers` (allFit), :mod:`.refitting` (refit, update),
-:mod:`.random_effects`, :mod:`.plots` (matplotlib figures); :mod:`._common` is
+:mod:`.random_effects`, :mod:`.tidying` (broom.mixed's tidy, glance and
+augment tables), :mod:`.plots` (matplotlib figures); :mod:`._common` is
 what they share.
 """
 
@@ -28,19 +29,25 @@ from .prediction import predict, simulate
 from .random_effects import ranef_table
 from .refitting import refit, update
 from .tests import anova, compare, drop1, model_anova, ranova
+from .tidying import augment, glance, glance_values, tidy, tidy_columns
 
 __all__ = [
     "allfit",
     "anova",
+    "augment",
     "compare",
     "confint",
     "drop1",
     "emmeans",
+    "glance",
+    "glance_values",
     "model_anova",
     "predict",
     "ranef_table",
     "ranova",
     "refit",
     "simulate",
+    "tidy",
+    "tidy_columns",
     "update",
 ]
