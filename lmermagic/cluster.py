@@ -91,7 +91,7 @@ def run_on_dask(work: Callable[[Any, Any], Any], tasks: Sequence[Any],
     which = {fut.key: task for fut, task in zip(futures, tasks)}
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        pending = distributed.as_completed(futures)
+        pending = distributed.as_completed(futures, loop=client.loop)
         while not pending.is_empty():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

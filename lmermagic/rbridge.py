@@ -486,8 +486,13 @@ def _own_version() -> str:
 
 
 def _buffer(arr: np.ndarray) -> memoryview:
-    """A contiguous array as the buffer rpy2 copies into a new R vector."""
-    return memoryview(cast(Any, np.ascontiguousarray(arr)))
+    """A contiguous array as the buffer rpy2 copies into a new R vector.
+
+    The buffer's format is the plain one rpy2 checks for ('d', 'i'): an array
+    rebuilt from pickle protocol 5 buffers (Dask ships data that way) reports
+    '=d', which rpy2 refuses."""
+    arr = np.ascontiguousarray(arr)
+    return memoryview(cast(Any, arr)).cast("B").cast(arr.dtype.char)
 
 
 def _main_thread() -> bool:

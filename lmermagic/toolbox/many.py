@@ -275,7 +275,8 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
                 f"the models were stopped after the time limit of {timeout:g} s ({len(parts)} "
                 f"of {len(chunks)} chunks done); every worker was stopped.") from None
     meta = {"backend": name, "workers": parallel, "chunk_size": size,
-            "seconds": time.monotonic() - t0, "p_adjust": method, "kind": request.kind}
+            "seconds": time.monotonic() - t0, "p_adjust": method, "kind": request.kind,
+            "ddf": request.ddf}
     return assemble(plan.keys, parts, method, meta)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from ..rbridge import get_r
 from ..tables import COEF_COLUMNS
+from .tidying import tidy_columns
 
 __all__ = ["GLANCE_COLUMNS", "ManyModels", "assemble"]
 
@@ -59,6 +60,11 @@ class ManyModels:
     meta: dict[str, Any]
     n_models: int
     models: dict[Any, Any] = field(default_factory=dict)
+    # the model number of each row of coefs and of varcorr (1-based, ascending)
+    _coef_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    _varcorr_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64),
+                                     repr=False)
+    _keys: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     def __len__(self) -> int:
         return self.n_models
@@ -67,23 +73,33 @@ class ManyModels:
     def n_failed(self) -> int:
         return len(self.errors)
 
-    def tidy(self) -> pd.DataFrame:
-        """broom.mixed's ``tidy()`` rows of every model, stacked: the key, then
-        ``effect, group, term, estimate, std_error, statistic, df, p_value,
-        p_adjusted, conf_low, conf_high``; fixed effects, then the variance
-        parameters (``sd__(Intercept)``, ``cor__(Intercept).Days``,
-        ``sd__Observation`` in group ``Residual``)."""
-        fixed = self.coefs.assign(effect="fixed", group=None)
-        vc = self.varcorr
-        sd = vc["var2"].isna()
-        term = np.where(sd, "sd__" + vc["var1"].fillna("Observation").astype(str),
-                        "cor__" + vc["var1"].astype(str) + "." + vc["var2"].astype(str))
-        ran = vc[self.key].assign(effect="ran_pars", group=vc["group"].to_numpy(), term=term,
-                                  estimate=vc["sdcor"].to_numpy())
-        out = pd.concat([fixed, ran], ignore_index=True)
+    def tidy(self, conf_int: bool = True, conf_level: float = 0.95) -> pd.DataFrame:
+        """Each model's ``m.tidy()`` (broom.mixed's table: fixed effects, then
+        the variance parameters ``sd__(Intercept)``, ``cor__(Intercept).Days``,
+        ``sd__Observation``), stacked under the key, with ``p_adjusted`` after
+        ``p_value``."""
+        kind, ddf = self.meta.get("kind", "lmer"), self.meta.get("ddf", "satterthwaite")
+        coefs = self.coefs.set_index("term")
+        c_at = _bounds(self._coef_ids, self.n_models)
+        v_at = _bounds(self._varcorr_ids, self.n_models)
+        keys = self._keys.to_numpy(dtype=object)
+        columns: dict[str, list[Any]] = {}
+        for model in np.union1d(self._coef_ids, self._varcorr_ids).tolist():
+            c0, c1 = c_at.get(model, (0, 0))
+            v0, v1 = v_at.get(model, (0, 0))
+            one = _Tables(coefs.iloc[c0:c1], self.varcorr.iloc[v0:v1], kind, ddf)
+            part = tidy_columns(cast(Any, one), conf_int=conf_int, conf_level=conf_level)
+            n, n_fixed = len(part["term"]), c1 - c0
+            part["p_adjusted"] = np.concatenate([
+                coefs["p_adjusted"].to_numpy()[c0:c1], np.full(n - n_fixed, np.nan)])
+            for j, k in enumerate(self.key):
+                columns.setdefault(k, []).extend([keys[model - 1, j]] * n)
+            for name, values in part.items():
+                columns.setdefault(name, []).extend(list(values))
         order = [*self.key, "effect", "group", "term", "estimate", "std_error", "statistic",
-                 "df", "p_value", "p_adjusted", "conf_low", "conf_high"]
-        return out[order]
+                 "df", "p_value", "p_adjusted",
+                 *(["conf_low", "conf_high"] if conf_int else [])]
+        return pd.DataFrame({c: columns.get(c, []) for c in order})
 
     def __repr__(self) -> str:
         m = self.meta
@@ -100,6 +116,23 @@ class ManyModels:
                 "tidy()</p></div>")
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """One model's tables, as tidy_columns reads them from a fitted model."""
+
+    coefs: pd.DataFrame
+    varcorr: pd.DataFrame
+    kind: str
+    ddf: str
+
+
+def _bounds(ids: np.ndarray, n: int) -> dict[int, tuple[int, int]]:
+    """Model number -> its rows [first, last) in a table sorted by model."""
+    models, first = np.unique(ids, return_index=True)
+    last = [*first[1:].tolist(), len(ids)]
+    return {int(m): (int(a), int(b)) for m, a, b in zip(models, first, last)}
+
+
 def _column(parts: list[dict[str, Any]], table: str, name: str) -> list[Any]:
     out: list[Any] = []
     for p in parts:
@@ -111,8 +144,9 @@ def _column(parts: list[dict[str, Any]], table: str, name: str) -> list[Any]:
 
 
 def _stack(parts: list[dict[str, Any]], table: str, names: list[str],
-           keys: pd.DataFrame) -> pd.DataFrame:
-    """One table of every chunk, in model order (rows of a model in R's order)."""
+           keys: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """One table of every chunk, in model order (rows of a model in R's order),
+    and the model number of each row."""
     ids = np.asarray(_column(parts, table, "id"), dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     frame = keys.iloc[ids[order] - 1].reset_index(drop=True)
@@ -120,30 +154,32 @@ def _stack(parts: list[dict[str, Any]], table: str, names: list[str],
         values = np.asarray(_column(parts, table, name), dtype=object)[order] \
             if len(ids) else np.asarray([], dtype=object)
         frame[name] = values
-    return frame
+    return frame, ids[order]
 
 
 def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
              meta: dict[str, Any]) -> ManyModels:
     """The ManyModels of R's chunk results ``parts``, in any order."""
     key = list(keys.columns)
-    coefs = _stack(parts, "coefs", ["terms", *COEF_COLUMNS], keys).rename(
-        columns={"terms": "term"})
+    coefs, coef_ids = _stack(parts, "coefs", ["terms", *COEF_COLUMNS], keys)
+    coefs = coefs.rename(columns={"terms": "term"})
     for c in COEF_COLUMNS:
         coefs[c] = coefs[c].astype(float)
     coefs["term"] = coefs["term"].astype(str)
     coefs.insert(coefs.columns.get_loc("p_value") + 1, "p_adjusted",
                  _p_adjust(coefs["p_value"].to_numpy(), coefs["term"].to_numpy(), p_adjust))
-    glance = _stack(parts, "glance", GLANCE_COLUMNS, keys)
+    glance, _ = _stack(parts, "glance", GLANCE_COLUMNS, keys)
     for c in GLANCE_COLUMNS:
         glance[c] = glance[c].astype(int if c in _INTS else bool if c in _BOOLS else float)
-    varcorr = _stack(parts, "varcorr", ["group", "var1", "var2", "vcov", "sdcor"], keys)
+    varcorr, varcorr_ids = _stack(parts, "varcorr", ["group", "var1", "var2", "vcov", "sdcor"],
+                                  keys)
     for c in ("vcov", "sdcor"):
         varcorr[c] = varcorr[c].astype(float)
-    errors = _stack(parts, "errors", ["type", "message"], keys).rename(
+    errors = _stack(parts, "errors", ["type", "message"], keys)[0].rename(
         columns={"type": "error_type"})
-    warnings = _stack(parts, "warnings", ["message"], keys)
-    return ManyModels(key, coefs, glance, varcorr, errors, warnings, meta, len(keys))
+    warnings = _stack(parts, "warnings", ["message"], keys)[0]
+    return ManyModels(key, coefs, glance, varcorr, errors, warnings, meta, len(keys),
+                      _coef_ids=coef_ids, _varcorr_ids=varcorr_ids, _keys=keys)
 
 
 def _p_adjust(p: np.ndarray, terms: np.ndarray, method: str) -> np.ndarray:

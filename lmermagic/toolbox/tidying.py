@@ -57,17 +57,17 @@ def _float_columns(frame: pd.DataFrame, names: tuple[str, ...]) -> list[np.ndarr
     return [block[:, frame.columns.get_loc(n)].astype(float) for n in names]
 
 
-def _fixed(m: FittedModel, conf_int: bool, conf_level: float,
+def _fixed(coefs: pd.DataFrame, kind: str, ddf: str, conf_int: bool, conf_level: float,
            exponentiate: bool) -> dict[str, Any]:
     # One block of floats read once: pandas' per-column access would cost more
     # than the rest of the table.
     est, se, stat, df, p_value = _float_columns(
-        m.coefs, ("estimate", "std_error", "statistic", "df", "p_value"))
+        coefs, ("estimate", "std_error", "statistic", "df", "p_value"))
     # broom.mixed reports no df for z tests (glmer) and lme4's plain t values.
-    wald = m.kind != "lmer" or m.ddf == "lme4"
+    wald = kind != "lmer" or ddf == "lme4"
     if wald:
         df = np.full(len(est), np.nan)
-    out: dict[str, Any] = {"term": m.coefs.index.tolist(), "estimate": est,
+    out: dict[str, Any] = {"term": coefs.index.tolist(), "estimate": est,
                            "std_error": se, "statistic": stat, "df": df, "p_value": p_value}
     if conf_int:
         # Wald limits: a t quantile at the model's df (Satterthwaite or
@@ -83,11 +83,10 @@ def _fixed(m: FittedModel, conf_int: bool, conf_level: float,
     return out
 
 
-def _ran_pars(m: FittedModel, scales: str) -> dict[str, Any]:
+def _ran_pars(vc: pd.DataFrame, scales: str) -> dict[str, Any]:
     """The variance parameters per group in the lower triangle's order (column
     by column: sd of a term, its correlations with the later terms, the next sd),
     whatever order R's as.data.frame(VarCorr()) gave them in."""
-    vc = m.varcorr
     block = vc.to_numpy(dtype=object).T
     groups, var1, var2, values = (block[vc.columns.get_loc(n)].tolist() for n in
                                   ("group", "var1", "var2", scales))
@@ -167,10 +166,10 @@ def tidy_columns(m: FittedModel, effects: str | Iterable[str] = ("fixed", "ran_p
     parts = []
     for effect in wanted:
         if effect == "fixed":
-            part = _fixed(m, conf_int, conf_level, exponentiate)
+            part = _fixed(m.coefs, m.kind, m.ddf, conf_int, conf_level, exponentiate)
             part["group"] = [None] * len(part["term"])
         elif effect == "ran_pars":
-            part = _ran_pars(m, scales)
+            part = _ran_pars(m.varcorr, scales)
         elif effect == "ran_vals":
             part = _ran_vals(m, conf_int, conf_level)
         else:
