@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     notes = []
     if sizes:
         notes.append(f"disk entry: {statistics.median(sizes) / 1e6:.1f} MB "
-                     "(R's serialize() of the fit and its data, plus the header)")
+                     "(the packed tables, R's serialize() of the fit and its data, the "
+                     "header)")
     notes.extend(f"error: {e}" for e in errors[:3])
     emit(rows, notes, args.json)
     return 0

@@ -15,8 +15,9 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -96,13 +97,40 @@ def load(advice: str) -> Rpy2:
     """Import rpy2's low-level interface, or raise RNotAvailableError that
     says why and what to install (``advice`` is the general install text)."""
     try:
-        import rpy2.rinterface as ri
-        from rpy2.rinterface_lib import callbacks, embedded, openrlib
+        with _no_library_path_probe():
+            import rpy2.rinterface as ri
+            from rpy2.rinterface_lib import callbacks, embedded, openrlib
     except Exception as exc:  # ImportError, or OSError when libR is missing
         problem = known_problem(r_version_outside(), distributions(), str(exc))
         text = f"rpy2 could not load R: {exc}"
         raise RNotAvailableError(f"{text}\n{problem or advice}") from exc
     return Rpy2(ri=ri, callbacks=callbacks, embedded=embedded, openrlib=openrlib)
+
+
+@contextlib.contextmanager
+def _no_library_path_probe() -> Iterator[None]:
+    """Keep rpy2 from starting Rscript at import (both lines, 0.1-0.3 s: half
+    of R's start-up when a fit comes from the disk cache) only to read R's
+    LD_LIBRARY_PATH: rpy2 puts that into os.environ when R starts, where it
+    is too late for this process, and :meth:`Rpy2.start` removes it again
+    (see there). Without the probe rpy2 adds an empty entry instead."""
+    if "rpy2.rinterface_lib.openrlib" in sys.modules:
+        yield
+        return
+    try:
+        import rpy2.situation as situation
+    except Exception:  # load() reports what is missing
+        yield
+        return
+    probe = getattr(situation, "r_ld_library_path_from_subprocess", None)
+    if probe is None:
+        yield
+        return
+    situation.r_ld_library_path_from_subprocess = lambda r_home: ""
+    try:
+        yield
+    finally:
+        situation.r_ld_library_path_from_subprocess = probe
 
 
 def distributions() -> dict[str, str | None]:

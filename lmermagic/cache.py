@@ -13,19 +13,30 @@ its data and the tables read from it. A hit rebuilds the model's pandas
 objects from copies of the tables, so that no two models share a mutable
 object; the R objects are shared, as R never changes them in place.
 
-**Disk** (opt-in: ``%config LmerMagics.cache_dir``, ``cache_dir=``). An entry is
-R's own ``serialize()`` of the fit, its data and R's warnings, behind a
-header: magic, format version, key, payload length, and a MAC (keyed BLAKE2b)
-over all of it. The MAC's key is a random secret made in the directory when
-it is first used. A hit ``unserialize()``s inside R and rebuilds the tables
-through the normal path (the coefficient table, whose Satterthwaite df are the
-fit's dearest part, travels on the fit). Nothing is ever unpickled.
+**Disk** (opt-in: ``%config LmerMagics.cache_dir``, ``cache_dir=``). An entry
+has two parts behind a header (magic, format version, key, the parts'
+lengths, and a MAC, keyed BLAKE2b, over all of it): the tables the fit
+returned, exactly as R packed them for the trip to Python (``lmm_pack``,
+written as bytes by ``lmm_pack_raw``), with R's warnings and messages; and
+R's own ``serialize()`` of the fit and its data. The MAC's key is a random
+secret made in the directory when it is first used. A hit reads the tables
+in Python (:func:`lmermagic.packed.from_bytes`: plain arrays and strings in
+a self-describing layout lmermagic parses itself), and they become the
+model's fields through the same decoding as a fresh fit's
+(:func:`lmermagic.fitting.model_fields`, :mod:`lmermagic.tables`). The fit
+itself stays bytes until a method needs it; R then ``unserialize()``s it
+(loading lme4 and Matrix, most of what a restore used to take), as it does
+an isolated fit's (:class:`lmermagic.rbridge.Serialized`). Nothing is ever
+unpickled.
 
 What is trusted: R's ``unserialize()`` can rebuild objects that run code when
 used (closures, promises), so an entry is only read if its MAC verifies, that
 is, if it was written with this directory's secret; a crafted, foreign
 (another user's or machine's), truncated or corrupt entry is refused with a
-warning and the model refitted. The secret is only as safe as the directory:
+warning and the model refitted. So are verified tables that are not a fit's
+(:func:`stored_tables`); a verified fit part that R cannot read as a fit
+can only be lmermagic's own mistake, and the first method that needs it
+says so. The secret is only as safe as the directory:
 it is created with mode 0o700, and a directory that other users can write to
 or that belongs to someone else is not used (with a warning). Entries are
 written to a temporary file and renamed into place, so two processes storing
@@ -48,20 +59,27 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import packed
 from .convert import RColumn
 from .errors import CacheWarning
 from .request import FitRequest
 
 __all__ = ["MAX_BYTES", "MEMORY_ENTRIES", "Entry", "clear", "directory", "discard", "fit_key",
-           "load", "recall", "remember", "store", "warn"]
+           "load", "recall", "remember", "store", "stored_tables", "warn"]
 
-FORMAT = 1
+FORMAT = 2
 MAGIC = b"LMMFIT\r\n"  # the \r\n catches a copy that changed line ends
-_HEADER = struct.Struct(">8sI32sQ32s")  # magic, format, key, payload length, MAC
+# magic, format, key, number of parts; then each part's length; then the MAC
+_PREFIX = struct.Struct(">8sI32sI")
+_LENGTH = struct.Struct(">Q")
+_MAC_SIZE = 32
+MAX_PARTS = 8
+# What the stored tables say they are: lmm_cache_format in R/cache.R.
+TABLES_FORMAT = 2
 SUFFIX = ".lmmfit"
 SECRET = ".secret"
 
@@ -172,28 +190,38 @@ def _secret(d: Path) -> bytes:
     return path.read_bytes()
 
 
-def _mac(secret: bytes, header: bytes, payload: bytes) -> bytes:
-    h = hashlib.blake2b(digest_size=32, key=secret)
+def _mac(secret: bytes, header: bytes, parts: Sequence[bytes]) -> bytes:
+    h = hashlib.blake2b(digest_size=_MAC_SIZE, key=secret)
     h.update(header)
-    h.update(payload)
+    for part in parts:
+        h.update(part)
     return h.digest()
+
+
+def _header(key: bytes, parts: Sequence[bytes]) -> bytes:
+    return _PREFIX.pack(MAGIC, FORMAT, key, len(parts)) + b"".join(
+        _LENGTH.pack(len(p)) for p in parts)
 
 
 def entry_path(d: Path, key: bytes) -> Path:
     return d / f"{key.hex()}{SUFFIX}"
 
 
-def store(d: Path, key: bytes, payload: bytes, max_bytes: int = MAX_BYTES) -> None:
-    """Write one entry atomically; drop the least recently used ones beyond max_bytes."""
-    if _HEADER.size + len(payload) > max_bytes:
+def store(d: Path, key: bytes, parts: Sequence[bytes], max_bytes: int = MAX_BYTES) -> None:
+    """Write one entry of ``parts`` atomically; drop the least recently used
+    ones beyond max_bytes."""
+    if not 0 < len(parts) <= MAX_PARTS:
+        raise ValueError(f"an entry has 1 to {MAX_PARTS} parts")
+    head = _header(key, parts)
+    if len(head) + _MAC_SIZE + sum(len(p) for p in parts) > max_bytes:
         return
-    head = struct.pack(">8sI32sQ", MAGIC, FORMAT, key, len(payload))
-    mac = _mac(_secret(d), head, payload)
+    mac = _mac(_secret(d), head, parts)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(head + mac)
-            fh.write(payload)
+            for part in parts:
+                fh.write(part)
         os.replace(tmp, entry_path(d, key))
     except BaseException:
         with contextlib.suppress(OSError):
@@ -202,43 +230,72 @@ def store(d: Path, key: bytes, payload: bytes, max_bytes: int = MAX_BYTES) -> No
     prune(d, max_bytes)
 
 
-def load(d: Path, key: bytes) -> bytes | None:
-    """The payload stored under ``key``, or None: absent, or refused with a warning
+def load(d: Path, key: bytes) -> list[bytes] | None:
+    """The parts stored under ``key``, or None: absent, or refused with a warning
     (and removed) when it is not a whole entry written here for this key."""
     path = entry_path(d, key)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            problem, parts = _read(d, key, fh, os.fstat(fh.fileno()).st_size)
     except FileNotFoundError:
         return None
     except OSError as exc:
         warn(f"cannot read {path.name}: {exc}; refitting.")
         return None
-    problem = _check(d, key, raw)
     if problem:
         warn(f"ignoring {path.name}: {problem}; refitting.")
         discard(d, key)
         return None
     with contextlib.suppress(OSError):
         os.utime(path)  # recently used: pruned last
-    return raw[_HEADER.size:]
+    return parts
 
 
-def _check(d: Path, key: bytes, raw: bytes) -> str | None:
-    if len(raw) < _HEADER.size:
-        return "truncated (shorter than its header)"
-    magic, fmt, stored_key, length, mac = _HEADER.unpack_from(raw)
+def _read(d: Path, key: bytes, fh: BinaryIO, size: int) -> tuple[str | None, list[bytes]]:
+    """(what is wrong with the entry or None, its parts). Lengths are checked
+    against the file's size before anything that long is read."""
+    prefix = fh.read(_PREFIX.size)
+    if len(prefix) < _PREFIX.size:
+        return "truncated (shorter than its header)", []
+    magic, fmt, stored_key, n = _PREFIX.unpack(prefix)
     if magic != MAGIC:
-        return "not an lmermagic cache entry"
+        return "not an lmermagic cache entry", []
     if fmt != FORMAT:
-        return f"written in format {fmt}, this lmermagic reads {FORMAT}"
+        return f"written in format {fmt}, this lmermagic reads {FORMAT}", []
     if stored_key != key:
-        return "stored under another key"
-    if length != len(raw) - _HEADER.size:
-        return f"truncated or padded ({len(raw) - _HEADER.size} bytes of {length})"
-    expected = _mac(_secret(d), raw[:_HEADER.size - 32], raw[_HEADER.size:])
+        return "stored under another key", []
+    if not 0 < n <= MAX_PARTS:
+        return f"a header that announces {n} parts", []
+    lengths_raw = fh.read(n * _LENGTH.size)
+    mac = fh.read(_MAC_SIZE)
+    if len(mac) < _MAC_SIZE:
+        return "truncated (shorter than its header)", []
+    lengths = [_LENGTH.unpack_from(lengths_raw, i * _LENGTH.size)[0] for i in range(n)]
+    body = size - len(prefix) - len(lengths_raw) - _MAC_SIZE
+    if sum(lengths) != body:
+        return f"truncated or padded ({body} bytes of {sum(lengths)})", []
+    parts = [fh.read(length) for length in lengths]
+    expected = _mac(_secret(d), prefix + lengths_raw, parts)
     if not hmac.compare_digest(mac, expected):
-        return "its MAC does not verify (written elsewhere, or altered)"
-    return None
+        return "its MAC does not verify (written elsewhere, or altered)", []
+    return None, parts
+
+
+def stored_tables(parts: list[bytes]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The fit's tables and R's warnings and messages from an entry's first
+    part (R's ``lmm_pack_raw``, parsed by :func:`lmermagic.packed.from_bytes`);
+    :class:`~lmermagic.packed.PackError` if it holds anything else."""
+    if len(parts) != 2:
+        raise packed.PackError(f"an entry of {len(parts)} parts, not 2")
+    stored = packed.from_bytes(parts[0])
+    ok = (isinstance(stored, dict) and isinstance(stored.get("tables"), dict)
+          and isinstance(stored.get("format"), np.ndarray)
+          and stored["format"].tolist() == [TABLES_FORMAT]
+          and isinstance(stored.get("texts"), list)
+          and all(isinstance(t, str) for t in stored["texts"]))
+    if not ok:
+        raise packed.PackError("it does not hold the tables of a fit stored by lmermagic")
+    return stored["tables"], tuple(stored["texts"])
 
 
 def discard(d: Path, key: bytes) -> None:

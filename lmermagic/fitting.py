@@ -16,9 +16,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import cache, convert, preflight, tables
+from . import cache, convert, packed, preflight, tables
 from .errors import DataError, FitError, did_you_mean, excerpt, reissue
-from .rbridge import RFrame, get_r, watched
+from .rbridge import RFrame, Serialized, get_r, watched
 from .request import FitRequest, raise_formula_problem
 
 __all__ = ["Prepared", "fit_fields", "issue_warnings", "model_fields", "prepare",
@@ -74,16 +74,20 @@ def used_columns(request: FitRequest, columns: list[str]) -> list[str]:
 
 
 def run_prepared(request: FitRequest, columns: list[convert.RColumn], nrow: int,
-                 options: dict[str, Any], serialized: bool = False) -> dict[str, Any]:
+                 options: dict[str, Any], serialized: bool = False,
+                 cached: bool = False) -> dict[str, Any]:
     """R's result list for one prepared fit: the fit and its data as R objects,
-    or (``serialized``) as one raw vector, ``raw``, of R's serialisation."""
+    or (``serialized``) as one raw vector, ``raw``, of R's serialisation.
+    ``cached``: also the tables as bytes for the disk cache, ``cache_tables``."""
     r = get_r()
     # a watched fit (the live status) has lme4 print its evaluations
     progress = () if serialized else (watched(),)
+    name, keep = ("lmm_fit_serialized", ("raw",)) if serialized else (
+        ("lmm_cache_fit", ("fit", "data", "cache_tables")) if cached
+        else ("lmm_fit", ("fit", "data")))
     return cast(dict[str, Any], r.run(
-        "lmm_fit_serialized" if serialized else "lmm_fit", RFrame(columns, nrow),
-        request.formula, options, r.allowed(request.extra_functions), *progress,
-        keep=("raw",) if serialized else ("fit", "data"), timeout=request.timeout,
+        name, RFrame(columns, nrow), request.formula, options,
+        r.allowed(request.extra_functions), *progress, keep=keep, timeout=request.timeout,
         packed=True))
 
 
@@ -105,13 +109,14 @@ def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
         entry = _from_disk(request, disk, key, cells)
     if entry is None:
         source = "miss"
-        res = run_prepared(request, prep.columns, prep.nrow, prep.options)
+        res = run_prepared(request, prep.columns, prep.nrow, prep.options,
+                           cached=disk is not None)
         if "error" in res or "too_large" in res:
             return result_fields(request, data, prep, res, None, None)  # raises
         texts = list(res.get("warnings") or []) + list(res.get("messages") or [])
         entry = cache.Entry(res["fit"], res["data"], res["tables"], tuple(texts), cells)
         if disk is not None:
-            _to_disk(entry, disk, key)
+            _to_disk(entry, disk, key, res["cache_tables"])
     cache.remember(key, entry)
     # Copies: a model's tables are its own, whoever else got the same entry.
     res = {"tables": copy.deepcopy(entry.tables), "warnings": list(entry.texts)}
@@ -149,28 +154,33 @@ def result_fields(request: FitRequest, data: Any, prep: Prepared, res: dict[str,
     }
 
 
-def _to_disk(entry: cache.Entry, disk: Any, key: bytes) -> None:
-    payload = get_r().run("lmm_cache_payload", entry.fit, entry.data, list(entry.texts))
+def _to_disk(entry: cache.Entry, disk: Any, key: bytes, tables_raw: Any) -> None:
+    """Store the tables R packed as bytes and R's serialisation of the fit and
+    its data, as one entry of two parts."""
+    r = get_r()
+    parts = [r.raw_bytes(tables_raw),
+             r.run("lmm_cache_payload", entry.fit, entry.data)]
     try:
-        cache.store(disk, key, payload)
+        cache.store(disk, key, parts)
     except OSError as exc:
         cache.warn(f"could not store the fit in {str(disk)!r}: {exc}")
 
 
 def _from_disk(request: FitRequest, disk: Any, key: bytes,
                cells: int) -> cache.Entry | None:
-    payload = cache.load(disk, key)
-    if payload is None:
+    """The entry stored under ``key``: its tables read in Python (no R, no
+    lme4), the fit and its data left as R's bytes until a method needs them."""
+    parts = cache.load(disk, key)
+    if parts is None:
         return None
-    res = get_r().run("lmm_cache_restore", payload, request.kind, keep=("fit", "data"),
-                timeout=request.timeout, packed=True)
-    if "error" in res:
-        cache.warn(f"R could not read the stored fit ({excerpt(str(res['error'][0]))}); "
-                   "refitting.")
+    try:
+        tables, texts = cache.stored_tables(parts)
+    except packed.PackError as exc:
+        cache.warn(f"the stored tables could not be read ({exc}); refitting.")
         cache.discard(disk, key)
         return None
-    return cache.Entry(res["fit"], res["data"], res["tables"], tuple(res.get("texts") or []),
-                       cells)
+    bundle = Serialized(parts[1], ("fit", "data"), reader="lmm_cache_unserialize")
+    return cache.Entry(bundle.handle("fit"), bundle.handle("data"), tables, texts, cells)
 
 
 # Formulas that passed the check, by (formula, columns, allowlist): the check is

@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
-from . import _rpy2
+from . import _rpy2, packed
 from .convert import NA_INTEGER, RColumn
 from .errors import (
     FitError,
@@ -130,11 +130,15 @@ class Serialized:
     first time one is needed, then kept. Nothing is unpickled.
 
     ``handle(name)`` is a handle that goes wherever an :class:`RObject` goes.
+    ``reader`` is the R function that unserializes ``raw`` into a named list
+    (one of lmermagic's, which may also check what it read and stop).
     """
 
-    def __init__(self, raw: bytes, names: Sequence[str]) -> None:
+    def __init__(self, raw: bytes, names: Sequence[str],
+                 reader: str = "lmm_unserialize") -> None:
         self._raw: bytes | None = raw
         self._names = tuple(names)
+        self._reader = reader
         self._objects: dict[str, RObject] = {}
 
     @property
@@ -147,7 +151,7 @@ class Serialized:
     def get(self, name: str) -> RObject:
         with _lock:
             if self._raw is not None:
-                value = get_r().run("lmm_unserialize", self._raw, keep=self._names)
+                value = get_r().run(self._reader, self._raw, keep=self._names)
                 self._objects = {n: value[n] for n in self._names}
                 self._raw = None  # the R objects hold it all now
             return self._objects[name]
@@ -524,7 +528,7 @@ def _atomic(obj: Any) -> Any:
     elif isinstance(obj, ri.IntSexpVector):
         arr = _numpy(obj, np.int32)
     elif isinstance(obj, ri.BoolSexpVector):
-        return _logical(_numpy(obj, np.int32))
+        return packed.logical(_numpy(obj, np.int32))
     else:
         raise TypeError(type(obj).__name__)
     dim = _attr(obj, "dim")
@@ -600,79 +604,23 @@ def _numpy(vec: Any, dtype: Any, copy: bool = True) -> np.ndarray:
 
 
 def unpack(obj: Any) -> Any:
-    """Rebuild what R's ``lmm_pack`` flattened; values as :func:`to_py` gives.
+    """Rebuild what R's ``lmm_pack`` flattened (:func:`lmermagic.packed.build`).
 
     Arrays are copies (never views into R's memory); kept elements become
     :class:`RObject` handles. Lock held.
     """
+    import rpy2.rinterface as ri
+
     spec_v, dbl_v, int_v, chr_v, nbytes_v, kept_v, vecs_v = obj
-    text = str(chr_v[0]).encode("utf-8")
-    strs: list[str | None] = []
-    at = 0
-    for nb in _numpy(nbytes_v, np.int32).tolist():
-        if nb < 0:
-            strs.append(None)
-        else:
-            strs.append(text[at:at + nb].decode("utf-8"))
-            at += nb
+    strs = packed.strings(str(chr_v[0]).encode("utf-8"),
+                          _numpy(nbytes_v, np.int32).tolist())
     # The pools are read in place (R's result is alive during this call); every
     # value taken from them is a copy.
-    nodes = _Nodes(spec=_numpy(spec_v, np.int32).reshape(-1, 6).tolist(),
-                   dbl=_numpy(dbl_v, np.float64, copy=False),
-                   ints=_numpy(int_v, np.int32, copy=False), strs=strs,
-                   kept=[RObject(v) for v in kept_v], vecs=vecs_v)
-    return _build(nodes)
-
-
-@dataclass
-class _Nodes:
-    """unpack()'s input and read position. A plain object walked by a module
-    function: a recursive closure would be a reference cycle holding the R
-    objects until Python's cyclic garbage collector happened to run."""
-
-    spec: list[list[int]]
-    dbl: np.ndarray
-    ints: np.ndarray
-    strs: list[str | None]
-    kept: list[RObject]
-    vecs: Any
-    pos: int = 0
-
-
-def _build(st: _Nodes) -> Any:
-    kind, n, off, names_off, nrow, ncol = st.spec[st.pos]
-    st.pos += 1
-    names = st.strs[names_off:names_off + n] if names_off >= 0 else None
-    value: Any
-    if kind == 0:
-        return None
-    if kind in (1, 2):
-        items = [_build(st) for _ in range(n)]
-        return dict(zip(names, items)) if names is not None else items
-    if kind == 7:
-        return st.kept[off]
-    if kind in (5, 6):  # no matrix shape, as to_py
-        value = _logical(st.ints[off:off + n]) if kind == 5 else st.strs[off:off + n]
-        return dict(zip(names, list(value))) if names is not None else value
-    if kind == 3:
-        value = st.dbl[off:off + n].copy()
-    elif kind == 4:
-        value = st.ints[off:off + n].copy()
-    else:  # 8, 9: long vectors that crossed on their own
-        value = _numpy(st.vecs[off], np.float64 if kind == 8 else np.int32)
-    if nrow >= 0:
-        return value.reshape((nrow, ncol), order="F")
-    return dict(zip(names, list(value))) if names is not None else value
-
-
-def _logical(raw: np.ndarray) -> Any:
-    """R logical values as int32 -> bool array, or pandas' boolean where NA."""
-    na = raw == NA_INTEGER
-    if not na.any():
-        return raw.astype(bool)
-    out = pd.array(raw.astype(bool), dtype="boolean")
-    out[na] = pd.NA
-    return out
+    vecs = [_numpy(v, np.float64 if isinstance(v, ri.FloatSexpVector) else np.int32)
+            for v in vecs_v]
+    return packed.build(_numpy(spec_v, np.int32), _numpy(dbl_v, np.float64, copy=False),
+                        _numpy(int_v, np.int32, copy=False), strs, vecs,
+                        kept=[RObject(v) for v in kept_v])
 
 
 def frame_to_pandas(obj: Any) -> pd.DataFrame:

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                        "lmermagic.workers", "lmermagic.cluster", "lmermagic.cache"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
-                    "lmermagic.rsyntax",
+                    "lmermagic.rsyntax", "lmermagic.packed",
                     "lmermagic.fitted"]),
     ("errors", ["lmermagic.errors"]),
 ]

@@ -2,7 +2,9 @@
 Chromium (Debian's chromium + chromium-driver, driven by Selenium), every cell
 run by JupyterLab's "Run All Cells" command. The page must show the model card's
 tables, a plot image and, while the first fit runs, the live status line; a
-screenshot goes to build/.
+screenshot goes to build/. Then Tab completion as a user meets it: a formula
+typed key by key into a cell, Tab, JupyterLab's completer listing the data
+frame's columns, one accepted with the keyboard.
 
 Everything stays on 127.0.0.1. The test fails (never skips) when the browser
 or JupyterLab cannot start: `make test` installs both (scripts/setup-system.sh,
@@ -21,7 +23,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +198,111 @@ def test_quickstart_runs_in_jupyterlab_in_chromium(lab, browser):
     # the live status line was seen while the first fit (R starting) ran, then cleared
     assert status_seen, "no live status line seen while the first fit ran"
     assert not driver.find_elements(By.CSS_SELECTOR, ".lmermagic-status")
+
+
+# A frame whose columns "Days" and "Date" both start with "Da": the completer
+# lists both (a single match would be inserted without showing the list).
+SETUP = """%load_ext lmermagic
+import pandas as pd
+sleep = pd.DataFrame({"Reaction": [249.6, 258.7, 250.8], "Days": [0, 1, 2],
+                      "Date": pd.date_range("2024-01-01", periods=3),
+                      "Subject": ["308", "308", "308"]})"""
+TYPED = "%lmer -d sleep Reaction ~ Da"
+
+
+def _put_notebook(base: str, token: str, name: str, sources: list[str]) -> None:
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+              "source": src} for src in sources]
+    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    body = json.dumps({"type": "notebook", "format": "json", "content": nb}).encode()
+    req = urllib.request.Request(f"{base}/api/contents/{name}", data=body, method="PUT",
+                                 headers={"Authorization": f"token {token}",
+                                          "Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30)
+
+
+def _until(what: str, condition: Callable[[], Any], seconds: float = 120) -> Any:
+    """Poll ``condition`` until it returns something true; fail saying ``what``."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            value = condition()
+        except Exception:  # an element replaced while read: ask again
+            value = None
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
+        time.sleep(0.2)
+
+
+# The notebook model, not the page (JupyterLab 4 renders only cells in view).
+_NB = "const nb = window.jupyterapp.shell.currentWidget;"
+_SOURCE = _NB + "return nb.content.widgets[arguments[0]].model.sharedModel.getSource();"
+_ITEMS = ("return Array.from(document.querySelectorAll("
+          "'.jp-Completer:not(.lm-mod-hidden) .jp-Completer-item')).map(li => [li"
+          ".querySelector('.jp-Completer-match').textContent,"
+          " li.classList.contains('jp-mod-active')]);")
+
+
+def test_column_completion_in_jupyterlab(lab, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    base, token = lab
+    driver = browser
+    _put_notebook(base, token, "completion.ipynb", [SETUP, ""])
+    driver.get(f"{base}/lab/tree/completion.ipynb?token={token}")
+    _until("JupyterLab's run-all command", lambda: driver.execute_script(
+        "return !!(window.jupyterapp && window.jupyterapp.commands"
+        ".isEnabled('notebook:run-all-cells'))"))
+    _until("the notebook's kernel", lambda: driver.execute_script(
+        _NB + "return nb.content.widgets.length === 2 && !!nb.sessionContext.session"
+        " && nb.sessionContext.session.kernel.status === 'idle';"))
+    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    _until("the set-up cell to run", lambda: driver.execute_script(
+        _NB + "const k = nb.sessionContext.session.kernel;"
+        "return k.status === 'idle' && nb.content.widgets[0].model.executionCount !== null;"),
+        seconds=300)
+    errors = driver.find_elements("css selector",
+                                  "[data-mime-type='application/vnd.jupyter.error']")
+    assert not errors, errors[0].text
+
+    # Type into the second cell's editor as a user does, key by key.
+    editor = driver.execute_script(
+        _NB + "return nb.content.widgets[1].node.querySelector('.cm-content');")
+    editor.click()
+    _until("the second cell in edit mode", lambda: driver.execute_script(
+        _NB + "return nb.content.mode === 'edit' && nb.content.activeCellIndex === 1;"))
+    driver.switch_to.active_element.send_keys(TYPED)
+    _until("the typed text in the cell", lambda: driver.execute_script(_SOURCE, 1) == TYPED)
+
+    items: list[list[Any]] = []
+    for _attempt in range(3):
+        # JupyterLab binds Tab to the completer once the kernel's completion
+        # provider is attached; before that a Tab indents. Undo and try again.
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        try:
+            items = _until("JupyterLab's completer to list the columns",
+                           lambda: driver.execute_script(_ITEMS), seconds=60)
+            break
+        except AssertionError:
+            while driver.execute_script(_SOURCE, 1) != TYPED:
+                driver.switch_to.active_element.send_keys(Keys.BACKSPACE)
+    names = [name for name, _ in items]
+    assert "Days" in names and "Date" in names, names
+    assert not set(names) - {"Days", "Date"}, names  # the columns only, no Python names
+    BUILD.mkdir(exist_ok=True)
+    driver.save_screenshot(str(BUILD / "browser-completion.png"))
+
+    # Accept "Days" with the keyboard: move to it, then Enter.
+    for _ in range(len(names)):
+        if [active for name, active in driver.execute_script(_ITEMS) if name == "Days"] == [
+                True]:
+            break
+        driver.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    _until("the accepted column in the cell",
+           lambda: driver.execute_script(_SOURCE, 1) == "%lmer -d sleep Reaction ~ Days",
+           seconds=30)
+    _until("the completer to close", lambda: not driver.execute_script(_ITEMS), seconds=30)

@@ -70,3 +70,27 @@ def test_child_processes_inherit_no_library_path_from_r():
 
     get_r()
     assert "/R/lib" not in os.environ.get("LD_LIBRARY_PATH", "")
+
+
+def test_r_starts_without_rpy2_running_rscript():
+    """rpy2's import runs Rscript once to read R's LD_LIBRARY_PATH, a value
+    lmermagic removes again; lmermagic keeps that probe from running."""
+    import subprocess
+    import sys
+
+    code = (
+        "import subprocess\n"
+        "calls = []\n"
+        "real = subprocess.Popen.__init__\n"
+        "def spy(self, args, *a, **k):\n"
+        "    calls.append(args)\n"
+        "    real(self, args, *a, **k)\n"
+        "subprocess.Popen.__init__ = spy\n"
+        "from lmermagic.rbridge import get_r\n"
+        "get_r()\n"
+        "import rpy2.situation as s\n"
+        "print(repr([c for c in calls if 'Rscript' in str(c)]),"
+        " s.r_ld_library_path_from_subprocess.__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["[]", "r_ld_library_path_from_subprocess"]

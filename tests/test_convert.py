@@ -225,7 +225,10 @@ def test_packed_results_are_what_the_plain_conversion_gives():
         plain = to_py(value)
         packed = unpack(r.env["lmm_pack"](value, ri.StrSexpVector([])))
         kept = unpack(r.env["lmm_pack"](value, ri.StrSexpVector(["f", "s"])))
+        # the disk cache's form of the same: bytes that Python alone reads back
+        raw = to_py(r.env["lmm_pack_raw"](value))
     _same(plain, packed)
+    _same(plain, lmermagic.packed.from_bytes(raw))
     assert np.signbit(packed["q"][0]) and np.isnan(packed["q"][1])
     assert type(kept["f"]).__name__ == "RObject" and type(kept["s"]).__name__ == "RObject"
     _same(kept["i"], packed["i"])
@@ -233,6 +236,44 @@ def test_packed_results_are_what_the_plain_conversion_gives():
         factor = unpack(r.env["lmm_pack"](ri.baseenv["eval"](ri.parse("factor(c('u', 'v'))")),
                                           ri.StrSexpVector([])))
     assert factor == ["u", "v"]
+
+
+def packed_bytes() -> bytes:
+    r = get_r()
+    return r.run("lmm_pack_raw", {"a": np.arange(3, dtype=np.int32), "b": ["x", "\u00e9"],
+                                  "c": {"d": 1.5}, "long": np.arange(5000.0)})
+
+
+def test_packed_bytes_of_python_values_come_back():
+    value = lmermagic.packed.from_bytes(packed_bytes())
+    assert value["b"] == ["x", "\u00e9"] and value["c"] == {"d": [1.5]}
+    np.testing.assert_array_equal(value["a"], [0, 1, 2])
+    np.testing.assert_array_equal(value["long"], np.arange(5000.0))
+
+
+def _set_int(raw: bytes, at: int, value: int) -> bytes:
+    return raw[:at] + value.to_bytes(4, "little", signed=True) + raw[at + 4:]
+
+
+# Bytes that are not a whole lmm_pack_raw result, each as the disk cache could
+# meet it only through lmermagic's own mistake (its MAC verified).
+@pytest.mark.parametrize("broken", [
+    lambda raw: raw[:-1],                          # truncated
+    lambda raw: raw + b"\0",                       # padded
+    lambda raw: b"LMMPACK2" + raw[8:],             # another layout
+    lambda raw: b"",
+    lambda raw: _set_int(raw, 8, 7),               # a node table not in sixes
+    lambda raw: _set_int(raw, 12, 10**6),          # more doubles than there are
+    lambda raw: _set_int(raw, 12, -1),             # a negative count
+    lambda raw: _set_int(raw, 32, 3),              # a long vector of an unknown kind
+    lambda raw: _set_int(raw, 40 + 6 * 4 + 8, 10**6),   # a node outside its pool
+    lambda raw: _set_int(raw, 40 + 4, 99),         # a list with more elements than nodes
+])
+def test_broken_packed_bytes_are_refused(broken):
+    raw = packed_bytes()
+    assert int.from_bytes(raw[28:32], "little") == 1  # one long vector: spec at 40
+    with pytest.raises(lmermagic.packed.PackError):
+        lmermagic.packed.from_bytes(broken(raw))
 
 
 def test_dropped_models_release_their_r_objects_without_the_cycle_collector(sleepstudy):

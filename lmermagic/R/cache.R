@@ -2,33 +2,34 @@
 # sys.source()d by rbridge.py, with every file of R/, into one private
 # environment whose parent is baseenv() (see rbridge.R).
 
-lmm_cache_format <- 1L
+lmm_cache_format <- 2L
 
-# R's own serialisation of the fit, the data it was fitted on and R's
+# lmm_fit for a fit the disk cache will keep: also the tables Python reads,
+# packed as bytes (lmm_pack_raw, read back by Python alone), with R's
 # warnings and messages from the fit.
-lmm_cache_payload <- function(fit, data, texts) {
-    serialize(list(format = lmm_cache_format, fit = fit, data = data,
-                   texts = as.character(unlist(texts))), NULL)
+lmm_cache_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
+    res <- lmm_fit(data, formula_text, opts, allowed, progress)
+    if (!is.null(res$fit)) {
+        res$cache_tables <- lmm_pack_raw(list(
+            format = lmm_cache_format, tables = res$tables,
+            texts = as.character(c(res$warnings, res$messages))))
+    }
+    res
 }
 
-# The payload back into a fit and every table Python reads from it, through
-# the normal path (lmm_tables); the coefficient table from the matrix that
-# travels on the fit, so that Satterthwaite df are not computed again. Any
-# failure (not R's serialisation, not a fit of ours) is returned as an error.
-lmm_cache_restore <- function(payload, kind) {
-    res <- lmm_with_conditions(function() {
-        obj <- unserialize(payload)
-        ok <- is.list(obj) && identical(obj$format, lmm_cache_format) &&
-            inherits(obj$fit, "merMod") && is.data.frame(obj$data) &&
-            is.matrix(attr(obj$fit, "lmermagic_coefmat"))
-        if (!ok) stop("the entry does not hold a fit stored by lmermagic")
-        fit <- obj$fit
-        coefs <- list(table = lmm_coef_list(attr(fit, "lmermagic_coefmat"), kind),
-                      meta = attr(fit, "lmermagic_coefmeta"))
-        tables <- lmm_tables(fit, kind, coefs)
-        tables$na_counts <- vapply(obj$data, function(v) sum(is.na(v)), 1L)
-        list(fit = fit, data = obj$data, tables = tables, texts = obj$texts)
-    })
-    if (inherits(res$value, "error")) return(list(error = conditionMessage(res$value)))
-    res$value
+# R's own serialisation of the fit and the data it was fitted on.
+lmm_cache_payload <- function(fit, data) serialize(list(fit = fit, data = data), NULL)
+
+# The payload back into the fit and its data, when a method first needs them
+# (this loads lme4 and Matrix). The entry's MAC verified before, so anything
+# else here is lmermagic's own mistake: said plainly, never used.
+lmm_cache_unserialize <- function(payload) {
+    obj <- tryCatch(unserialize(payload), error = function(e) NULL)
+    ok <- is.list(obj) && inherits(obj$fit, "merMod") && is.data.frame(obj$data) &&
+        is.matrix(attr(obj$fit, "lmermagic_coefmat"))
+    if (!ok) {
+        stop("the fit kept in the disk cache could not be read back as a fit; ",
+             "delete the entry with lmermagic.clear_cache(cache_dir) and fit again")
+    }
+    obj
 }

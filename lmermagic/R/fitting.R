@@ -262,8 +262,7 @@ lmm_coef_table <- function(fit, kind, ddf) {
     list(table = lmm_coef_list(ct, kind), matrix = ct, meta = meta)
 }
 
-# R's coefficient matrix as the columns Python reads (also for a fit restored
-# from the disk cache, whose matrix travels on the fit).
+# R's coefficient matrix as the columns Python reads.
 lmm_coef_list <- function(ct, kind) {
     n <- nrow(ct)
     out <- list(estimate = ct[, 1L], std_error = ct[, 2L])
@@ -315,12 +314,10 @@ lmm_wald_table <- function(fit, kind) {
 }
 
 # A fit and every table Python reads from it; the coefficient matrix also goes
-# on the fit, for summary() and for the disk cache (cache.R), with how it was
-# computed.
+# on the fit, for summary() (model.R).
 lmm_results <- function(fit, kind, ddf) {
     coefs <- lmm_coef_table(fit, kind, ddf)
     attr(fit, "lmermagic_coefmat") <- coefs$matrix
-    attr(fit, "lmermagic_coefmeta") <- coefs$meta
     list(fit = fit, tables = lmm_tables(fit, kind, coefs))
 }
 

@@ -120,6 +120,27 @@ lmm_pack <- function(x, keep = character()) {
 # Numeric vectors at least this long cross on their own (kinds 8 and 9).
 lmm_pack_own <- 4096L
 
+# lmm_pack's result as one raw vector, for the disk cache (cache.R): Python's
+# lmermagic.packed.from_bytes reads it back into the values unpack() gives,
+# with no R and no R package. Layout: "LMMPACK1", six little-endian int32
+# counts (nodes x 6, doubles, integers, strings, bytes of the strings, long
+# vectors), kind and length of each long vector, then spec, doubles,
+# integers, the strings' byte lengths, the strings, the long vectors.
+lmm_pack_raw <- function(x) {
+    p <- lmm_pack(x)
+    if (length(p$kept)) stop("internal: R objects cannot be written as bytes")
+    ints <- function(v) writeBin(as.integer(v), raw(), size = 4L, endian = "little")
+    dbls <- function(v) writeBin(as.double(v), raw(), size = 8L, endian = "little")
+    chr <- charToRaw(p$chr)
+    shapes <- unlist(lapply(p$vecs, function(v) c(if (is.double(v)) 8L else 9L,
+                                                   length(v))))
+    c(charToRaw("LMMPACK1"),
+      ints(c(length(p$spec), length(p$dbl), length(p$int), length(p$nbytes),
+             length(chr), length(p$vecs))),
+      ints(shapes), ints(p$spec), dbls(p$dbl), ints(p$int), ints(p$nbytes), chr,
+      unlist(lapply(p$vecs, function(v) if (is.double(v)) dbls(v) else ints(v))))
+}
+
 lmm_versions <- function() {
     pk <- c("lme4", "lmerTest", "numDeriv", "pbkrtest", "Matrix", "emmeans", "geepack")
     v <- vapply(pk, function(p) {
