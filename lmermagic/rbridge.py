@@ -496,7 +496,8 @@ def _buffer(arr: np.ndarray) -> memoryview:
     rebuilt from pickle protocol 5 buffers (Dask ships data that way) reports
     '=d', which rpy2 refuses."""
     arr = np.ascontiguousarray(arr)
-    return memoryview(cast(Any, arr)).cast("B").cast(arr.dtype.char)
+    raw: Any = memoryview(cast(Any, arr)).cast("B")
+    return cast(memoryview, raw.cast(arr.dtype.char))
 
 
 def _main_thread() -> bool:
