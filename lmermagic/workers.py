@@ -13,6 +13,11 @@ task order, and nothing is pickled.
 ended at any moment: on Ctrl-C or a timeout the process is killed, whatever
 its R is doing (native code included), and the next task starts a new one.
 
+A job's progress: ``with progress(total, desc, unit="fit") as bar`` and
+``bar.update(n, failed=k)`` per finished task (:mod:`lmermagic.tally`, shown
+through the display the entry layer installs); ``run_tasks(..., idle=bar.refresh)``
+keeps its clock moving while worker processes run.
+
 The number of workers must not change a result: draw random numbers before
 the work is split (the bootstrap simulates every response first) or seed each
 task from the task itself, never from the process that runs it.
@@ -21,17 +26,17 @@ task from the task itself, never from the process that runs it.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import importlib.util
 import math
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
+
+from .tally import progress
 
 __all__ = ["Worker", "WorkerDied", "chunks", "progress", "run_tasks"]
 
@@ -48,14 +53,17 @@ def chunks(n: int, pieces: int) -> list[tuple[int, int]]:
 
 
 def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, R], None], *,
-              setup: Callable[[P], S], payload: P, workers: int = 1) -> None:
+              setup: Callable[[P], S], payload: P, workers: int = 1,
+              idle: Callable[[], None] | None = None) -> None:
     """Call ``done(task, work(state, task))`` for every task, as each completes.
 
     ``state`` is ``setup(payload)``, computed once per process. With
     ``workers > 1``, ``work``, ``setup`` and ``payload`` must pickle (functions
-    at module level). An error in a task or in ``done``, or Ctrl-C, cancels
-    the tasks not yet started and is raised once the running ones have
-    finished; no worker process outlives the call.
+    at module level), and ``idle()`` is called at least four times a second
+    while the workers run (a progress line's clock: ``bar.refresh``). An error in a
+    task or in ``done``, or Ctrl-C, ends the worker processes at once (the
+    tasks they were running are lost) and is raised; no worker process
+    outlives the call.
     """
     if workers == 1:
         state = setup(payload)
@@ -67,12 +75,33 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
                                 initargs=(setup, payload)) as pool:
         futures = {pool.submit(_work, work, task): task for task in tasks}
         try:
-            for fut in cf.as_completed(futures):
-                done(futures[fut], fut.result())
+            pending = set(futures)
+            while pending:
+                finished, pending = cf.wait(pending, timeout=0.25,
+                                            return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    done(futures[fut], fut.result())
+                if idle is not None:
+                    idle()
         except BaseException:
-            for fut in futures:
-                fut.cancel()
+            # Waiting for the running tasks, and for those already handed to a
+            # process (they cannot be cancelled), would make Ctrl-C wait for
+            # chunks of work: end the processes instead.
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                _end(proc)
             raise
+
+
+def _end(proc: Any) -> None:
+    """End a process now, whatever it is doing: SIGTERM, then SIGKILL."""
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(0.5)
+        if proc.is_alive():
+            proc.kill()
+    proc.join()
 
 
 # The state of this worker process, set once by _start().
@@ -149,12 +178,7 @@ class Worker:
         proc, conn = self._proc, self._conn
         self._proc, self._conn, self._ready = None, None, False
         if proc is not None:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(0.5)
-                if proc.is_alive():
-                    proc.kill()
-            proc.join()
+            _end(proc)
             proc.close()
         if conn is not None:
             conn.close()
@@ -245,29 +269,3 @@ def _reply(conn: Connection, status: str, value: Any) -> None:
     except Exception as exc:  # the value does not pickle: say what it was
         conn.send(("error", RuntimeError(f"{type(value).__name__}: {value} "
                                          f"(could not be sent back: {exc})")))
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-
-@contextmanager
-def progress(total: int, desc: str, unit: str = "fit") -> Iterator[Any]:
-    """A progress bar with ``update(n)``: tqdm's notebook widget, else its text
-    bar, else (tqdm not installed) none."""
-    try:
-        # tqdm.auto picks the notebook widget, which needs ipywidgets (without
-        # it, tqdm warns "IProgress not found"): then the text bar.
-        if importlib.util.find_spec("ipywidgets") is not None:
-            from tqdm.auto import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:  # tqdm is optional: no bar
-        yield _NoBar()
-        return
-    bar = tqdm(total=total, desc=desc, unit=unit)
-    try:
-        yield bar
-    finally:
-        bar.close()

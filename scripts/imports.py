@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("model", ["lmermagic.model"]),
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),
     ("fit machinery", ["lmermagic.isolation", "lmermagic.fitting", "lmermagic.preflight",
-                       "lmermagic.workers", "lmermagic.cache"]),
+                       "lmermagic.workers", "lmermagic.tally", "lmermagic.cache"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
                     "lmermagic.rsyntax",
