@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 # The whole exception tree is public, under the names errors.py gives it.
 from .errors import *  # noqa: F403
 from .errors import __all__ as _error_names
+from . import tally as _tally
 from .request import ALLOWED_FUNCTIONS
 
 if TYPE_CHECKING:
@@ -36,6 +37,17 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'lmermagic' has no attribute {name!r}")
+
+
+def _progress_display() -> Any:
+    from .status import progress_display
+
+    return progress_display()
+
+
+# The fit machinery draws the bootstrap's and many models' progress through a
+# display it asks for (it may not import status.py): this installs status's.
+_tally.set_display(_progress_display)
 
 __version__ = "0.1.0"
 

@@ -75,7 +75,8 @@ def _task(shipped: _Shipped, work: Callable[[Any, Any], Any], task: Any) -> Any:
 
 def run_on_dask(work: Callable[[Any, Any], Any], tasks: Sequence[Any],
                 done: Callable[[Any, Any], None], *, setup: Callable[[Any], Any],
-                payload: Any, client: Any, timeout: float | None = None) -> None:
+                payload: Any, client: Any, timeout: float | None = None,
+                idle: Callable[[], None] | None = None) -> None:
     """As :func:`lmermagic.workers.run_tasks`, on the workers of ``client``.
 
     An error in a task or in ``done``, Ctrl-C or ``timeout`` seconds
@@ -97,6 +98,8 @@ def run_on_dask(work: Callable[[Any, Any], Any], tasks: Sequence[Any],
             if left is not None and left <= 0:
                 raise TimeoutError(f"the Dask tasks were cancelled after {timeout:g} s")
             batch = pending.next_batch(block=False)
+            if idle is not None:
+                idle()
             if not batch:
                 time.sleep(0.05 if left is None else min(0.05, left))
                 continue

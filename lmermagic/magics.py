@@ -164,7 +164,7 @@ class LmerMagics(Magics):
     Settings for the session: ``%config LmerMagics.timeout = 600``,
     ``%config LmerMagics.allow = ['sinh']``, ``%config LmerMagics.ddf = 'kenward-roger'``,
     ``%config LmerMagics.isolate = True``, ``%config LmerMagics.max_seconds = 600``,
-    ``%config LmerMagics.progress = False`` (no live status line for long fits),
+    ``%config LmerMagics.progress = False`` (no live status or bootstrap progress line),
     ``%config LmerMagics.cache_dir = '~/.cache/lmermagic'`` (keep fits across restarts).
     """
 
@@ -195,8 +195,8 @@ class LmerMagics(Magics):
                         "in memory only.").tag(config=True)
 
     progress = Bool(
-        True, help="Show a live status line (time, evaluations, deviance) for fits "
-                   "running longer than about a second.",
+        True, help="Show a live status line (time, evaluations, deviance) for fits, and "
+                   "the bootstrap's count of refits, running longer than about a second.",
     ).tag(config=True)
 
     def _run(self, func: Any, kind: str, line: str, cell: str | None) -> Any:

@@ -126,10 +126,11 @@ class LmerModel(FittedModel):
                                   allow_new_levels=allow_new_levels, type=type)
 
     def confint(self, method: str = "wald", level: float = 0.95, nsim: int = 1000,
-                seed: int | None = None, workers: int = 1) -> pd.DataFrame:
+                seed: int | None = None, workers: int = 1,
+                progress: bool = True) -> pd.DataFrame:
         """Confidence intervals for fixed effects and variance components."""
         return intervals.confint(self, method=method, level=level, nsim=nsim, seed=seed,
-                                 workers=workers)
+                                 workers=workers, progress=progress)
 
     def emmeans(self, specs: str | list[str], by: str | list[str] | None = None,
                 pairwise: bool = False, adjust: str | None = None,

@@ -7,6 +7,11 @@ the optimizer's own printout (lme4's ``verbose = 1``) and R's event ticks, both
 in the thread that called R. Nothing is shown, and nothing but a clock read per
 tick is spent, for fits shorter than ``delay``. In Jupyter the line is one
 display that is updated; in a terminal one line rewritten with ``\\r``.
+
+The counting progress of many tasks (:func:`lmermagic.tally.progress`: the
+bootstrap, many models) is drawn by the same displays: :func:`progress_display`
+is the factory ``lmermagic/__init__.py`` installs there (the fit machinery may
+not import this module).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from .rbridge import watching
+from .tally import Redraw
 
-__all__ = ["LiveStatus", "Progress", "live_status"]
+__all__ = ["LiveStatus", "Progress", "live_status", "progress_display"]
 
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 # The printouts of lme4's optimizers with verbose = 1: nloptwrap (nloptr's
@@ -102,14 +108,12 @@ class LiveStatus:
                  interval: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
         self.what = what
         self.progress = Progress()
-        self.updates = 0
-        self._show = show
-        self._delay = delay
-        self._interval = interval
-        self._clock = clock
-        self._start = clock()
-        self._next = self._start + delay
-        self._shown = False
+        self._redraw = Redraw(show, delay, interval, clock)
+
+    @property
+    def updates(self) -> int:
+        """How many times the line was drawn."""
+        return self._redraw.updates
 
     # -- the bridge's Watcher protocol: called from R's callbacks, never raise --
 
@@ -120,16 +124,7 @@ class LiveStatus:
             return False
 
     def tick(self) -> None:
-        now = self._clock()
-        if now < self._next:
-            return
-        self._next = now + self._interval
-        try:
-            self._show(self.line(now - self._start))
-            self._shown = True
-            self.updates += 1
-        except Exception:  # a status line must never break a fit
-            pass
+        self._redraw(self.line)  # drawn if due; never raises
 
     def line(self, elapsed: float) -> str:
         parts = [f"{self.what}: {elapsed:.1f} s"]
@@ -140,11 +135,7 @@ class LiveStatus:
         return " · ".join(parts)
 
     def close(self) -> None:
-        if self._shown:
-            try:
-                self._show(None)
-            except Exception:
-                pass
+        self._redraw.close()
 
 
 def jupyter_display() -> Callable[[str | None], None]:
@@ -196,3 +187,29 @@ def live_status(what: str, shell: Any = None, enabled: bool = True,
             yield status
     finally:
         status.close()
+
+
+def _progress_wanted(shell: Any) -> bool:
+    """``%config LmerMagics.progress``: the magics' setting once the extension is
+    loaded, else what the shell's configuration says (default: on)."""
+    magics = getattr(getattr(shell, "magics_manager", None), "registry", {}).get("LmerMagics")
+    if magics is not None:
+        return bool(magics.progress)
+    section = getattr(shell, "config", {}).get("LmerMagics", {})
+    return bool(section.get("progress", True))
+
+
+def progress_display() -> Callable[[str | None], None] | None:
+    """The display of a counting progress line (:mod:`lmermagic.tally`): in a
+    Jupyter kernel one updated output, in a terminal IPython one line on
+    stdout, as the fit status; None when ``%config LmerMagics.progress`` is
+    False. Outside IPython one line on stderr when stderr is a terminal, else
+    none (a log file would keep every redraw)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return terminal_line(sys.stderr) if isatty is not None and isatty() else None
+    if not _progress_wanted(shell):
+        return None
+    return jupyter_display() if getattr(shell, "kernel", None) is not None else terminal_line()

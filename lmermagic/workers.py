@@ -13,6 +13,11 @@ task order, and nothing is pickled.
 ended at any moment: on Ctrl-C or a timeout the process is killed, whatever
 its R is doing (native code included), and the next task starts a new one.
 
+A job's progress: ``with progress(total, desc, unit="fit") as bar`` and
+``bar.update(n, failed=k)`` per finished task (:mod:`lmermagic.tally`, shown
+through the display the entry layer installs); ``run_tasks(..., idle=bar.refresh)``
+keeps its clock moving while worker processes run.
+
 The number of workers must not change a result: draw random numbers before
 the work is split (the bootstrap simulates every response first) or seed each
 task from the task itself, never from the process that runs it.
@@ -20,17 +25,17 @@ task from the task itself, never from the process that runs it.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
+
+from .tally import progress
 
 __all__ = ["Worker", "WorkerDied", "chunks", "progress", "run_tasks"]
 
@@ -49,14 +54,17 @@ def chunks(n: int, pieces: int) -> list[tuple[int, int]]:
 def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, R], None], *,
               setup: Callable[[P], S], payload: P, workers: int = 1,
               timeout: float | None = None,
-              died: Callable[[T, WorkerDied], None] | None = None) -> None:
+              died: Callable[[T, WorkerDied], None] | None = None,
+              idle: Callable[[], None] | None = None) -> None:
     """Call ``done(task, work(state, task))`` for every task, as each completes.
 
     ``state`` is ``setup(payload)``, computed once per process. With
     ``workers > 1``, ``work``, ``setup`` and ``payload`` must pickle (functions
-    at module level) and each worker is a :class:`Worker`. An error in a task
-    or in ``done``, Ctrl-C, or ``timeout`` seconds (TimeoutError) end every
-    worker process at once, whatever it is doing, and the error is raised: no
+    at module level) and each worker is a :class:`Worker`; ``idle()`` is called at
+    least four times a second while the workers run (a progress line's clock:
+    ``bar.refresh``). An error in a task or in ``done``, Ctrl-C, or ``timeout``
+    seconds (TimeoutError) end every worker process at once, whatever it is
+    doing (the tasks they were running are lost), and the error is raised: no
     worker outlives the call. A worker that dies during a task raises
     :class:`WorkerDied`, or, with ``died``, is reported as ``died(task, exc)``
     and replaced, and the other tasks go on.
@@ -109,6 +117,8 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
                 if status != "ok":
                     raise value
                 done(task, value)
+            if idle is not None:
+                idle()
     finally:
         for w in pool:
             w.stop()
@@ -126,6 +136,16 @@ def _replace_dead(w: Worker, busy: dict[Worker, Any],
     died(busy.pop(w), exc)
     w.stop()
     w.start()
+
+
+def _end(proc: Any) -> None:
+    """End a process now, whatever it is doing: SIGTERM, then SIGKILL."""
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(0.5)
+        if proc.is_alive():
+            proc.kill()
+    proc.join()
 
 
 class WorkerDied(RuntimeError):
@@ -190,12 +210,7 @@ class Worker:
         proc, conn = self._proc, self._conn
         self._proc, self._conn, self._ready = None, None, False
         if proc is not None:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(0.5)
-                if proc.is_alive():
-                    proc.kill()
-            proc.join()
+            _end(proc)
             proc.close()
         if conn is not None:
             conn.close()
@@ -286,29 +301,3 @@ def _reply(conn: Connection, status: str, value: Any) -> None:
     except Exception as exc:  # the value does not pickle: say what it was
         conn.send(("error", RuntimeError(f"{type(value).__name__}: {value} "
                                          f"(could not be sent back: {exc})")))
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-
-@contextmanager
-def progress(total: int, desc: str, unit: str = "fit") -> Iterator[Any]:
-    """A progress bar with ``update(n)``: tqdm's notebook widget, else its text
-    bar, else (tqdm not installed) none."""
-    try:
-        # tqdm.auto picks the notebook widget, which needs ipywidgets (without
-        # it, tqdm warns "IProgress not found"): then the text bar.
-        if importlib.util.find_spec("ipywidgets") is not None:
-            from tqdm.auto import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:  # tqdm is optional: no bar
-        yield _NoBar()
-        return
-    bar = tqdm(total=total, desc=desc, unit=unit)
-    try:
-        yield bar
-    finally:
-        bar.close()

@@ -79,6 +79,29 @@ def _value(kc, expr):
             return out
 
 
+def _displays(kc, msg_id, until, stop=None):
+    """(arrival seconds, msg type, display id, text) of the cell's display
+    messages, until the cell is idle or ``stop(messages)`` holds."""
+    start, out = time.time(), []
+    while time.time() - start < until:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except Exception:  # queue.Empty: keep waiting
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind in ("display_data", "update_display_data"):
+            out.append((time.time() - start, kind,
+                        msg["content"].get("transient", {}).get("display_id"),
+                        msg["content"]["data"].get("text/plain", "")))
+            if stop is not None and stop(out):
+                return out
+        if kind == "status" and msg["content"]["execution_state"] == "idle":
+            return out
+    raise AssertionError(f"the cell did not finish in {until} s: {out}")
+
+
 def _interrupt_after(km, kc, msg_id, seconds):
     """Interrupt the kernel ``seconds`` into cell ``msg_id``: its reply, and
     the time from the interrupt to the reply."""
@@ -89,6 +112,17 @@ def _interrupt_after(km, kc, msg_id, seconds):
         reply = kc.get_shell_msg(timeout=60)
         if reply["parent_header"].get("msg_id") == msg_id:
             return reply, time.time() - sent
+
+
+def _execute_after_error(kc, code):
+    """Run ``code`` right after a cell failed: ipykernel aborts requests queued
+    just after an error, so retry those."""
+    for _ in range(5):
+        reply = _execute(kc, code)
+        if reply["status"] != "aborted":
+            break
+        time.sleep(1)
+    return reply
 
 
 def test_kernel_interrupt_stops_the_fit_and_the_kernel_lives():

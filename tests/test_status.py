@@ -5,7 +5,6 @@ arrive while the fit runs; Ctrl-C still stops it) and in a terminal."""
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -13,7 +12,15 @@ import pytest
 import lmermagic
 from lmermagic import rbridge
 from lmermagic.status import LiveStatus, Progress, terminal_line
-from test_interrupt import LONG_FIT_SETUP, LONG_FORMULA, _execute, _kernel
+from test_interrupt import (
+    LONG_FIT_SETUP,
+    LONG_FORMULA,
+    _displays,
+    _execute,
+    _execute_after_error,
+    _interrupt_after,
+    _kernel,
+)
 
 NLOPT = ["iteration: 1\n", "\tf(x) = 1773.680331\n", "iteration: 2\n", "\tf(x) = 1778.358182\n"]
 # glmer: bobyqa, then lme4's Nelder_Mead, in the chunks R prints them in
@@ -106,29 +113,6 @@ def test_config_turns_the_status_off(shell, sleepstudy, monkeypatch):
     assert seen == [True, False]
 
 
-def _status_messages(kc, msg_id, until, stop=None):
-    """(seconds since start, msg type, status text) of the status display's messages
-    until the reply of msg_id arrives, or until ``stop(messages)`` holds."""
-    start = time.time()
-    out = []
-    while time.time() - start < until:
-        try:
-            msg = kc.get_iopub_msg(timeout=1)
-        except Exception:  # queue.Empty: keep waiting
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind = msg["msg_type"]
-        if kind in ("display_data", "update_display_data"):
-            text = msg["content"]["data"].get("text/plain", "")
-            out.append((time.time() - start, kind, text))
-            if stop is not None and stop(out):
-                return out
-        if kind == "status" and msg["content"]["execution_state"] == "idle":
-            return out
-    return out
-
-
 def test_kernel_shows_updates_while_a_long_fit_runs_and_interrupt_still_works():
     km, kc = _kernel()
     try:
@@ -136,27 +120,19 @@ def test_kernel_shows_updates_while_a_long_fit_runs_and_interrupt_still_works():
         # the first fit starts R (seconds): then a short fit shows no status at all
         assert _execute(kc, "%lmer -d sleep -q Reaction ~ Days + (1 | Subject)")["status"] == "ok"
         msg_id = kc.execute("m = %lmer -d sleep Reaction ~ Days + (Days | Subject)")
-        assert _status_messages(kc, msg_id, 60) == []
+        assert _displays(kc, msg_id, 60) == []
         msg_id = kc.execute(f"%lmer -d big -o slow --ddf lme4 {LONG_FORMULA}", stop_on_error=False)
-        msgs = _status_messages(kc, msg_id, 120,
+        msgs = _displays(kc, msg_id, 120,
                                 stop=lambda m: sum("evaluations" in t for *_, t in m) >= 4)
-        assert msgs[0][1] == "display_data" and msgs[0][2].startswith("fitting y ~ x1")
-        assert all(kind == "update_display_data" for _, kind, _ in msgs[1:])
+        assert msgs[0][1] == "display_data" and msgs[0][3].startswith("fitting y ~ x1")
+        assert all(kind == "update_display_data" for _, kind, *_ in msgs[1:])
         # several updates arrived while R was still fitting, each a later time
         times = [float(t.split(": ", 1)[1].split(" s")[0]) for *_, t in msgs]
         assert len(msgs) >= 4 and times == sorted(times) and times[0] >= 1.0
-        assert "deviance" in msgs[-1][2]
-        km.interrupt_kernel()
-        while True:
-            reply = kc.get_shell_msg(timeout=60)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
+        assert "deviance" in msgs[-1][3]
+        reply, _ = _interrupt_after(km, kc, msg_id, 0)
         assert reply["content"]["ename"] == "KeyboardInterrupt"
-        for _ in range(5):  # ipykernel aborts requests queued just after an error
-            ok = _execute(kc, "m2 = %lmer -d sleep Reaction ~ Days + (Days | Subject)")
-            if ok["status"] != "aborted":
-                break
-            time.sleep(1)
+        ok = _execute_after_error(kc, "m2 = %lmer -d sleep Reaction ~ Days + (Days | Subject)")
         assert ok["status"] == "ok", ok
     finally:
         kc.stop_channels()

@@ -46,7 +46,7 @@ def _ci_frame(rows: list[str], lower: Any, upper: Any, names: list[str],
 
 
 def confint(m: FittedModel, method: str = "wald", level: float = 0.95, nsim: int = 1000,
-            seed: int | None = None, workers: int = 1) -> pd.DataFrame:
+            seed: int | None = None, workers: int = 1, progress: bool = True) -> pd.DataFrame:
     """Confidence intervals for the fixed effects and the variance components.
 
     As lme4's ``confint(m, method = "Wald" | "profile" | "boot", level, nsim)``.
@@ -66,7 +66,12 @@ def confint(m: FittedModel, method: str = "wald", level: float = 0.95, nsim: int
         state is restored afterwards.
     workers : int
         Bootstrap refits in this many processes (each starts its own R, ~1.5 s
-        and ~300 MB); 1 refits here, in chunks. A progress bar (tqdm) is shown.
+        and ~300 MB); 1 refits here, in chunks.
+    progress : bool
+        Show the bootstrap's progress line (refits done and failed, time
+        elapsed and left) once it has run for about a second, as the live
+        status of long fits does; in IPython, ``%config LmerMagics.progress =
+        False`` turns it off too.
 
     Returns
     -------
@@ -89,7 +94,7 @@ def confint(m: FittedModel, method: str = "wald", level: float = 0.95, nsim: int
     lev = _level(level)
     if how == "boot":
         return _confint_boot(m, lev, positive_int(nsim, "nsim"), seed_arg(seed),
-                             positive_int(workers, "workers"))
+                             positive_int(workers, "workers"), bool(progress))
     value = call("lmm_tb_confint", m.r_object, m.r_data, r_options(m), how, lev,
                  what=f"{how} confidence intervals")
     return _ci_frame(list(value["rows"]), value["lower"], value["upper"], list(value["names"]),
@@ -97,7 +102,7 @@ def confint(m: FittedModel, method: str = "wald", level: float = 0.95, nsim: int
 
 
 def _confint_boot(m: FittedModel, level: float, nsim: int, seed: int | None,
-                  workers: int) -> pd.DataFrame:
+                  workers: int, show: bool) -> pd.DataFrame:
     """Parametric bootstrap as lme4's bootMer, refits in chunks.
 
     bootMer simulates all nsim responses first (one random stream), then refits
@@ -118,10 +123,10 @@ def _confint_boot(m: FittedModel, level: float, nsim: int, seed: int | None,
         values[a - 1:b] = out[0].reshape(b - a + 1, k)
         messages.extend(out[1])
         errors.extend(out[2])
-        bar.update(b - a + 1)
+        bar.update(b - a + 1, failed=len(out[2]))
 
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(progress(nsim, "bootstrap"))
+        bar = stack.enter_context(progress(nsim, "bootstrap", unit="fit", enabled=show))
         if workers == 1:  # here, on the state in this R: nothing to ship
             run_tasks(_boot_chunk, chunks(nsim, 100), done, setup=_same, payload=state)
         else:  # each worker reads the state once, from a file R wrote
@@ -129,7 +134,7 @@ def _confint_boot(m: FittedModel, level: float, nsim: int, seed: int | None,
             path = os.path.join(tmp, "state.rds")
             get_r().run("lmm_tb_boot_save", state, path)
             run_tasks(_boot_chunk, chunks(nsim, workers * 10), done, setup=_boot_load,
-                      payload=path, workers=workers)
+                      payload=path, workers=workers, idle=bar.refresh)
     if messages:
         first = next(iter(dict.fromkeys(messages)))
         _warnings.warn(f"bootstrap: {len(messages)} warning(s) from the {nsim} refits, "

@@ -13,7 +13,6 @@ backend and number of workers gives the same tables, bit for bit.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -234,8 +233,7 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
     parts: list[dict[str, Any]] = []
     t0 = time.monotonic()
     desc = "lmer_many" if request.kind == "lmer" else "glmer_many"
-    with (progress(len(plan), desc, unit="model") if progress_bar
-          else contextlib.nullcontext(_Silent())) as bar:
+    with progress(len(plan), desc, unit="model", enabled=progress_bar) as bar:
 
         def done(chunk: Any, res: dict[str, Any]) -> None:
             if "error" in res:
@@ -260,12 +258,12 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
                     done(chunk, _work(state, chunk))
             elif name == "processes":
                 run_tasks(_work, chunks, done, setup=_setup, payload=job, workers=n_workers,
-                          timeout=timeout, died=died)
+                          timeout=timeout, died=died, idle=bar.refresh)
             else:
                 client = local_cluster(n_workers) if name == "dask" else backend
                 try:
                     run_on_dask(_work, chunks, done, setup=_setup, payload=job, client=client,
-                                timeout=timeout)
+                                timeout=timeout, idle=bar.refresh)
                 finally:
                     if name == "dask":
                         client.close()
@@ -278,11 +276,6 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
             "seconds": time.monotonic() - t0, "p_adjust": method, "kind": request.kind,
             "ddf": request.ddf}
     return assemble(plan.keys, parts, method, meta)
-
-
-class _Silent:
-    def update(self, n: int = 1, failed: int = 0) -> None:
-        pass
 
 
 def _client_workers(client: Any) -> int:
