@@ -27,7 +27,8 @@ PACKAGE = ROOT / "lmermagic"
 # and never in a circle.
 LAYERS: list[tuple[str, list[str]]] = [
     ("entry points", ["lmermagic", "lmermagic.__main__", "lmermagic.magics",
-                      "lmermagic.status", "lmermagic.completion"]),
+                      "lmermagic.status", "lmermagic.completion",
+                      "lmermagic.many_magics"]),
     ("api", ["lmermagic.api", "lmermagic.datasets"]),
     ("model", ["lmermagic.model"]),
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),

@@ -327,3 +327,39 @@ def test_caller_data_untouched(sim):
     before = sim.copy(deep=True)
     lmermagic.lmer_many("Reaction ~ Days + (1 | Subject)", sim, by="Subject", progress=False)
     pd.testing.assert_frame_equal(sim, before)
+
+
+def _cell(shell, text: str) -> None:
+    result = shell.run_cell(text)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+
+
+def test_magic_per_response_by_pattern(shell, sim):
+    shell.user_ns["wide"] = sim
+    _cell(shell, "%lmer_many -d wide -o res -q --responses 'y1*' ~ Days + (Days | Subject)")
+    res = shell.user_ns["res"]
+    assert list(res.glance.response) == ["y1", "y10", "y11", "y12"]
+    api = lmermagic.lmer_many("~ Days + (Days | Subject)", sim,
+                              responses=["y1", "y10", "y11", "y12"], progress=False)
+    pd.testing.assert_frame_equal(res.coefs, api.coefs, check_exact=True)
+
+
+def test_magic_formula_grid_and_by(shell, sim):
+    shell.user_ns["wide"] = sim.assign(site=sim.Subject.cat.codes % 2)
+    _cell(shell, "%%lmer_many -d wide -o grid -q --by site --p-adjust holm\n"
+                   "slope = Reaction ~ Days + (Days | Subject)\n"
+                   "flat = Reaction ~ 1 + (1 | Subject)  # intercept only\n")
+    grid = shell.user_ns["grid"]
+    assert grid.key == ["model", "site"]
+    assert list(map(tuple, grid.glance[["model", "site"]].to_numpy())) == [
+        ("slope", 0), ("slope", 1), ("flat", 0), ("flat", 1)]
+    assert grid.meta["p_adjust"] == "holm"
+
+
+def test_magic_mistakes_say_what_to_do(shell, sim):
+    shell.user_ns["wide"] = sim
+    with pytest.raises(DataError, match="no column matches"):
+        _cell(shell, "%lmer_many -d wide --responses 'zz*' ~ Days + (1 | Subject)")
+    with pytest.raises(DataError, match="not defined"):
+        _cell(shell, "%lmer_many -d wid --responses y1 ~ Days + (1 | Subject)")
