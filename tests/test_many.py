@@ -363,3 +363,33 @@ def test_magic_mistakes_say_what_to_do(shell, sim):
         _cell(shell, "%lmer_many -d wide --responses 'zz*' ~ Days + (1 | Subject)")
     with pytest.raises(DataError, match="not defined"):
         _cell(shell, "%lmer_many -d wid --responses y1 ~ Days + (1 | Subject)")
+
+
+def test_glmer_many_poisson_per_subset(rref):
+    cbpp = lmermagic.datasets.load("cbpp")
+    data = cbpp.assign(part=cbpp.herd.cat.codes % 2)
+    mm = lmermagic.glmer_many("incidence ~ period + (1 | herd)", data, family="poisson",
+                              by="part", progress=False)
+    refs = rref("""
+    d <- lme4::cbpp
+    d$part <- (as.integer(d$herd) - 1L) %% 2L
+    lapply(0:1, function(k) {
+        m <- lme4::glmer(incidence ~ period + (1 | herd), droplevels(d[d$part == k, ]),
+                         family = poisson)
+        ct <- coef(summary(m)); list(estimate = ct[, 1], se = ct[, 2], p = ct[, 4],
+                                     loglik = as.numeric(logLik(m))) })""")
+    for k, ref in enumerate(refs):
+        c = mm.coefs[mm.coefs.part == k]
+        np.testing.assert_allclose(c["estimate"], ref["estimate"], rtol=1e-8)
+        np.testing.assert_allclose(c["std_error"], ref["se"], rtol=1e-8)
+        np.testing.assert_allclose(c["p_value"], ref["p"], rtol=1e-8)
+        np.testing.assert_allclose(mm.glance.loc[k, "loglik"], ref["loglik"][0], rtol=1e-10)
+
+
+def test_dask_missing_says_what_to_install(sim, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'lmermagic\[dask\]'"):
+        lmermagic.lmer_many("~ Days + (1 | Subject)", sim, responses=["y1"], backend="dask",
+                            progress=False)
