@@ -250,6 +250,7 @@ def _children() -> set[str]:
 def test_backends_give_identical_tables(sim, per_response):
     """Serial, two worker processes and a Dask LocalCluster of two: the same
     tables, bit for bit, with chunks that split the responses differently."""
+    before = _children()  # the session's isolated-fit worker, if another test started it
     responses = [f"y{i + 1}" for i in range(N_RESP)]
     procs = lmermagic.lmer_many("~ Days + (Days | Subject)", sim, responses=responses,
                                 workers=2, chunk_size=5, progress=False)
@@ -260,7 +261,7 @@ def test_backends_give_identical_tables(sim, per_response):
             pd.testing.assert_frame_equal(getattr(per_response, table), getattr(other, table),
                                           check_exact=True)
     assert procs.meta["backend"] == "processes" and dask.meta["backend"] == "dask"
-    assert _children() == set()
+    assert _children() == before
 
 
 def test_dask_client_of_the_callers_cluster(sim):
@@ -291,16 +292,18 @@ def _big(sim: pd.DataFrame, copies: int) -> tuple[pd.DataFrame, list[str]]:
 
 def test_timeout_stops_every_worker(sim):
     data, responses = _big(sim, 400)
+    before = _children()
     t0 = time.monotonic()
     with pytest.raises(LmerTimeoutError, match="time limit"):
         lmermagic.lmer_many("~ Days + (Days | Subject)", data, responses=responses,
                             workers=2, chunk_size=10, timeout=4, progress=False)
     assert time.monotonic() - t0 < 30
-    assert _children() == set()
+    assert _children() == before
 
 
 def test_ctrl_c_stops_every_worker_and_r_stays_usable(sim):
     data, responses = _big(sim, 400)
+    before = _children()
     timer = threading.Timer(5.0, _thread.interrupt_main)
     timer.start()
     try:
@@ -309,7 +312,7 @@ def test_ctrl_c_stops_every_worker_and_r_stays_usable(sim):
                                 workers=2, chunk_size=10, progress=False)
     finally:
         timer.cancel()
-    assert _children() == set()
+    assert _children() == before
     m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sim)
     assert abs(m.coefs.loc["Days", "estimate"] - 10.467285959595) < 1e-6
 
