@@ -72,7 +72,11 @@ list(tidy = tab(broom.mixed::tidy(m, conf.int = TRUE)),
      ran_vals = tab(broom.mixed::tidy(m, effects = "ran_vals", conf.int = TRUE)),
      ran_coefs = tab(broom.mixed::tidy(m, effects = "ran_coefs")),
      ml_deviance = lme4:::deviance.merMod(m, REML = FALSE),
-     singular = lme4::isSingular(m))""")
+     singular = lme4::isSingular(m),
+     resp = lapply(c(.mu = "mu", .offset = "offset", .sqrtXwt = "sqrtXwt",
+                     .sqrtrwt = "sqrtrwt", .weights = "weights", .wtres = "wtres",
+                     .eta = "eta"),
+                   function(f) tryCatch(as.numeric(m@resp[[f]]), error = function(e) NULL)))""")
     return model, ref
 
 
@@ -169,6 +173,9 @@ def test_augment_matches_broom_mixed(case):
     theirs = pd.DataFrame(ref["augment"])
     for col in tidying.AUGMENT_COLUMNS:
         expected = theirs[".mu" if col == ".eta" and col not in theirs else col]
+        if expected.isna().all() and col in ref["resp"]:
+            # broom.mixed 0.2.9.7 on lme4 2.x gives NA for glmer's .mu: lme4's own field
+            expected = pd.Series(ref["resp"][col])
         np.testing.assert_allclose(ours[col].to_numpy(dtype=float),
                                    expected.to_numpy(dtype=float), rtol=RTOL, atol=1e-12,
                                    err_msg=col)
