@@ -393,3 +393,22 @@ def test_dask_missing_says_what_to_install(sim, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'lmermagic\[dask\]'"):
         lmermagic.lmer_many("~ Days + (1 | Subject)", sim, responses=["y1"], backend="dask",
                             progress=False)
+
+
+def test_progress_line_counts_models_done_and_failed(sim, monkeypatch):
+    from lmermagic import tally
+
+    shown: list = []
+    monkeypatch.setattr(tally, "DELAY", 0.0)
+    monkeypatch.setattr(tally, "INTERVAL", 0.0)
+    previous = tally.set_display(lambda: shown.append)
+    try:
+        data = sim.assign(empty=np.nan)
+        lmermagic.lmer_many("~ Days + (1 | Subject)", data, responses=["y1", "empty", "y2"],
+                            chunk_size=1)
+    finally:
+        tally.set_display(previous)
+    lines = [s for s in shown if s]
+    assert lines and lines[-1].startswith("lmer_many: 3/3 models")
+    assert "1 failed" in lines[-1]
+    assert shown[-1] is None  # removed at the end
