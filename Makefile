@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system demo test matrix bench bench-quick lint clean
+.PHONY: setup system demo test matrix bench bench-quick bench-many lint clean
 
 setup: system $(STAMP)
 
@@ -40,6 +40,10 @@ bench: setup
 
 bench-quick: setup
 	bash benchmarks/run.sh --quick
+
+# the many-models section alone (issue 11); needs the data and peers' venv of a bench run
+bench-many: setup
+	$(PY) benchmarks/many.py
 
 lint: setup
 	$(VENV)/bin/ruff check lmermagic tests

@@ -9,7 +9,10 @@
 # 2. writes the data once under benchmarks/data/ (R's data sets via Rscript, the
 #    seeded 1M-row synthetic design via numpy);
 # 3. runs benchmarks/bench.py, which times every tool in its own process and writes
-#    benchmarks/RESULTS.md (quick: benchmarks/RESULTS-quick.md).
+#    benchmarks/RESULTS.md (quick: benchmarks/RESULTS-quick.md);
+# 4. runs benchmarks/many.py (issue 11: lmer_many / glmer_many against R's loop and the
+#    peers' loops), which writes its section "Many models (issue #11)" into that report
+#    (skip it with --no-many).
 # Benchmarks never fail because something is slow: this script exits non-zero only
 # when it cannot run at all (no R, no project venv).
 set -uo pipefail
@@ -18,7 +21,15 @@ ROOT="$(dirname "$HERE")"
 cd "$ROOT"
 
 QUICK=""
-for a in "$@"; do [ "$a" = "--quick" ] && QUICK=1; done
+MANY=1
+BENCH_ARGS=()
+for a in "$@"; do
+    case "$a" in
+        --quick) QUICK=1; BENCH_ARGS+=("$a") ;;
+        --no-many) MANY="" ;;
+        *) BENCH_ARGS+=("$a") ;;
+    esac
+done
 
 PROJECT_PY="$ROOT/.venv/bin/python"
 PEERS="$HERE/.venv-peers"
@@ -73,7 +84,14 @@ if [ -z "$QUICK" ] && [ ! -f "$DATA/synthetic_1M.csv" ]; then
 fi
 
 # ---------------------------------------------------------------- 3. run
-"$PROJECT_PY" "$HERE/bench.py" "$@"
+"$PROJECT_PY" "$HERE/bench.py" "${BENCH_ARGS[@]}"
+
+# ---------------------------------------------------------------- 3b. many models
+# after bench.py, which rewrites the whole report: many.py splices its section in
+if [ -n "$MANY" ]; then
+    "$PROJECT_PY" "$HERE/many.py" ${QUICK:+--quick} \
+        || echo "benchmarks: the many-models run failed" >&2
+fi
 
 # ---------------------------------------------------------------- 4. live status
 # what the live status line costs a short fit (benchmarks/STATUS.md)
