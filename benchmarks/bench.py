@@ -583,20 +583,20 @@ def targets(by: dict, startup: dict | None, memory: dict | None,
             same = (by.get((model, SAME_OUTPUT[tool])) or {}).get("median")
             if rec.get("overhead") is not None and same:
                 f = rec["overhead"] / same
-                rows.append((f"#3.2 {model}: {TOOLS[tool]}, lmermagic's own work ≤ "
+                rows.append(((f"#3.2 {model}: {TOOLS[tool]}, lmermagic's own work ≤ "
                              f"{limit:.0%} of R's time for the same output "
-                             f"({TOOLS[SAME_OUTPUT[tool]]}; {label})",
-                             f"{f:.1%} ({fmt_time(rec['overhead'])} of {fmt_time(same)}; "
-                             f"{rec['overhead_frac']:.1%} of lmermagic's own R time)",
+                             f"({TOOLS[SAME_OUTPUT[tool]]}; {label})"),
+                             (f"{f:.1%} ({fmt_time(rec['overhead'])} of {fmt_time(same)}; "
+                             f"{rec['overhead_frac']:.1%} of lmermagic's own R time)"),
                              f <= limit))
         r = ratio(model, "lmermagic", "ratio_lmertest")
         if r is not None:
-            rows.append((f"#3.2 {model}: lmermagic (Satterthwaite) vs R lmerTest + summary "
-                         "+ VarCorr, same output", fmt_ratio(r), r <= 1 + limit))
+            rows.append(((f"#3.2 {model}: lmermagic (Satterthwaite) vs R lmerTest + summary "
+                         "+ VarCorr, same output"), fmt_ratio(r), r <= 1 + limit))
         r = ratio(model, "lmermagic-lme4", "ratio_lme4table")
         if r is not None:
-            rows.append((f"#3.2 {model}: lmermagic ddf=\"lme4\" vs R lme4 + summary + "
-                         "VarCorr, same output", fmt_ratio(r), r <= 1 + limit))
+            rows.append(((f"#3.2 {model}: lmermagic ddf=\"lme4\" vs R lme4 + summary + "
+                         "VarCorr, same output"), fmt_ratio(r), r <= 1 + limit))
     r = ratio("InstEval", "lmermagic", "ratio_lmertest")
     if r is not None:
         rows.append(("#3.3 InstEval: Satterthwaite p-values in ≤ 0.70× R lmerTest + summary",
