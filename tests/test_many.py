@@ -263,6 +263,28 @@ def test_backends_give_identical_tables(sim, per_response):
     assert _children() == before
 
 
+@pytest.mark.parametrize("mode", ["by", "grid"])
+def test_every_mode_is_identical_on_every_backend(sim, mode):
+    """Per subset and formula grid (per response: the test above) on two
+    worker processes and on Dask give the serial tables, bit for bit."""
+    data = sim.assign(site=sim.Subject.cat.codes % 3)
+    if mode == "by":
+        call = ("Reaction ~ Days + (1 | Subject)", data)
+        kwargs = {"by": "site"}
+    else:
+        call = ({"a": "y1 ~ Days + (Days | Subject)", "b": "y2 ~ Days + (1 | Subject)",
+                 "c": "log(Reaction) ~ Days + (1 | Subject)"}, data)
+        kwargs = {}
+    serial = lmermagic.lmer_many(*call, progress=False, **kwargs)
+    assert serial.n_failed == 0 and len(serial) == 3
+    for backend in ("processes", "dask"):
+        other = lmermagic.lmer_many(*call, backend=backend, workers=2, chunk_size=1,
+                                    progress=False, **kwargs)
+        for table in ("coefs", "glance", "varcorr", "errors"):
+            pd.testing.assert_frame_equal(getattr(serial, table), getattr(other, table),
+                                          check_exact=True)
+
+
 def test_dask_client_of_the_callers_cluster(sim):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
