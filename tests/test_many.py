@@ -434,3 +434,11 @@ def test_progress_line_counts_models_done_and_failed(sim, monkeypatch):
     assert lines and lines[-1].startswith("lmer_many: 3/3 models")
     assert "1 failed" in lines[-1]
     assert shown[-1] is None  # removed at the end
+
+
+def test_one_response_given_as_a_string(sim):
+    one = lmermagic.lmer_many("~ Days + (1 | Subject)", sim, responses="y3", progress=False)
+    listed = lmermagic.lmer_many("~ Days + (1 | Subject)", sim, responses=["y3"],
+                                 progress=False)
+    assert list(one.glance["response"]) == ["y3"]
+    pd.testing.assert_frame_equal(one.coefs, listed.coefs, check_exact=True)

@@ -56,13 +56,11 @@ class Plan:
         return len(self.formulas)
 
 
-def _response_formulas(formula: str, responses: Sequence[str], columns: list[str],
-                       kind: str, df: pd.DataFrame) -> tuple[str, list[str]]:
-    """The right-hand side of ``formula`` on each response: the formula
-    texts, and the first one (the one R checks)."""
-    if isinstance(responses, str):
-        responses = [responses]
-    responses = list(responses)
+def _response_formulas(formula: str, responses: str | Sequence[str], columns: list[str],
+                       kind: str, df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The response columns (one name or several) and the right-hand side of
+    ``formula`` on each of them, as formula texts."""
+    responses = [responses] if isinstance(responses, str) else list(responses)
     if not responses:
         raise DataError("responses= is empty: give the response columns to fit.")
     if len(set(responses)) != len(responses):
@@ -82,11 +80,12 @@ def _response_formulas(formula: str, responses: Sequence[str], columns: list[str
                             "numeric response; for a binary or count response use glmer_many "
                             "with a family.")
         texts.append(f"{r_symbol(name)} ~ {rhs}")
-    return rhs, texts
+    return responses, texts
 
 
 def plan_models(formula: str | dict[str, str], df: pd.DataFrame, request: FitRequest, *,
-                responses: Sequence[str] | None, by: str | Sequence[str] | None) -> Plan:
+                responses: str | Sequence[str] | None,
+                by: str | Sequence[str] | None) -> Plan:
     """Check everything that would fail every model, and lay the models out."""
     columns = list(df.columns)
     key_frames: list[pd.DataFrame] = []
@@ -100,9 +99,9 @@ def plan_models(formula: str | dict[str, str], df: pd.DataFrame, request: FitReq
         checked = texts
         key_frames.append(pd.DataFrame({"model": names}))
     elif responses is not None:
-        _, texts = _response_formulas(formula, responses, columns, request.kind, df)
+        responses, texts = _response_formulas(formula, responses, columns, request.kind, df)
         checked = texts[:1]  # the same right-hand side: one check covers all
-        key_frames.append(pd.DataFrame({"response": list(responses)}))
+        key_frames.append(pd.DataFrame({"response": responses}))
     else:
         texts = [formula.strip()]
         checked = texts
@@ -142,10 +141,9 @@ def _cross(key_frames: list[pd.DataFrame], texts: list[str],
     n_sub = len(subsets)
     keys = pd.concat([first.loc[first.index.repeat(n_sub)].reset_index(drop=True),
                       pd.concat([subsets] * len(first), ignore_index=True)], axis=1)
-    formulas = [t for t in texts for _ in range(n_sub)] if len(first.columns) else \
-        [texts[0]] * n_sub
     assert rows is not None
-    return keys, formulas, [r for _ in range(max(1, len(first))) for r in rows]
+    # one formula per row of `first` (a single formula when it has no columns)
+    return keys, [t for t in texts for _ in range(n_sub)], [r for _ in texts for r in rows]
 
 
 # ---------------------------------------------------------------- running
