@@ -27,7 +27,7 @@ from .request import FitRequest
 if TYPE_CHECKING:
     from .model import LmerModel
 
-__all__ = ["LmerMagics", "code_part", "split_options", "strip_comments"]
+__all__ = ["LmerMagics", "code_part", "resolve_data", "split_options", "strip_comments"]
 
 _TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
 # "name = formula" on a --compare line; a formula has no top-level "=".
@@ -96,6 +96,19 @@ def strip_comments(text: str) -> str:
 class _RaisingParser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse would sys.exit()
         raise DataError(f"{self.prog}: {message}")
+
+
+def resolve_data(ns: dict[str, Any], expr: str) -> Any:
+    """``-d EXPR`` in the user's namespace; an unknown name or a failing one: DataError."""
+    if expr.isidentifier() and expr not in ns:
+        raise DataError(f"'{expr}' is not defined."
+                        + did_you_mean(expr, [k for k in ns if not k.startswith("_")]))
+    try:
+        return eval(expr, ns)  # the user's own expression, in their own kernel
+    except Exception as exc:
+        hint = " Quote an expression with spaces: -d 'df[df.x > 1]'."
+        raise DataError(f"-d {expr}: evaluating it raised {type(exc).__name__}: "
+                        f"{exc}.{hint if isinstance(exc, SyntaxError) else ''}") from exc
 
 
 def _parser(func: Any) -> argparse.ArgumentParser:
@@ -268,7 +281,7 @@ class LmerMagics(Magics):
              name: str | None) -> LmerModel:
         if not args.data:
             raise DataError(f"%{kind}: -d/--data is required: %{kind} -d df {formula}")
-        data = self._resolve(args.data)
+        data = resolve_data(self._user_ns, args.data)
         family = args.family
         use_glmer = kind == "glmer" or family is not None
         extra = tuple(self.allow) + tuple(
@@ -314,19 +327,6 @@ class LmerMagics(Magics):
         if self.shell is None:
             raise LmerError("the lmermagic magics need a running IPython shell")
         return self.shell.user_ns
-
-    def _resolve(self, expr: str) -> Any:
-        ns = self._user_ns
-        if expr.isidentifier() and expr not in ns:
-            names = [k for k in ns if not k.startswith("_")]
-            raise DataError(f"'{expr}' is not defined." + did_you_mean(expr, names))
-        try:
-            return eval(expr, ns)  # the user's own expression, in their own kernel
-        except Exception as exc:
-            hint = (" Quote an expression with spaces: -d 'df[df.x > 1]'."
-                    if isinstance(exc, SyntaxError) else "")
-            raise DataError(f"-d {expr}: evaluating it raised "
-                            f"{type(exc).__name__}: {exc}.{hint}") from exc
 
     @output_can_be_silenced
     @no_var_expand

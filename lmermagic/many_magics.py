@@ -18,7 +18,14 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import DataError, LmerError, did_you_mean
-from .magics import _NAMED, LmerMagics, _parser, split_options, strip_comments
+from .magics import (
+    _NAMED,
+    LmerMagics,
+    _parser,
+    resolve_data,
+    split_options,
+    strip_comments,
+)
 
 if TYPE_CHECKING:
     from .toolbox.many_tables import ManyModels
@@ -93,11 +100,7 @@ class ManyMagics(Magics):
         if not args.data:
             raise DataError(f"%{kind}: -d/--data is required: %{kind} -d df --responses "
                             "y1,y2 ~ x + (1 | g)")
-        ns = self.shell.user_ns if self.shell is not None else {}
-        if args.data.isidentifier() and args.data not in ns:
-            raise DataError(f"'{args.data}' is not defined."
-                            + did_you_mean(args.data, [k for k in ns if not k[:1] == "_"]))
-        data = eval(args.data, ns)  # the user's own expression, in their own kernel
+        data = resolve_data(self.shell.user_ns if self.shell is not None else {}, args.data)
         formula: str | dict[str, str]
         if cell is not None:
             if rest:
