@@ -12,6 +12,7 @@ import pandas as pd
 
 from .fitted import FittedModel
 from .toolbox import (
+    goodness,
     intervals,
     marginal,
     optimizers,
@@ -170,6 +171,15 @@ class LmerModel(FittedModel):
     def glance(self) -> pd.DataFrame:
         """The fit statistics in one row, as broom.mixed's ``glance(m)`` in snake_case."""
         return tidying.glance(self)
+
+    def r2(self) -> pd.Series:
+        """Marginal and conditional R² (Nakagawa & Schielzeth), as performance's
+        ``r2_nakagawa(m)``."""
+        return goodness.r2(self)
+
+    def icc(self) -> pd.Series:
+        """Adjusted and unadjusted intra-class correlation, as performance's ``icc(m)``."""
+        return goodness.icc(self)
 
     def augment(self) -> pd.DataFrame:
         """The data with fitted values, residuals, hat values, ..., as broom.mixed's
