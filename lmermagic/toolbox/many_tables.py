@@ -12,12 +12,15 @@ import pandas as pd
 
 from ..rbridge import get_r
 from ..tables import COEF_COLUMNS
+from .goodness import GOODNESS_COLUMNS, PIECES, from_pieces
 from .tidying import tidy_columns
 
 __all__ = ["GLANCE_COLUMNS", "ManyModels", "assemble"]
 
 GLANCE_COLUMNS = ["nobs", "sigma", "loglik", "aic", "bic", "deviance", "converged",
-                  "singular", "n_warnings"]
+                  "singular", "n_warnings", *GOODNESS_COLUMNS]
+# The columns R returns: GOODNESS_COLUMNS come from goodness.R's pieces.
+_R_GLANCE = [*GLANCE_COLUMNS[:-len(GOODNESS_COLUMNS)], *(f"gf_{p}" for p in PIECES)]
 _INTS = {"nobs", "n_warnings"}
 _BOOLS = {"converged", "singular"}
 
@@ -37,7 +40,10 @@ class ManyModels:
         ``p.adjust`` of each term's p-values across the models.
     glance : DataFrame
         The key, then ``nobs, sigma, loglik, aic, bic, deviance, converged,
-        singular, n_warnings``: one row per fitted model.
+        singular, n_warnings, r2_marginal, r2_conditional, icc``: one row per
+        fitted model (the last three as ``m.r2()`` and ``m.icc()``, computed
+        in the chunk's R; a log-link count model's null model is fitted there
+        too, and its warnings are not the model's).
     varcorr : DataFrame
         The key, then ``group, var1, var2, vcov, sdcor`` (R's
         ``as.data.frame(VarCorr(m))``).
@@ -168,7 +174,8 @@ def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
     coefs["term"] = coefs["term"].astype(str)
     coefs.insert(coefs.columns.get_loc("p_value") + 1, "p_adjusted",
                  _p_adjust(coefs["p_value"].to_numpy(), coefs["term"].to_numpy(), p_adjust))
-    glance, _ = _stack(parts, "glance", GLANCE_COLUMNS, keys)
+    glance, _ = _stack(parts, "glance", _R_GLANCE, keys)
+    _goodness(glance)
     for c in GLANCE_COLUMNS:
         glance[c] = glance[c].astype(int if c in _INTS else bool if c in _BOOLS else float)
     varcorr, varcorr_ids = _stack(parts, "varcorr", ["group", "var1", "var2", "vcov", "sdcor"],
@@ -180,6 +187,18 @@ def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
     warnings = _stack(parts, "warnings", ["message"], keys)[0]
     return ManyModels(key, coefs, glance, varcorr, errors, warnings, meta, len(keys),
                       _coef_ids=coef_ids, _varcorr_ids=varcorr_ids, _keys=keys)
+
+
+def _goodness(glance: pd.DataFrame) -> None:
+    """R²/ICC columns from the gf_ pieces, which are dropped (in place)."""
+    names = [f"gf_{p}" for p in PIECES]
+    rows = glance[names].to_numpy(dtype=object) if len(glance) else np.zeros((0, len(names)))
+    values = [from_pieces(dict(zip(PIECES, r))) if r[0] else
+              dict.fromkeys(("r2_marginal", "r2_conditional", "icc_adjusted"), np.nan)
+              for r in rows]
+    glance.drop(columns=names, inplace=True)
+    for col, key in zip(GOODNESS_COLUMNS, ("r2_marginal", "r2_conditional", "icc_adjusted")):
+        glance[col] = np.array([v[key] for v in values], dtype=float)
 
 
 def _p_adjust(p: np.ndarray, terms: np.ndarray, method: str) -> np.ndarray:

@@ -6,8 +6,9 @@ fit already checked against R (``coefs``, ``varcorr``, ``ranef``, ``loglik``,
 ...): no call into R, a few hundred microseconds per model, so that code
 fitting many models can build them in its worker processes. Their dict forms,
 :func:`tidy_columns` and :func:`glance_values`, skip the DataFrame for code
-that stacks thousands of them. Only ``effects="ran_vals"`` (conditional SDs)
-and ``augment`` (hat values, Cook's distances, lme4's response module) ask R.
+that stacks thousands of them. Only ``effects="ran_vals"`` (conditional SDs),
+``augment`` (hat values, Cook's distances, lme4's response module) and
+glance's R² and ICC columns (``goodness``, once per model) ask R.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import pandas as pd
 from .. import convert, tables
 from ..errors import DataError
 from ..fitted import FittedModel
+from . import goodness
 from ._common import call, check_model, r_columns
 from ._student import normal_quantile, t_quantile
+from .goodness import GOODNESS_COLUMNS
 from .random_effects import ranef_table
 
 __all__ = ["AUGMENT_COLUMNS", "EFFECTS", "GLANCE_COLUMNS", "augment", "glance",
@@ -33,7 +36,7 @@ __all__ = ["AUGMENT_COLUMNS", "EFFECTS", "GLANCE_COLUMNS", "augment", "glance",
 EFFECTS = ("fixed", "ran_pars", "ran_vals", "ran_coefs")
 _STATS = ("estimate", "std_error", "statistic", "df", "p_value")
 GLANCE_COLUMNS = ("nobs", "sigma", "loglik", "aic", "bic", "reml_crit", "deviance",
-                  "df_residual", "converged", "singular", "n_warnings")
+                  "df_residual", "converged", "singular", "n_warnings", *GOODNESS_COLUMNS)
 # broom.mixed's names, kept: the leading dot keeps them apart from data columns.
 AUGMENT_COLUMNS = (".fitted", ".resid", ".hat", ".cooksd", ".fixed", ".mu", ".offset",
                    ".sqrtXwt", ".sqrtrwt", ".weights", ".wtres", ".eta")
@@ -235,7 +238,9 @@ def tidy(m: FittedModel, effects: str | Iterable[str] = ("fixed", "ran_pars"),
 
 
 def glance_values(m: FittedModel) -> dict[str, Any]:
-    """:func:`glance`'s one row as a dict (column -> scalar), from the model's fields."""
+    """:func:`glance`'s one row as a dict (column -> scalar), from the model's
+    fields: broom.mixed's columns and lmermagic's, without the R² and ICC
+    columns, which need R (:func:`glance` adds them)."""
     return {"nobs": int(m.nobs), "sigma": float(m.sigma), "loglik": float(m.loglik),
             "aic": float(m.aic), "bic": float(m.bic),
             "reml_crit": float(m.reml_criterion) if m.reml else math.nan,
@@ -255,10 +260,16 @@ def glance(m: FittedModel) -> pd.DataFrame:
         ``deviance`` (float; R's ``deviance(m)`` for ML fits and glmer, where
         broom.mixed reports it; for REML fits the ML deviance at the REML
         estimates, lmermagic's ``m.deviance``), ``df_residual`` (int), and
-        lmermagic's ``converged, singular`` (bool), ``n_warnings`` (int).
+        lmermagic's ``converged, singular`` (bool), ``n_warnings`` (int),
+        ``r2_marginal, r2_conditional`` (float; Nakagawa & Schielzeth's R², as
+        :meth:`~lmermagic.LmerModel.r2`) and ``icc`` (float; the adjusted ICC,
+        as :meth:`~lmermagic.LmerModel.icc`). The last three ask R once per
+        model (a log-link Poisson or negative binomial model fits its null
+        model then) and are NaN where those methods give NaN, without their
+        warning (the ``singular`` column says why).
     """
     check_model(m)
-    values = glance_values(m)
+    values = {**glance_values(m), **goodness.glance_values(m)}
     return pd.DataFrame({k: [v] for k, v in values.items()})
 
 

@@ -49,6 +49,9 @@ lmm_gf_singular <- function(fit) {
 
 # The null model of a fit: the same random-effect terms (and offset() terms)
 # with an intercept only, fitted by the same lme4 call on the rows the fit used.
+# A negative binomial model's null model keeps the model's theta (glmer with
+# that negative.binomial family), as performance's does: re-running glmer.nb
+# would estimate another theta.
 lmm_gf_null_fit <- function(fit, formula, data, opts) {
     keep <- list()
     collect <- function(e) {
@@ -66,7 +69,13 @@ lmm_gf_null_fit <- function(fit, formula, data, opts) {
     null[[3L]] <- Reduce(function(a, b) call("+", a, b), terms)
     dropped <- attr(stats::model.frame(fit), "na.action")
     if (length(dropped)) data <- data[-as.integer(dropped), , drop = FALSE]
+    nb <- identical(opts$kind, "glmer.nb")
+    if (nb) opts <- utils::modifyList(opts, list(kind = "glmer", family = "poisson",
+                                                 link = "log"))
     todo <- lmm_fit_call(data, null, opts)
+    if (nb) {
+        todo$env$family <- MASS::negative.binomial(theta = lme4::getME(fit, "glmer.nb.theta"))
+    }
     eval(todo$call, todo$env)
 }
 

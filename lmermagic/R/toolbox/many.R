@@ -91,8 +91,26 @@ lmm_many_fit_one <- function(data, formula, rows, opts, prebuilt) {
     fit
 }
 
+# goodness.R's pieces of the R² and ICC, prefixed gf_, as glance columns; NA
+# where they cannot be computed (the model's tables stand without them). The
+# null model's warnings (log-link count models) are not the model's: dropped.
+lmm_many_goodness <- function(fit, null_fit) {
+    p <- tryCatch(withCallingHandlers(lmm_gf_pieces(fit, null_fit),
+                                      warning = function(w) invokeRestart("muffleWarning"),
+                                      message = function(m) invokeRestart("muffleMessage")),
+                  error = function(e) NULL)
+    if (is.null(p)) {
+        p <- list(family = "", link = "", nobs = NA_integer_, var_fixed = NA_real_,
+                  var_random = NA_real_, var_observation = NA_real_, singular = NA,
+                  sigma = NA_real_, nb_theta = NA_real_, trials = NA_real_,
+                  null_intercept = NA_real_, null_var_random = NA_real_)
+    }
+    stats::setNames(p, paste0("gf_", names(p)))
+}
+
 # The tables of one fit: coefficients, variance components, glance.
-lmm_many_tables <- function(fit, kind, ddf, texts) {
+# null_fit: for the R² of a log-link count model (lmm_gf_pieces).
+lmm_many_tables <- function(fit, kind, ddf, texts, null_fit) {
     ct <- lmm_coef_table(fit, kind, ddf)$table
     vc <- as.data.frame(lme4::VarCorr(fit))
     ll <- stats::logLik(fit)
@@ -104,7 +122,7 @@ lmm_many_tables <- function(fit, kind, ddf, texts) {
         coefs = ct,
         varcorr = list(group = as.character(vc$grp), var1 = as.character(vc$var1),
                        var2 = as.character(vc$var2), vcov = vc$vcov, sdcor = vc$sdcor),
-        glance = list(
+        glance = c(list(
             nobs = as.integer(stats::nobs(fit)),
             sigma = stats::sigma(fit),
             loglik = as.numeric(ll),
@@ -116,6 +134,7 @@ lmm_many_tables <- function(fit, kind, ddf, texts) {
                                                      ignore.case = TRUE)),
             singular = lme4::isSingular(fit),
             n_warnings = length(all_texts)),
+            lmm_many_goodness(fit, null_fit)),
         texts = all_texts)
 }
 
@@ -142,7 +161,12 @@ lmm_many_fit <- function(data, ids, formulas, row_values, row_lengths, opts, all
                     forms[[text]] <- formula
                 }
                 fit <- lmm_many_fit_one(data, formula, rows[[i]], opts, prebuilt)
-                lmm_many_tables(fit, kind, opts$ddf, texts)
+                used <- rows[[i]]
+                null_fit <- function() {
+                    d <- if (is.null(used)) data else droplevels(data[used, , drop = FALSE])
+                    lmm_gf_null_fit(fit, formula, d, opts)
+                }
+                lmm_many_tables(fit, kind, opts$ddf, texts, null_fit)
             }, warning = function(w) {
                 texts <<- c(texts, conditionMessage(w))
                 invokeRestart("muffleWarning")
