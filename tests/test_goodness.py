@@ -41,14 +41,14 @@ CASES = {
     "cbpp_logit": (
         "glmer", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "lme4::cbpp",
         {"family": "binomial"},
-        "lme4::glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), d, "
-        "family = binomial)",
+        ("lme4::glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), d, "
+         "family = binomial)"),
         "pi^2 / 3 / mean(d$size)"),
     "cbpp_probit": (
         "glmer", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "lme4::cbpp",
         {"family": "binomial(link='probit')"},
-        "lme4::glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), d, "
-        "family = binomial(link = 'probit'))",
+        ("lme4::glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), d, "
+         "family = binomial(link = 'probit'))"),
         "1 / mean(d$size)"),
     "bernoulli_probit": (
         "glmer", "hi ~ Days + (1 | Subject)", SLEEP_HI,
@@ -58,8 +58,8 @@ CASES = {
     "poisson": (
         "glmer", "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)",
         "lme4::grouseticks", {"family": "poisson"},
-        "lme4::glmer(TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION), d, "
-        "family = poisson)",
+        ("lme4::glmer(TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION), d, "
+         "family = poisson)"),
         """n0 <- lme4::glmer(TICKS ~ (1 | BROOD) + (1 | LOCATION), d, family = poisson)
            mu <- exp(lme4::fixef(n0)[[1]] + 0.5 * sum(sapply(lme4::VarCorr(n0), c)))
            log1p(1 / mu)"""),
@@ -250,3 +250,44 @@ def test_many_glance_has_the_models_r2(sleepstudy):
         np.testing.assert_allclose(row["r2_marginal"], r2["r2_marginal"], rtol=1e-12)
         np.testing.assert_allclose(row["r2_conditional"], r2["r2_conditional"], rtol=1e-12)
         np.testing.assert_allclose(row["icc"], icc["icc_adjusted"], rtol=1e-12)
+
+
+def test_many_glance_poisson_by_group(rref):
+    """Per-group Poisson models: each chunk fits each model's null model on its rows."""
+    ticks = _frame(rref, "lme4::grouseticks")
+    ticks["h"] = (ticks["HEIGHT"] - ticks["HEIGHT"].mean()) / ticks["HEIGHT"].std()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mm = lmermagic.glmer_many("TICKS ~ h + (1 | LOCATION)", ticks, by="YEAR",
+                                  family="poisson")
+    glance = mm.glance.set_index("YEAR")
+    assert len(glance) == 3
+    for year in glance.index:
+        one = _fit("glmer", "TICKS ~ h + (1 | LOCATION)", ticks[ticks["YEAR"] == year],
+                   {"family": "poisson"})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r2 = one.r2()
+        assert not math.isnan(one.meta["_goodness"]["null_intercept"])
+        np.testing.assert_allclose(glance.loc[year, "r2_marginal"], r2["r2_marginal"],
+                                   rtol=1e-10)
+        np.testing.assert_allclose(glance.loc[year, "r2_conditional"], r2["r2_conditional"],
+                                   rtol=1e-10)
+
+
+def test_every_random_term_counts(sleepstudy, rref):
+    """Johnson's variance of every term, also a second term of one grouping
+    factor (``||``) and a random slope that is no fixed effect. performance
+    drops both (it matches terms to fixed-effect columns by name); lmermagic
+    does not."""
+    for formula in ("Reaction ~ Days + (Days || Subject)", "Reaction ~ 1 + (Days | Subject)"):
+        model = _fit("lmer", formula, sleepstudy, {})
+        ref = rref(f"m <- lme4::lmer({formula}, lme4::sleepstudy)\n" + NATIVE_R.replace(
+            "{{ {dist} }}", "{stats::sigma(m)^2}"))
+        ours = _ours(model)
+        for key, value in ref.items():
+            np.testing.assert_allclose(ours[key], float(value[0]), rtol=RTOL, err_msg=key)
+        slope = model.varcorr.query("var1 == 'Days' and var2.isna()")["vcov"].iloc[0]
+        days = sleepstudy["Days"].to_numpy(dtype=float)
+        # The slope's share: its variance times the mean of Days².
+        assert model.r2().attrs["variances"]["var_random"] > slope * np.mean(days ** 2)

@@ -100,7 +100,8 @@ TIDY = {"effect": STR, "group": STR, "term": STR, "estimate": FLOAT, "std_error"
 CONF = {"conf_low": FLOAT, "conf_high": FLOAT}
 GLANCE = {"nobs": INT, "sigma": FLOAT, "loglik": FLOAT, "aic": FLOAT, "bic": FLOAT,
           "reml_crit": FLOAT, "deviance": FLOAT, "df_residual": INT, "converged": BOOL,
-          "singular": BOOL, "n_warnings": INT}
+          "singular": BOOL, "n_warnings": INT, "r2_marginal": FLOAT, "r2_conditional": FLOAT,
+          "icc": FLOAT}
 AUGMENT = dict.fromkeys((".fitted", ".resid", ".hat", ".cooksd", ".fixed", ".mu", ".offset",
                          ".sqrtXwt", ".sqrtrwt", ".weights", ".wtres", ".eta"), FLOAT)
 
@@ -113,6 +114,9 @@ def test_tidy_tables(models, name):
     with_level = {"effect": STR, "group": STR, "level": STR, **dict(list(TIDY.items())[2:])}
     _check(model.tidy(effects=["ran_vals", "ran_coefs"]), None, {**with_level, **CONF})
     _check(model.glance(), None, GLANCE)
+    for series, index in ((model.r2(), ["r2_marginal", "r2_conditional"]),
+                          (model.icc(), ["icc_adjusted", "icc_unadjusted"])):
+        assert list(series.index) == index and _kind(series.dtype) == FLOAT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         augmented = model.augment()
@@ -151,3 +155,13 @@ def test_allfit_columns(models):
         "sd_Days|Subject": FLOAT, "cor_(Intercept).Days|Subject": FLOAT, "sigma": FLOAT,
         "loglik": FLOAT, "converged": BOOL, "messages": STR, "feval": FLOAT,
         "seconds": FLOAT})
+
+
+def test_many_glance_columns(models):
+    data = models["m"].data.copy()
+    data["y2"] = data["Reaction"] * 1.5
+    mm = lmermagic.lmer_many("~ Days + (Days | Subject)", data, responses=["Reaction", "y2"])
+    _check(mm.glance, None, {"response": STR, "nobs": INT, "sigma": FLOAT, "loglik": FLOAT,
+                             "aic": FLOAT, "bic": FLOAT, "deviance": FLOAT, "converged": BOOL,
+                             "singular": BOOL, "n_warnings": INT, "r2_marginal": FLOAT,
+                             "r2_conditional": FLOAT, "icc": FLOAT})

@@ -174,8 +174,7 @@ def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
     coefs["term"] = coefs["term"].astype(str)
     coefs.insert(coefs.columns.get_loc("p_value") + 1, "p_adjusted",
                  _p_adjust(coefs["p_value"].to_numpy(), coefs["term"].to_numpy(), p_adjust))
-    glance, _ = _stack(parts, "glance", _R_GLANCE, keys)
-    _goodness(glance)
+    glance = _goodness(_stack(parts, "glance", _R_GLANCE, keys)[0])
     for c in GLANCE_COLUMNS:
         glance[c] = glance[c].astype(int if c in _INTS else bool if c in _BOOLS else float)
     varcorr, varcorr_ids = _stack(parts, "varcorr", ["group", "var1", "var2", "vcov", "sdcor"],
@@ -189,16 +188,17 @@ def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
                       _coef_ids=coef_ids, _varcorr_ids=varcorr_ids, _keys=keys)
 
 
-def _goodness(glance: pd.DataFrame) -> None:
-    """R²/ICC columns from the gf_ pieces, which are dropped (in place)."""
+def _goodness(glance: pd.DataFrame) -> pd.DataFrame:
+    """The glance with R²/ICC columns from the gf_ pieces, which are dropped."""
     names = [f"gf_{p}" for p in PIECES]
     rows = glance[names].to_numpy(dtype=object) if len(glance) else np.zeros((0, len(names)))
     values = [from_pieces(dict(zip(PIECES, r))) if r[0] else
               dict.fromkeys(("r2_marginal", "r2_conditional", "icc_adjusted"), np.nan)
               for r in rows]
-    glance.drop(columns=names, inplace=True)
+    glance = glance.drop(columns=names)
     for col, key in zip(GOODNESS_COLUMNS, ("r2_marginal", "r2_conditional", "icc_adjusted")):
         glance[col] = np.array([v[key] for v in values], dtype=float)
+    return glance
 
 
 def _p_adjust(p: np.ndarray, terms: np.ndarray, method: str) -> np.ndarray:
