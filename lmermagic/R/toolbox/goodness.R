@@ -13,12 +13,13 @@
 
 # Johnson's variance of each random-effect term: the mean over observations of
 # z_i' Sigma z_i, with z_i the observation's row of the term's own model matrix.
-# lme4's Zt holds these rows level by level (q rows per level), so with
-# S = I_levels (x) Sigma the sum over observations is sum(Zt_k * (S Zt_k)).
+# lme4's Zt holds these rows level by level: q rows per level of the term's
+# grouping factor, so z_i is read from the q rows of observation i's level.
 lmm_gf_term_variances <- function(fit) {
     zt <- lme4::getME(fit, "Zt")
     gp <- lme4::getME(fit, "Gp")
     cnms <- lme4::getME(fit, "cnms")
+    flist <- lme4::getME(fit, "flist")
     vc <- lme4::VarCorr(fit)
     n <- ncol(zt)
     if (length(vc) != length(cnms)) stop("VarCorr and the random-effect terms disagree")
@@ -26,10 +27,10 @@ lmm_gf_term_variances <- function(fit) {
         sigma <- as.matrix(vc[[k]])
         q <- length(cnms[[k]])
         if (!identical(dim(sigma), c(q, q))) stop("unexpected covariance matrix shape")
-        rows <- seq.int(gp[[k]] + 1L, gp[[k + 1L]])
-        ztk <- zt[rows, , drop = FALSE]
-        s <- Matrix::kronecker(Matrix::Diagonal(length(rows) %/% q), sigma)
-        sum(ztk * (s %*% ztk)) / n
+        level <- as.integer(flist[[names(cnms)[[k]]]])
+        rows <- gp[[k]] + rep((level - 1L) * q, each = q) + rep.int(seq_len(q), n)
+        z <- matrix(zt[cbind(rows, rep(seq_len(n), each = q))], ncol = q, byrow = TRUE)
+        mean(rowSums((z %*% sigma) * z))
     }, numeric(1))
 }
 
