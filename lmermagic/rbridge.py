@@ -334,7 +334,8 @@ class R:
         """
         with _lock:
             _drain_graveyard()
-            with self._captured() as console, self._interruptible(timeout) as stop:
+            with self._captured() as console, self._interruptible(timeout) as stop, \
+                    self._rpy2.stack_guard():
                 try:
                     out = self._run_locked(console, name, args, kwargs, keep, convert,
                                            packed)

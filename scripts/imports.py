@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                        "lmermagic.cache"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
-                    "lmermagic.rsyntax", "lmermagic.packed",
+                    "lmermagic.rsyntax", "lmermagic.rformula", "lmermagic.packed",
                     "lmermagic.fitted"]),
     ("errors", ["lmermagic.errors"]),
 ]
