@@ -34,11 +34,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),
     ("fit machinery", ["lmermagic.isolation", "lmermagic.fitting", "lmermagic.preflight",
                        "lmermagic.workers", "lmermagic.tally", "lmermagic.cluster",
-                       "lmermagic.cache"]),
+                       "lmermagic.cache", "lmermagic.cachedir"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
                     "lmermagic.rsyntax", "lmermagic.packed",
-                    "lmermagic.fitted"]),
+                    "lmermagic.fitted", "lmermagic.rdsguard"]),
     ("errors", ["lmermagic.errors"]),
 ]
 
