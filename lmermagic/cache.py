@@ -38,7 +38,11 @@ warning and the model refitted. So are verified tables that are not a fit's
 can only be lmermagic's own mistake, and the first method that needs it
 says so. The secret is only as safe as the directory:
 it is created with mode 0o700, and a directory that other users can write to
-or that belongs to someone else is not used (with a warning). Entries are
+or that belongs to someone else is not used (with a warning). The directory
+is opened once and every file reached through that descriptor
+(:mod:`lmermagic.cachedir`): a link swapped in later, a link, FIFO or
+directory at an entry's or the secret's path, or a secret that is not 32
+bytes is refused (a bad secret is replaced) and the model refitted. Entries are
 written to a temporary file and renamed into place, so two processes storing
 the same entry leave one whole entry. The directory is kept under its size
 limit by dropping the least recently used entries.
