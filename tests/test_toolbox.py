@@ -740,7 +740,9 @@ def test_allfit_keeps_the_models_control(poisson):
     _, m, _ = poisson
     ctl = m.update(control={"optimizer": "bobyqa", "maxfun": 5000})
     out = ctl.allfit()
-    assert out["converged"].all()
+    # dfoptim's nmkb (nmkbw) needs two parameters or more; this model has one
+    # (lme4's allFit reports the same warning), where dfoptim is installed.
+    assert out.drop(index="nmkbw", errors="ignore")["converged"].all()
     _close(out["loglik"], ctl.loglik, rtol=1e-6)
 
 
