@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import DataError, FormulaError, UnsafeFormulaError, did_you_mean
-from .rformula import formula_text
+from .rformula import formula_text, no_nul
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -171,6 +171,8 @@ def parse_contrasts(spec: str | dict[str, object] | None) -> dict[str, dict[str,
                 f"contrasts for '{col}': {value!r} is not one of {', '.join(CONTRAST_TYPES)} "
                 "(treatment may name its reference level: 'treatment:LEVEL')."
             )
+        no_nul(str(col), "a contrasts column name")
+        no_nul(ref, f"the reference level of contrasts for '{col}'")
         if ref and kind != "treatment":
             raise DataError(f"contrasts for '{col}': only treatment takes a reference level.")
         out[str(col)] = {"type": kind, "ref": ref.strip()}
@@ -309,6 +311,10 @@ class FitRequest:
         for what, col in (("weights", weights), ("offset", offset)):
             if col is not None and not isinstance(col, str):
                 raise DataError(f"{what}= takes the name of a column of the data.")
+        for what, value in (("weights=", weights), ("offset=", offset), ("the data's name",
+                           data_name), ("the model's name", name), ("family=", family)):
+            if isinstance(value, str):
+                no_nul(value, what)
         if nagq is not None and (kind != "glmer" or int(nagq) < 0):
             raise DataError("nAGQ applies to glmer only and is a whole number >= 0.")
         return cls(

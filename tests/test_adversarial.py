@@ -269,3 +269,19 @@ def test_polars_frames_that_cannot_cross(sleep: pd.DataFrame) -> None:
     ref = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleep)
     got = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", big)
     np.testing.assert_allclose(got.coefs.estimate, ref.coefs.estimate, rtol=1e-10)
+
+
+def test_nul_in_options(sleep: pd.DataFrame) -> None:
+    df = sleep.assign(f=np.where(sleep.Days > 4, "late", "early"))
+    with pytest.raises(DataError, match="reference level of contrasts for 'f'"):
+        lmermagic.lmer("Reaction ~ f + (1 | Subject)", df, contrasts={"f": "treatment:late\x00x"})
+    with pytest.raises(DataError, match="weights= contains a NUL"):
+        lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleep, weights="Days\x00")
+
+
+def test_nul_never_reaches_r() -> None:
+    """The last line behind the named checks: any text R is given."""
+    from lmermagic.rbridge import get_r
+
+    with pytest.raises(DataError, match="NUL"):
+        get_r().run("lmm_versions", "a\x00b")
