@@ -12,6 +12,7 @@ import pandas as pd
 
 from .fitted import FittedModel
 from .toolbox import (
+    checks,
     intervals,
     marginal,
     optimizers,
@@ -146,6 +147,12 @@ class LmerModel(FittedModel):
     def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
         """Responses simulated from the fitted model, as R's ``simulate()``."""
         return prediction.simulate(self, nsim=nsim, seed=seed)
+
+    def check(self, nsim: int = 250, seed: int | None = 123,
+              simulate_re: str = "conditional") -> pd.DataFrame:
+        """Model checks, one row each: singular fit, convergence, VIFs, overdispersion,
+        zero-inflation (performance's) and DHARMa's simulated-residual tests."""
+        return checks.check(self, nsim=nsim, seed=seed, simulate_re=simulate_re)
 
     def refit(self, newresponse: Any) -> LmerModel:
         """The same model fitted to a new response, as lme4's ``refit()``."""
