@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import DataError
 from ..fitted import FittedModel
 from . import _dharma
-from ._common import call, check_model, positive_int, seed_arg
+from ._common import call, check_model, positive_int, r_options, seed_arg
 from ._pvalues import chisq_upper
 from ._rrng import RStream
 
@@ -203,7 +203,7 @@ def simulated_residuals(m: FittedModel, nsim: int = 250, seed: int | None = 123,
     seed = seed_arg(seed)
     if seed is None:
         seed = int(np.random.default_rng().integers(1, 2**31 - 1))
-    value = call("lmm_tb_check_simulate", m.r_object, nsim, seed,
+    value = call("lmm_tb_check_simulate", m.r_object, m.r_data, r_options(m), nsim, seed,
                  simulate_re == "conditional", what="the simulated residuals")
     observed = _vec(p["observed"])
     sims = np.asarray(value["sims"], dtype=float).reshape(observed.size, nsim, order="F")

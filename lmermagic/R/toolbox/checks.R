@@ -74,9 +74,13 @@ lmm_tb_check_bernoulli <- function(fit) {
 # DHARMa >= 0.5.0 by default; else re.form = NA, lme4's and DHARMa 0.4's
 # default), laid out as DHARMa's getSimulations() lays them out (successes of
 # a binomial response), and R's random state after the simulation, from which
-# Python continues the same stream for the residuals' randomisation.
-lmm_tb_check_simulate <- function(fit, nsim, seed, conditional) {
+# Python continues the same stream for the residuals' randomisation. data,
+# opts: the model's data and options (common.R's lmm_tb_prepare).
+lmm_tb_check_simulate <- function(fit, data, opts, nsim, seed, conditional) {
     lmm_tb_run(function() {
+        # conditional simulation predicts from the data the call names
+        # (lme4's .simulateFun): the prepared copy can find it
+        fit <- lmm_tb_prepare(fit, data, opts)
         lmm_tb_with_seed(seed, function() {
             set.seed(seed, kind = "Mersenne-Twister", normal.kind = "Inversion",
                      sample.kind = "Rejection")
