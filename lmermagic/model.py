@@ -201,7 +201,8 @@ class LmerModel(FittedModel):
         return plots.plot_coefs(self, intercept=intercept, exponentiate=exponentiate, ax=ax)
 
     def plot_diagnostics(self, panel: str | None = None, ax: Any = None) -> Any:
-        """Residual, scale-location and Q-Q panels (binned residuals for binomial)."""
+        """Residual, scale-location and Q-Q panels (binned residuals for binomial);
+        ``panel="simulated"``: DHARMa's QQ and residual-vs-predicted panels."""
         return plots.plot_diagnostics(self, panel=panel, ax=ax)
 
     def plot_predict(self, x: str, by: str | None = None, level: float = 0.95,

@@ -319,3 +319,26 @@ def test_arguments_refused(models):
         m.check(simulate_re="marginal")
     with pytest.raises(DataError, match="nsim"):
         m.check(nsim=1)
+
+
+def test_simulated_panels(models, rref):
+    pytest.importorskip("matplotlib")
+    from lmermagic.toolbox.plots import DiagnosticsDisplay
+
+    m = models["grouse"]
+    fig = m.plot_diagnostics(panel="simulated")
+    assert len([a for a in fig.axes if a.get_visible()]) == 2
+    disp = DiagnosticsDisplay.from_model(m, panel="simulated")
+    s = checks.simulated_residuals(m)
+    qq, rp = disp.panels["simulated_qq"], disp.panels["simulated_vs_predicted"]
+    n = s.residuals.size
+    assert np.array_equal(qq["y"], np.sort(s.residuals))
+    assert np.allclose(qq["x"], np.arange(1, n + 1) / (n + 1))
+    assert disp.lines["simulated_qq"] == (0.0, 1.0)
+    # DHARMa's rankTransform of the population predictions, in R
+    rank = rcall(rref, """function(fit) { p <- rank(predict(fit, type = "response",
+                          re.form = NA), ties.method = "average"); p / max(p) }""", m.robj)
+    assert np.allclose(rp["x"], rank, rtol=1e-15)
+    assert np.array_equal(rp["y"], s.residuals)
+    one = DiagnosticsDisplay.from_model(m, panel="simulated_qq")
+    assert list(one.panels) == ["simulated_qq"]
