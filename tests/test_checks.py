@@ -342,3 +342,14 @@ def test_simulated_panels(models, rref):
     assert np.array_equal(rp["y"], s.residuals)
     one = DiagnosticsDisplay.from_model(m, panel="simulated_qq")
     assert list(one.panels) == ["simulated_qq"]
+
+
+def test_conditional_simulation_with_a_call_in_the_formula():
+    # lme4's conditional simulate() predicts from the data the stored call names,
+    # re-evaluating scale(HEIGHT); on the bare fit R said "object 'HEIGHT' not found"
+    gt = lmermagic.datasets.load("grouseticks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lmermagic.glmer("TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD)", gt, family="poisson")
+    t = m.check()
+    assert t.loc[t["check"] == "sim_uniformity", "value"].notna().all()
