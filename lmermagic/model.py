@@ -12,6 +12,7 @@ import pandas as pd
 
 from .fitted import FittedModel
 from .toolbox import (
+    checks,
     intervals,
     marginal,
     optimizers,
@@ -147,6 +148,12 @@ class LmerModel(FittedModel):
         """Responses simulated from the fitted model, as R's ``simulate()``."""
         return prediction.simulate(self, nsim=nsim, seed=seed)
 
+    def check(self, nsim: int = 250, seed: int | None = 123,
+              simulate_re: str = "conditional") -> pd.DataFrame:
+        """Model checks, one row each: singular fit, convergence, VIFs, overdispersion,
+        zero-inflation (performance's) and DHARMa's simulated-residual tests."""
+        return checks.check(self, nsim=nsim, seed=seed, simulate_re=simulate_re)
+
     def refit(self, newresponse: Any) -> LmerModel:
         """The same model fitted to a new response, as lme4's ``refit()``."""
         return refitting.refit(self, newresponse)
@@ -194,7 +201,8 @@ class LmerModel(FittedModel):
         return plots.plot_coefs(self, intercept=intercept, exponentiate=exponentiate, ax=ax)
 
     def plot_diagnostics(self, panel: str | None = None, ax: Any = None) -> Any:
-        """Residual, scale-location and Q-Q panels (binned residuals for binomial)."""
+        """Residual, scale-location and Q-Q panels (binned residuals for binomial);
+        ``panel="simulated"``: DHARMa's QQ and residual-vs-predicted panels."""
         return plots.plot_diagnostics(self, panel=panel, ax=ax)
 
     def plot_predict(self, x: str, by: str | None = None, level: float = 0.95,

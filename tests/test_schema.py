@@ -90,6 +90,11 @@ def test_toolbox_tables(models):
                                  "deviance": FLOAT, "chisq": FLOAT, "df": FLOAT,
                                  "p_value": FLOAT})
     _check(m.simulate(2, seed=1), None, {"sim_1": FLOAT, "sim_2": FLOAT})
+    check_cols = {"check": STR, "term": STR, "statistic": STR, "value": FLOAT,
+                  "adjusted": FLOAT, "df": FLOAT, "p_value": FLOAT, "observed": FLOAT,
+                  "expected": FLOAT, "ok": BOOL, "verdict": STR}
+    for model in (m, models["g"]):
+        _check(model.check(), None, check_cols)
     _check(models["d"].emmeans("Evit"), None, {"Evit": CAT, "emmean": FLOAT,
                                                "std_error": FLOAT, "df": FLOAT,
                                                "conf_low": FLOAT, "conf_high": FLOAT})
