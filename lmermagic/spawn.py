@@ -37,8 +37,21 @@ from typing import Any
 
 __all__ = ["Process", "child_main"]
 
-_ENTRY = "import sys; sys.path[0] = sys.argv[1]; import lmermagic.spawn as s; s.child_main()"
-_ROOT = str(Path(__file__).resolve().parent.parent)  # the directory holding lmermagic/
+# The child's first lines: import lmermagic from the parent's package directory
+# (argv[1]) without putting anything before the standard library on sys.path,
+# and without the working directory that ``-c`` adds (until the parent's
+# sys.path arrives).
+_ENTRY = """\
+import sys, importlib.util as u
+sys.path = [p for p in sys.path if p]
+s = u.spec_from_file_location("lmermagic", sys.argv[1] + "/__init__.py",
+                              submodule_search_locations=[sys.argv[1]])
+sys.modules["lmermagic"] = m = u.module_from_spec(s)
+s.loader.exec_module(m)
+import lmermagic.spawn
+lmermagic.spawn.child_main()
+"""
+_PACKAGE = str(Path(__file__).resolve().parent)
 
 
 class Process:
@@ -57,7 +70,7 @@ class Process:
         ours, theirs = socket.socketpair()
         try:
             self._popen = subprocess.Popen(
-                [sys.executable, "-c", _ENTRY, _ROOT, str(theirs.fileno()), str(os.getpid())],
+                [sys.executable, "-c", _ENTRY, _PACKAGE, str(theirs.fileno()), str(os.getpid())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, start_new_session=True)
         except BaseException:
             ours.close()
@@ -132,8 +145,8 @@ def _send_all(conn: Connection, blobs: list[bytes]) -> None:
 
 def child_main() -> None:
     """The worker process's entry point: ``python -c`` runs it with the
-    parent's lmermagic directory, the socket's descriptor and the parent's
-    process id as arguments."""
+    parent's lmermagic package directory, the socket's descriptor and the
+    parent's process id as arguments."""
     fd, parent = int(sys.argv[2]), int(sys.argv[3])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):

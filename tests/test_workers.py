@@ -68,13 +68,31 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""))
 
 
+def _children() -> set[int]:
+    """The processes whose parent is this one, zombies too (Linux's /proc)."""
+    me, out = str(os.getpid()), set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            out.add(int(pid))
+    return out
+
+
 # -- scripts without a main guard
 
 
 SCRIPT = textwrap.dedent("""\
+    import importlib
     import sys
+
+    sys.path.insert(0, sys.argv[3])  # a checkout of lmermagic, as a developer runs it
     import pandas as pd
     import lmermagic
+    from lmermagic import workers
 
     wide = pd.read_pickle(sys.argv[1])
     responses = [c for c in wide.columns if c.startswith("y")]
@@ -82,6 +100,9 @@ SCRIPT = textwrap.dedent("""\
                              workers=2, progress=False)
     mm.coefs.to_pickle(sys.argv[2])
     print(mm.meta["backend"], mm.meta["workers"])
+    # the lmermagic the workers imported: getattr(importlib.import_module("lmermagic"), ...)
+    workers.run_tasks(getattr, ["__file__"], lambda t, r: print(r), workers=2,
+                      setup=importlib.import_module, payload="lmermagic")
 """)
 
 
@@ -98,22 +119,28 @@ def wide() -> pd.DataFrame:
 def test_many_workers_from_a_plain_script(how, wide, tmp_path):
     """`python fit.py` without `if __name__ == "__main__":` and `python - < fit.py`:
     the workers never re-import the caller's __main__, and the tables are the
-    serial backend's, bit for bit."""
+    serial backend's, bit for bit. The script puts a checkout of lmermagic on
+    its sys.path, and its directory (the working directory) holds a decoy
+    lmermagic: the workers import the caller's lmermagic."""
     script, data, out = tmp_path / "fit.py", tmp_path / "wide.pkl", tmp_path / "coefs.pkl"
     script.write_text(SCRIPT)
+    (tmp_path / "lmermagic").mkdir()
+    (tmp_path / "lmermagic" / "__init__.py").write_text("raise ImportError('the decoy')\n")
     wide.to_pickle(data)
+    args = [str(data), str(out), str(ROOT)]
     if how == "file":
-        cmd, stdin = [sys.executable, str(script), str(data), str(out)], None
+        cmd, stdin = [sys.executable, str(script), *args], None
     else:
-        cmd, stdin = [sys.executable, "-", str(data), str(out)], script.open()
+        cmd, stdin = [sys.executable, "-", *args], script.open()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     try:
         proc = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True, cwd=tmp_path,
-                              env=_env(), timeout=HANG_GUARD)
+                              env=env, timeout=HANG_GUARD)
     finally:
         if stdin is not None:
             stdin.close()
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["processes", "2"]
+    assert proc.stdout.split() == ["processes", "2", str(ROOT / "lmermagic" / "__init__.py")]
     serial = lmermagic.lmer_many("~ Days + (Days | Subject)", wide,
                                  responses=[f"y{i}" for i in range(60)], progress=False)
     assert serial.n_failed == 0
@@ -148,6 +175,7 @@ def test_a_function_of_main_is_refused_in_words(tmp_path):
 
 
 def test_a_worker_dying_in_setup_raises_at_once():
+    before = _children()
     w = Worker(_exit_at_setup, b"x" * 5_000_000)
     try:
         with pytest.raises(WorkerDied, match="exited with code 3") as info:
@@ -155,6 +183,7 @@ def test_a_worker_dying_in_setup_raises_at_once():
         assert info.value.exitcode == 3 and not w.alive
     finally:
         w.stop()
+    assert _children() == before
 
 
 def test_a_worker_killed_before_it_read_its_start_up_data():
@@ -173,6 +202,7 @@ def test_a_worker_killed_before_it_read_its_start_up_data():
 
 
 def test_run_tasks_reports_a_task_that_killed_its_worker():
+    before = _children()
     got: dict[int, int] = {}
     dead: list[tuple[int, WorkerDied]] = []
     _within(HANG_GUARD, workers.run_tasks, _kill_on_three, list(range(8)), got.__setitem__,
@@ -182,6 +212,7 @@ def test_run_tasks_reports_a_task_that_killed_its_worker():
     with pytest.raises(WorkerDied, match="SIGKILL"):  # without died=: raised
         _within(HANG_GUARD, workers.run_tasks, _kill_on_three, list(range(8)),
                 lambda t, r: None, setup=int, payload="10", workers=2)
+    assert _children() == before  # no worker left behind, none a zombie
 
 
 # -- Dask
