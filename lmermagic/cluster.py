@@ -116,7 +116,7 @@ def run_on_dask(work: Callable[[Any, Any], Any], tasks: Sequence[Any],
         for task in suspects:
             killed, lost = job.run(work, [task], done)
             if killed or lost:
-                exc = WorkerDied(None, "the Dask worker process running it died")
+                exc = WorkerDied(None, "the Dask worker process died (it ran this task alone)")
                 if died is None:
                     raise exc
                 died(task, exc)
