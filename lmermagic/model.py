@@ -16,6 +16,7 @@ from .toolbox import (
     intervals,
     marginal,
     optimizers,
+    paper,
     plots,
     prediction,
     random_effects,
@@ -209,6 +210,31 @@ class LmerModel(FittedModel):
                      n: int = 100, ax: Any = None) -> Any:
         """Population prediction along ``x`` with its band over the data; ``by``: per group."""
         return plots.plot_predict(self, x, by=by, level=level, n=n, ax=ax)
+
+    # -- maketables' plug-in protocol: maketables.ETable([m1, m2]) (no import here) --
+
+    @property
+    def __maketables_coef_table__(self) -> pd.DataFrame:
+        return paper.coef_table(self)
+
+    def __maketables_stat__(self, key: str) -> Any:
+        return paper.stat(self, key)
+
+    @property
+    def __maketables_depvar__(self) -> str:
+        return paper.depvar(self)
+
+    @property
+    def __maketables_default_stat_keys__(self) -> list[str]:
+        return paper.default_stat_keys(self)
+
+    @property
+    def __maketables_stat_labels__(self) -> dict[str, str]:
+        return dict(paper.STAT_LABELS)
+
+    @property
+    def __maketables_var_labels__(self) -> dict[str, str] | None:
+        return paper.var_labels(self)
 
     # -- text -----------------------------------------------------------------
 

@@ -88,7 +88,8 @@ def test_toolbox_tables(models):
         comparison = lmermagic.anova(m0, m)
     _check(comparison, "model", {"npar": FLOAT, "aic": FLOAT, "bic": FLOAT, "loglik": FLOAT,
                                  "deviance": FLOAT, "chisq": FLOAT, "df": FLOAT,
-                                 "p_value": FLOAT})
+                                 "p_value": FLOAT, "aicc": FLOAT, "delta_aicc": FLOAT,
+                                 "weight": FLOAT})
     _check(m.simulate(2, seed=1), None, {"sim_1": FLOAT, "sim_2": FLOAT})
     check_cols = {"check": STR, "term": STR, "statistic": STR, "value": FLOAT,
                   "adjusted": FLOAT, "df": FLOAT, "p_value": FLOAT, "observed": FLOAT,
@@ -156,3 +157,13 @@ def test_allfit_columns(models):
         "sd_Days|Subject": FLOAT, "cor_(Intercept).Days|Subject": FLOAT, "sigma": FLOAT,
         "loglik": FLOAT, "converged": BOOL, "messages": STR, "feval": FLOAT,
         "seconds": FLOAT})
+
+
+def test_many_models_glance():
+    sleep = lmermagic.datasets.load("sleepstudy")
+    grid = lmermagic.lmer_many({"a": "Reaction ~ Days + (1 | Subject)",
+                                "b": "Reaction ~ 1 + (1 | Subject)"}, sleep, progress=False)
+    _check(grid.glance, None, {
+        "model": STR, "nobs": INT, "sigma": FLOAT, "loglik": FLOAT, "aic": FLOAT,
+        "bic": FLOAT, "deviance": FLOAT, "converged": BOOL, "singular": BOOL,
+        "n_warnings": INT, "aicc": FLOAT, "delta_aicc": FLOAT, "weight": FLOAT})

@@ -242,7 +242,7 @@ def test_compare_refits_with_ml_and_sorts_like_r(sleep_models, rref):
              dev = dev, chisq = a$Chisq, df = a$Df, p = a[["Pr(>Chisq)"]])""")
     assert list(out.index) == ref["rows"] == ["m0", "m"]
     assert list(out.columns) == ["npar", "aic", "bic", "loglik", "deviance", "chisq", "df",
-                                 "p_value"]
+                                 "p_value", "aicc", "delta_aicc", "weight"]  # test_aicc.py
     for col, key in [("npar", "npar"), ("aic", "aic"), ("bic", "bic"), ("loglik", "ll"),
                      ("deviance", "dev")]:
         _close(out[col], ref[key])

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..rbridge import get_r
 from ..tables import COEF_COLUMNS
+from .selection import AICC_COLUMNS, add_aicc_columns
 from .tidying import tidy_columns
 
 __all__ = ["GLANCE_COLUMNS", "ManyModels", "assemble"]
@@ -37,7 +38,11 @@ class ManyModels:
         ``p.adjust`` of each term's p-values across the models.
     glance : DataFrame
         The key, then ``nobs, sigma, loglik, aic, bic, deviance, converged,
-        singular, n_warnings``: one row per fitted model.
+        singular, n_warnings``, then ``aicc, delta_aicc, weight`` (MuMIn's
+        AICc from each fit's own log-likelihood, REML for REML fits; for a
+        formula grid the difference from the smallest AICc and the Akaike
+        weight among the formulas of each subset, NaN otherwise): one row
+        per fitted model.
     varcorr : DataFrame
         The key, then ``group, var1, var2, vcov, sdcor`` (R's
         ``as.data.frame(VarCorr(m))``).
@@ -171,6 +176,7 @@ def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
     glance, _ = _stack(parts, "glance", GLANCE_COLUMNS, keys)
     for c in GLANCE_COLUMNS:
         glance[c] = glance[c].astype(int if c in _INTS else bool if c in _BOOLS else float)
+    glance = _with_aicc(glance, key)
     varcorr, varcorr_ids = _stack(parts, "varcorr", ["group", "var1", "var2", "vcov", "sdcor"],
                                   keys)
     for c in ("vcov", "sdcor"):
@@ -180,6 +186,17 @@ def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
     warnings = _stack(parts, "warnings", ["message"], keys)[0]
     return ManyModels(key, coefs, glance, varcorr, errors, warnings, meta, len(keys),
                       _coef_ids=coef_ids, _varcorr_ids=varcorr_ids, _keys=keys)
+
+
+def _with_aicc(glance: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """glance with AICc columns; k (R's logLik df) is recovered from AIC = -2 logLik + 2k.
+    Only the formulas of a grid are rivals: delta and weight among those fitted
+    to the same subset."""
+    if glance.empty:
+        return glance.assign(**{c: pd.Series(dtype=float) for c in AICC_COLUMNS})
+    k = np.round((glance["aic"].to_numpy() + 2.0 * glance["loglik"].to_numpy()) / 2.0)
+    groups = [c for c in key if c != "model"] if "model" in key else None
+    return add_aicc_columns(glance, k, glance["nobs"].to_numpy(dtype=float), groups)
 
 
 def _p_adjust(p: np.ndarray, terms: np.ndarray, method: str) -> np.ndarray:
