@@ -66,6 +66,40 @@ class Rpy2:
         checks, many times a second while it computes) inside the block."""
         return self._swapped(processevents=tick)
 
+    @contextlib.contextmanager
+    def stack_guard(self) -> Iterator[None]:
+        """R's C stack check on, for this thread's stack, inside the block.
+
+        rpy2 turns the check off (``R_CStackLimit = -1``): R may be called from
+        any thread, and R only knows the stack of the thread that started it.
+        Without it, deep recursion in R (a formula hundreds of terms long walked
+        by lme4) overflows the stack and ends the process with a segmentation
+        fault. Inside the block R measures against the calling thread's own
+        stack, as Rscript does against its one: "C stack usage is too close to
+        the limit" becomes an ordinary R error. Outside, rpy2's setting is put
+        back, for other callers of R (the lock is held meanwhile).
+        """
+        bounds = _thread_stack()
+        if bounds is None:
+            yield
+            return
+        low, size = bounds
+        lib, ffi = self.openrlib.rlib, self.openrlib.ffi
+        try:
+            saved = (lib.R_CStackStart, lib.R_CStackLimit)
+        except AttributeError:  # not in this rpy2's declarations
+            yield
+            return
+        # R compares the stack used since R_CStackStart with R_CStackLimit
+        # (the stack grows down from low + size); 10 % stays for C code that
+        # runs between R's checks.
+        lib.R_CStackStart = ffi.cast("uintptr_t", low + size)
+        lib.R_CStackLimit = ffi.cast("uintptr_t", int(size * 0.9))
+        try:
+            yield
+        finally:
+            lib.R_CStackStart, lib.R_CStackLimit = saved
+
     def start(self) -> None:
         """Start the embedded R once, keeping the caller's SIGINT handler.
 
@@ -91,6 +125,41 @@ class Rpy2:
             os.environ["LD_LIBRARY_PATH"] = lib_path
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+_MAIN_STACK: list[tuple[int, int] | None] = []
+_LIBC: list[Any] = []
+
+
+def _thread_stack() -> tuple[int, int] | None:
+    """(lowest address, size) of the calling thread's stack (glibc's
+    pthread_getattr_np), or None where that cannot be asked. The main
+    thread's is asked once (glibc reads /proc for it); another thread's every
+    time, as a thread id can come back with another stack."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and _MAIN_STACK:
+        return _MAIN_STACK[0]
+    out: tuple[int, int] | None = None
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            if not _LIBC:
+                _LIBC.append(ctypes.CDLL(None))
+                _LIBC[0].pthread_self.restype = ctypes.c_ulong
+            libc = _LIBC[0]
+            attr = ctypes.create_string_buffer(128)  # pthread_attr_t: 56 bytes on glibc
+            if libc.pthread_getattr_np(ctypes.c_ulong(libc.pthread_self()), attr) == 0:
+                addr, size = ctypes.c_void_p(), ctypes.c_size_t()
+                if libc.pthread_attr_getstack(attr, ctypes.byref(addr),
+                                              ctypes.byref(size)) == 0 and addr.value:
+                    out = (addr.value, size.value)
+                libc.pthread_attr_destroy(attr)
+        except (OSError, AttributeError):
+            out = None
+    if main:
+        _MAIN_STACK.append(out)
+    return out
 
 
 def load(advice: str) -> Rpy2:

@@ -38,7 +38,11 @@ warning and the model refitted. So are verified tables that are not a fit's
 can only be lmermagic's own mistake, and the first method that needs it
 says so. The secret is only as safe as the directory:
 it is created with mode 0o700, and a directory that other users can write to
-or that belongs to someone else is not used (with a warning). Entries are
+or that belongs to someone else is not used (with a warning). The directory
+is opened once and every file reached through that descriptor
+(:mod:`lmermagic.cachedir`): a link swapped in later, a link, FIFO or
+directory at an entry's or the secret's path, or a secret that is not 32
+bytes is refused (a bad secret is replaced) and the model refitted. Entries are
 written to a temporary file and renamed into place, so two processes storing
 the same entry leave one whole entry. The directory is kept under its size
 limit by dropping the least recently used entries.
@@ -52,7 +56,6 @@ import hmac
 import os
 import secrets
 import struct
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -64,12 +67,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import packed
+from .cachedir import Directory, open_private
 from .convert import RColumn
 from .errors import CacheWarning
 from .request import FitRequest
 
-__all__ = ["MAX_BYTES", "MEMORY_ENTRIES", "Entry", "clear", "directory", "discard", "fit_key",
-           "load", "recall", "remember", "store", "stored_tables", "warn"]
+__all__ = ["MAX_BYTES", "MEMORY_ENTRIES", "Directory", "Entry", "clear", "directory",
+           "discard", "fit_key", "load", "recall", "remember", "store", "stored_tables", "warn"]
 
 FORMAT = 2
 MAGIC = b"LMMFIT\r\n"  # the \r\n catches a copy that changed line ends
@@ -148,46 +152,42 @@ def warn(message: str) -> None:
     warnings.warn(f"lmermagic fit cache: {message}", CacheWarning, stacklevel=4)
 
 
-def directory(path: str | os.PathLike[str]) -> Path | None:
-    """The cache directory, created private to the user; None (with a warning)
-    if it cannot be made or others could write to it."""
-    d = Path(path).expanduser()
+def directory(path: str | os.PathLike[str] | Directory) -> Directory | None:
+    """The cache directory (:func:`lmermagic.cachedir.open_private`: created
+    private to the user, opened once, checked on its descriptor); None, with a
+    warning, if it cannot be used."""
     try:
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = d.stat()
+        return open_private(path)
     except OSError as exc:
-        warn(f"cannot use {str(d)!r}: {exc}; fits are not stored on disk.")
+        warn(f"{exc}; fits are not stored on disk there.")
         return None
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        warn(f"{str(d)!r} belongs to another user; fits are not stored on disk there.")
-        return None
-    if st.st_mode & 0o022:
-        warn(f"{str(d)!r} can be written by other users (mode {st.st_mode & 0o777:o}); "
-              "its entries would be read by R, so it is not used. chmod 700 it.")
-        return None
-    return d
 
 
-def _secret(d: Path) -> bytes:
-    """The directory's MAC key: made once, atomically, readable by the user only."""
-    path = d / SECRET
-    try:
-        value = path.read_bytes()
-        if len(value) == 32:
-            return value
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".secret-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
+def _secret(d: Directory) -> bytes:
+    """The directory's MAC key: made once, atomically, readable by the user
+    only. One that is not 32 bytes of a regular file of ours is replaced
+    (with a warning): the entries signed with it are then refitted."""
+    for _ in range(3):
         try:
-            os.link(tmp, path)  # fails if another process made it first
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
-    return path.read_bytes()
+            fd = d.open(SECRET)
+            if fd is not None:
+                with os.fdopen(fd, "rb") as fh:
+                    value = fh.read(33)
+                if len(value) == 32:
+                    return value
+                problem = f"it holds {len(value)} bytes, not 32"
+            else:
+                problem = None
+        except OSError as exc:
+            problem = str(exc)
+        if problem is not None:
+            warn(f"{SECRET} is not usable ({problem}); a new one is made and the entries "
+                 "stored under the old one will be refitted.")
+            d.write(SECRET, [secrets.token_bytes(32)])
+            continue
+        with contextlib.suppress(FileExistsError):
+            d.write(SECRET, [secrets.token_bytes(32)], link=True)
+    raise OSError(f"cannot make a usable {SECRET} in {str(d)!r}")
 
 
 def _mac(secret: bytes, header: bytes, parts: Sequence[bytes]) -> bytes:
@@ -203,55 +203,56 @@ def _header(key: bytes, parts: Sequence[bytes]) -> bytes:
         _LENGTH.pack(len(p)) for p in parts)
 
 
-def entry_path(d: Path, key: bytes) -> Path:
-    return d / f"{key.hex()}{SUFFIX}"
+def entry_name(key: bytes) -> str:
+    return f"{key.hex()}{SUFFIX}"
 
 
-def store(d: Path, key: bytes, parts: Sequence[bytes], max_bytes: int = MAX_BYTES) -> None:
+def _opened(path: str | os.PathLike[str] | Directory) -> Directory:
+    d = directory(path)
+    if d is None:
+        raise OSError(f"the cache directory {str(path)!r} cannot be used")
+    return d
+
+
+def store(path: str | os.PathLike[str] | Directory, key: bytes, parts: Sequence[bytes],
+          max_bytes: int = MAX_BYTES) -> None:
     """Write one entry of ``parts`` atomically; drop the least recently used
     ones beyond max_bytes."""
     if not 0 < len(parts) <= MAX_PARTS:
         raise ValueError(f"an entry has 1 to {MAX_PARTS} parts")
+    d = _opened(path)
     head = _header(key, parts)
     if len(head) + _MAC_SIZE + sum(len(p) for p in parts) > max_bytes:
         return
-    mac = _mac(_secret(d), head, parts)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(head + mac)
-            for part in parts:
-                fh.write(part)
-        os.replace(tmp, entry_path(d, key))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    d.write(entry_name(key), [head, _mac(_secret(d), head, parts), *parts])
     prune(d, max_bytes)
 
 
-def load(d: Path, key: bytes) -> list[bytes] | None:
+def load(path: str | os.PathLike[str] | Directory, key: bytes) -> list[bytes] | None:
     """The parts stored under ``key``, or None: absent, or refused with a warning
-    (and removed) when it is not a whole entry written here for this key."""
-    path = entry_path(d, key)
+    (and removed) when it is not a whole entry written here for this key, or
+    not a regular file of ours."""
+    d = _opened(path)
+    name = entry_name(key)
     try:
-        with path.open("rb") as fh:
+        fd = d.open(name)
+        if fd is None:
+            return None
+        with os.fdopen(fd, "rb") as fh:
             problem, parts = _read(d, key, fh, os.fstat(fh.fileno()).st_size)
-    except FileNotFoundError:
-        return None
     except OSError as exc:
-        warn(f"cannot read {path.name}: {exc}; refitting.")
+        warn(f"cannot read {name}: {exc}; refitting.")
+        d.unlink(name)
         return None
     if problem:
-        warn(f"ignoring {path.name}: {problem}; refitting.")
-        discard(d, key)
+        warn(f"ignoring {name}: {problem}; refitting.")
+        d.unlink(name)
         return None
-    with contextlib.suppress(OSError):
-        os.utime(path)  # recently used: pruned last
+    d.touch(name)  # recently used: pruned last
     return parts
 
 
-def _read(d: Path, key: bytes, fh: BinaryIO, size: int) -> tuple[str | None, list[bytes]]:
+def _read(d: Directory, key: bytes, fh: BinaryIO, size: int) -> tuple[str | None, list[bytes]]:
     """(what is wrong with the entry or None, its parts). Lengths are checked
     against the file's size before anything that long is read."""
     prefix = fh.read(_PREFIX.size)
@@ -298,32 +299,32 @@ def stored_tables(parts: list[bytes]) -> tuple[dict[str, Any], tuple[str, ...]]:
     return stored["tables"], tuple(stored["texts"])
 
 
-def discard(d: Path, key: bytes) -> None:
-    with contextlib.suppress(OSError):
-        entry_path(d, key).unlink()
+def discard(path: str | os.PathLike[str] | Directory, key: bytes) -> None:
+    d = directory(path)
+    if d is not None:
+        d.unlink(entry_name(key))
 
 
-def _entries(d: Path) -> Iterable[tuple[float, int, Path]]:
-    for p in d.glob(f"*{SUFFIX}"):
-        if p.name.startswith("."):
+def _entries(d: Directory) -> Iterable[tuple[float, int, str]]:
+    for name in d.names():
+        if name.startswith(".") or not name.endswith(SUFFIX):
             continue
         try:
-            st = p.stat()
+            st = os.stat(name, dir_fd=d.fd, follow_symlinks=False)
         except OSError:  # removed by another process meanwhile
             continue
-        yield st.st_mtime, st.st_size, p
+        yield st.st_mtime, st.st_size, name
 
 
-def prune(d: Path, max_bytes: int) -> None:
+def prune(d: Directory, max_bytes: int) -> None:
     """Drop the least recently used entries until the rest fit in max_bytes."""
     entries = sorted(_entries(d))
     total = sum(size for _, size, _ in entries)
-    for _, size, p in entries:
+    for _, size, name in entries:
         if total <= max_bytes:
             break
-        with contextlib.suppress(OSError):
-            p.unlink()
-            total -= size
+        d.unlink(name)
+        total -= size
 
 
 def clear(cache_dir: str | os.PathLike[str] | None = None) -> int:
@@ -333,14 +334,14 @@ def clear(cache_dir: str | os.PathLike[str] | None = None) -> int:
     with _lock:
         _memory.clear()
     n = 0
-    if cache_dir is not None:
-        d = Path(cache_dir).expanduser()
-        if d.is_dir():
-            for _, _, p in list(_entries(d)):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-                    n += 1
-            for p in d.glob(".tmp-*"):
-                with contextlib.suppress(OSError):
-                    p.unlink()
+    if cache_dir is not None and Path(cache_dir).expanduser().is_dir():
+        d = directory(cache_dir)
+        if d is not None:
+            for _, _, name in list(_entries(d)):
+                d.unlink(name)
+                n += 1
+            for name in d.names():
+                if name.startswith(".tmp-"):
+                    d.unlink(name)
+            d.close()
     return n

@@ -12,6 +12,8 @@ module imports it, and only when a job is sent to a cluster.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import time
 import uuid
 import warnings
@@ -19,7 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .workers import WorkerDied
+
 __all__ = ["local_cluster", "require_distributed", "run_on_dask"]
+
+# Dask raises one or the other, by release, for a future cancelled.
+_CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
 
 _INSTALL = ("Dask's distributed scheduler is not installed: pip install 'lmermagic[dask]' "
             "(or pip install dask distributed).")
@@ -39,8 +46,13 @@ def local_cluster(workers: int) -> Any:
     processes with one thread each (R runs one call at a time per process).
     The caller closes it, and its cluster with it."""
     distributed = require_distributed()
+    # A task that kills its worker fails at once (KilledWorker), and with it
+    # only the tasks that worker held, rather than being tried on three more
+    # workers, taking their tasks and the job's payload with them;
+    # run_on_dask runs the tasks that failed so again, one at a time.
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=None)
+                                       processes=True, dashboard_address=None,
+                                       scheduler_kwargs={"allowed_failures": 0})
     return distributed.Client(cluster, set_as_default=False)
 
 
@@ -76,6 +88,7 @@ def _task(shipped: _Shipped, work: Callable[[Any, Any], Any], task: Any) -> Any:
 def run_on_dask(work: Callable[[Any, Any], Any], tasks: Sequence[Any],
                 done: Callable[[Any, Any], None], *, setup: Callable[[Any], Any],
                 payload: Any, client: Any, timeout: float | None = None,
+                died: Callable[[Any, WorkerDied], None] | None = None,
                 idle: Callable[[], None] | None = None) -> None:
     """As :func:`lmermagic.workers.run_tasks`, on the workers of ``client``.
 
@@ -84,29 +97,88 @@ def run_on_dask(work: Callable[[Any, Any], Any], tasks: Sequence[Any],
     raised. A task already running on a worker finishes there (Dask cannot
     stop a running task short of restarting the worker, which would end
     other users' work on a shared cluster), so keep tasks short.
+
+    A task whose worker process dies (Dask's KilledWorker, or the shipped
+    payload lost with the workers that held it) is not yet to blame: every
+    task the dead worker held fails with it. Those tasks run again, the
+    payload shipped again if it was lost, and a task that still fails this
+    way when it runs alone raises :class:`WorkerDied`, or, with ``died``, is
+    reported as ``died(task, exc)`` and the other tasks go on.
     """
-    distributed = require_distributed()
-    shipped = client.scatter(_Shipped(uuid.uuid4().hex, setup, payload), broadcast=True,
-                             hash=False)
-    futures = [client.submit(_task, shipped, work, task, pure=False) for task in tasks]
-    which = {fut.key: task for fut, task in zip(futures, tasks)}
-    deadline = None if timeout is None else time.monotonic() + timeout
+    require_distributed()
+    job = _Job(client, _Shipped(uuid.uuid4().hex, setup, payload),
+               None if timeout is None else time.monotonic() + timeout, timeout, idle)
     try:
-        pending = distributed.as_completed(futures, loop=client.loop)
-        while not pending.is_empty():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"the Dask tasks were cancelled after {timeout:g} s")
-            batch = pending.next_batch(block=False)
-            if idle is not None:
-                idle()
-            if not batch:
-                time.sleep(0.05 if left is None else min(0.05, left))
-                continue
-            for fut in batch:
-                done(which[fut.key], fut.result())
-    except BaseException:
-        client.cancel(futures, force=True)
-        raise
+        suspects, lost = job.run(work, list(tasks), done)
+        if lost:  # cancelled with the lost payload before they ran: once more, together
+            again, lost = job.run(work, lost, done)
+            suspects += again + lost
+        for task in suspects:
+            killed, lost = job.run(work, [task], done)
+            if killed or lost:
+                exc = WorkerDied(None, "the Dask worker process died (it ran this task alone)")
+                if died is None:
+                    raise exc
+                died(task, exc)
     finally:
-        client.cancel([shipped], force=True)
+        job.close()
+
+
+class _Job:
+    """One job's tasks on a cluster, in rounds of tasks run together."""
+
+    def __init__(self, client: Any, shipped: _Shipped, deadline: float | None,
+                 timeout: float | None, idle: Callable[[], None] | None) -> None:
+        self.client, self.shipped, self.deadline = client, shipped, deadline
+        self.timeout, self.idle = timeout, idle
+        self.scattered: list[Any] = []
+
+    def payload(self) -> Any:
+        """The payload's future on the cluster, shipped again if it was lost."""
+        if not self.scattered or self.scattered[-1].status != "finished":
+            self.scattered.append(self.client.scatter(self.shipped, broadcast=True, hash=False))
+        return self.scattered[-1]
+
+    def run(self, work: Callable[[Any, Any], Any], tasks: list[Any],
+            done: Callable[[Any, Any], None]) -> tuple[list[Any], list[Any]]:
+        """Run ``tasks`` together; the tasks whose worker died (KilledWorker)
+        and those cancelled because the payload was lost, in task order."""
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        client = self.client
+        shipped = self.payload()
+        futures = [client.submit(_task, shipped, work, task, pure=False) for task in tasks]
+        which = {fut.key: i for i, fut in enumerate(futures)}
+        killed: list[int] = []
+        lost: list[int] = []
+        try:
+            pending = as_completed(futures, loop=client.loop)
+            while not pending.is_empty():
+                left = None if self.deadline is None else self.deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"the Dask tasks were cancelled after {self.timeout:g} s")
+                batch = pending.next_batch(block=False)
+                if self.idle is not None:
+                    self.idle()
+                if not batch:
+                    time.sleep(0.05 if left is None else min(0.05, left))
+                    continue
+                for fut in batch:
+                    i = which[fut.key]
+                    try:
+                        value = fut.result()
+                    except KilledWorker:
+                        killed.append(i)
+                        continue
+                    except _CANCELLED:  # the payload, or the result, was lost with a worker
+                        lost.append(i)
+                        continue
+                    done(tasks[i], value)
+        except BaseException:
+            client.cancel(futures, force=True)
+            raise
+        return [tasks[i] for i in sorted(killed)], [tasks[i] for i in sorted(lost)]
+
+    def close(self) -> None:
+        self.client.cancel(self.scattered, force=True)

@@ -16,7 +16,8 @@ import pandas as pd
 
 from .errors import ConversionError, DataError
 
-__all__ = ["NA_INTEGER", "NA_REAL", "RColumn", "as_pandas", "check_labels", "encode_column"]
+__all__ = ["NA_INTEGER", "NA_REAL", "RColumn", "as_pandas", "check_labels", "encode_column",
+           "r_text"]
 
 NA_INTEGER = np.int32(-(2**31))
 # R's NA_real_ is a NaN with payload 1954; a plain NaN would become R's NaN.
@@ -48,6 +49,11 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
     if type(data).__module__.startswith("polars"):
+        if type(data).__name__ == "LazyFrame":
+            raise DataError(f"'{what}' is a polars LazyFrame, a query not yet run: pass "
+                            f"{what}.collect(), the DataFrame it computes.")
+        if type(data).__name__ != "DataFrame":
+            raise DataError(f"'{what}' is a polars {type(data).__name__}, not a DataFrame.")
         return _from_polars(data)
     raise DataError(
         f"'{what}' is a {type(data).__name__}, not a DataFrame: pass a pandas "
@@ -62,13 +68,30 @@ def _from_polars(data: Any) -> pd.DataFrame:
     out: dict[str, Any] = {}
     for name in data.columns:
         s = data.get_column(name)
-        if isinstance(s.dtype, pl.Enum):
+        base = type(s.dtype).__name__ if not isinstance(s.dtype, type) else s.dtype.__name__
+        # Types R gets no column for (dates, durations, bytes, ...) keep their
+        # Python values: encode_column refuses them, naming the type, if and only
+        # if the model uses the column.
+        if isinstance(s.dtype, pl.Datetime):
+            values = pd.Series(s.to_numpy()).astype("datetime64[ns]")
+            out[name] = (values if s.dtype.time_zone is None else
+                         values.dt.tz_localize("UTC").dt.tz_convert(s.dtype.time_zone))
+        elif isinstance(s.dtype, pl.Enum):
             # An Enum's category list is its level order.
             out[name] = pd.Categorical(s.cast(pl.String).to_list(),
                                        categories=list(s.dtype.categories))
         elif isinstance(s.dtype, pl.Categorical):
             # polars' Categorical has no fixed level order: R's factor() sorts.
             out[name] = pd.Series(s.cast(pl.String).to_list(), dtype=object)
+        elif s.dtype.is_integer() and base not in ("Int8", "Int16", "Int32", "Int64",
+                                                    "UInt8", "UInt16", "UInt32"):
+            # Int128 and UInt64: through Python ints, range-checked as Int64.
+            values = s.to_list()
+            present = [v for v in values if v is not None]
+            if present and (min(present) < -(2**63) or max(present) >= 2**63):
+                raise ConversionError(f"column '{name}' ({s.dtype}) holds integers beyond "
+                                      "±2**63; convert them explicitly.")
+            out[name] = pd.array(values, dtype="Int64")
         elif s.dtype.is_numeric() and s.null_count() and s.dtype.is_integer():
             out[name] = pd.array(s.to_list(), dtype="Int64")
         elif s.dtype.is_numeric() or (s.dtype == pl.Boolean and not s.null_count()):
@@ -76,6 +99,39 @@ def _from_polars(data: Any) -> pd.DataFrame:
         else:
             out[name] = pd.Series(s.to_list(), dtype=object)
     return pd.DataFrame(out)
+
+
+# R's parser takes a name of at most 10,000 bytes and a token of at most 8,192
+# (MAXELTSIZE); a longer column name breaks the formula's parse with "input
+# buffer overflow".
+MAX_NAME_BYTES = 8000
+
+
+def r_text(value: str, where: str) -> str:
+    """``value`` if R can hold it faithfully as text: no NUL (R ends a string
+    there, so labels differing after one would merge) and valid Unicode (a lone
+    surrogate has no UTF-8 form)."""
+    if "\x00" in value:
+        at = value.index("\x00")
+        raise ConversionError(
+            f"{where} contains a NUL character (\\x00) at position {at} (after "
+            f"{value[:at][-20:]!r}); R ends text at a NUL, so values differing after it "
+            "would become one. Remove it, e.g. .str.replace('\\x00', '').")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConversionError(
+            f"{where} is not valid Unicode ({exc.reason} at position {exc.start}: "
+            f"{value[max(0, exc.start - 10):exc.start + 1]!r}); R stores text as UTF-8. "
+            "Repair it, e.g. .encode('utf-8', 'replace').decode()."
+        ) from None
+    return value
+
+
+def _levels(name: str, levels: tuple[str, ...]) -> tuple[str, ...]:
+    for i, level in enumerate(levels):
+        r_text(level, f"level {i + 1} of column '{name}' ({level[:40]!r})")
+    return levels
 
 
 def check_labels(df: pd.DataFrame, what: str = "data") -> None:
@@ -97,6 +153,12 @@ def check_labels(df: pd.DataFrame, what: str = "data") -> None:
         if label in seen:
             raise DataError(f"'{what}' has more than one column named '{label}'; rename them.")
         seen.add(label)
+        r_text(label, f"column name {label[:40]!r} of '{what}'")
+        if len(label.encode("utf-8")) > MAX_NAME_BYTES:
+            raise DataError(
+                f"a column name of '{what}' is {len(label):,} characters long "
+                f"({label[:30]!r}...); R reads names of at most {MAX_NAME_BYTES:,} bytes in a "
+                "formula. Rename it.")
 
 
 def _format_level(value: Any) -> str:
@@ -156,7 +218,7 @@ def _logicals(name: str, s: pd.Series, mask: np.ndarray) -> RColumn:
 
 def _factor(name: str, s: pd.Series) -> RColumn:
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    levels = tuple(_format_level(u) for u in uniques)
+    levels = _levels(name, tuple(_format_level(u) for u in uniques))
     out = codes.astype(np.int32) + 1
     out[codes < 0] = NA_INTEGER
     return RColumn(name, "factor", out, levels=levels, sort_levels=True)
@@ -164,7 +226,7 @@ def _factor(name: str, s: pd.Series) -> RColumn:
 
 def _categorical(name: str, s: pd.Series) -> RColumn:
     dtype = s.dtype
-    levels = tuple(_format_level(c) for c in dtype.categories)
+    levels = _levels(name, tuple(_format_level(c) for c in dtype.categories))
     if len(set(levels)) != len(levels):
         raise ConversionError(
             f"categories of column '{name}' are distinct in pandas but print alike "
@@ -174,6 +236,21 @@ def _categorical(name: str, s: pd.Series) -> RColumn:
     out = codes + 1
     out[codes < 0] = NA_INTEGER
     return RColumn(name, "factor", out, levels=levels, ordered=bool(dtype.ordered))
+
+
+# Python values of an object column that R gets no column for, and the fix.
+_UNSENT = {
+    "date": "R's Date is not sent; use a number, e.g. days since a start date, or "
+            "pd.to_datetime(df['{c}'])",
+    "datetime": "convert them to naive datetimes, e.g. pd.to_datetime(df['{c}'], utc=True)"
+                ".dt.tz_localize(None)",
+    "time": "convert them to a number, e.g. the hour",
+    "timedelta": "convert them to a number, e.g. pd.to_timedelta(df['{c}']).dt.total_seconds()",
+    "bytes": "decode them to text, e.g. df['{c}'].str.decode('utf-8')",
+    "period": "convert them to timestamps or numbers",
+    "interval": "convert them to numbers, e.g. their midpoints",
+    "complex": "split them into real and imaginary columns",
+}
 
 
 def encode_column(name: str, s: pd.Series) -> RColumn:
@@ -211,6 +288,9 @@ def encode_column(name: str, s: pd.Series) -> RColumn:
                             mask)
         if inferred == "empty":
             return RColumn(name, "logical", np.full(len(s), NA_INTEGER, dtype=np.int32))
+        if inferred in _UNSENT:
+            raise ConversionError(f"column '{name}' holds {inferred} values, which lmermagic "
+                                  f"does not send to R; {_UNSENT[inferred].format(c=name)}.")
         kinds = sorted({type(v).__name__ for v in s[~mask].head(1000)})
         raise ConversionError(
             f"column '{name}' (dtype {dtype}) mixes values of types {kinds}; R needs "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import DataError, FitError
+from .rformula import no_nul
 
 __all__ = ["SEARCH_PACKAGES", "load"]
 
@@ -36,6 +37,13 @@ def load(name: str, package: str | None = None) -> pd.DataFrame:
     """
     from .rbridge import frame_to_pandas, get_r
 
+    for what, value in (("name", name), ("package", package)):
+        if not (isinstance(value, str) and value.strip()) and (what == "name" or value is not None):
+            raise DataError(f"datasets.load(): {what} is the name of an R data set"
+                            f"{'' if what == 'name' else ' package'} as text, like "
+                            f"{'sleepstudy' if what == 'name' else 'lme4'!r}; got {value!r}.")
+        if isinstance(value, str):
+            no_nul(value, f"datasets.load()'s {what}")
     r = get_r()
     packages = [package] if package else [p for p in SEARCH_PACKAGES
                                           if p == "datasets" or r.versions.get(p)]

@@ -19,7 +19,7 @@ import numpy as np
 from . import cache, convert, packed, preflight, tables
 from .errors import DataError, FitError, did_you_mean, excerpt, reissue
 from .rbridge import RFrame, Serialized, get_r, watched
-from .request import FitRequest, raise_formula_problem
+from .request import FitRequest, formula_text, raise_formula_problem
 
 __all__ = ["Prepared", "fit_fields", "issue_warnings", "model_fields", "prepare",
            "result_fields", "run_prepared", "used_columns"]
@@ -194,6 +194,7 @@ def _check_formula(r: Any, request: FitRequest, columns: list[str], allowed: Any
     hit = _CHECKED.get(key)
     if hit is not None:
         return list(hit)
+    formula_text(request.formula)  # before R recurses over it
     chk = r.run("lmm_check_formula", request.formula, columns, allowed, packed=True)
     raise_formula_problem(chk, request.formula, columns, data=f"'{request.data_name}'")
     vars_ = list(chk.get("vars") or [])

@@ -12,10 +12,12 @@ import pandas as pd
 
 from .fitted import FittedModel
 from .toolbox import (
+    checks,
     goodness,
     intervals,
     marginal,
     optimizers,
+    paper,
     plots,
     prediction,
     random_effects,
@@ -148,6 +150,12 @@ class LmerModel(FittedModel):
         """Responses simulated from the fitted model, as R's ``simulate()``."""
         return prediction.simulate(self, nsim=nsim, seed=seed)
 
+    def check(self, nsim: int = 250, seed: int | None = 123,
+              simulate_re: str = "conditional") -> pd.DataFrame:
+        """Model checks, one row each: singular fit, convergence, VIFs, overdispersion,
+        zero-inflation (performance's) and DHARMa's simulated-residual tests."""
+        return checks.check(self, nsim=nsim, seed=seed, simulate_re=simulate_re)
+
     def refit(self, newresponse: Any) -> LmerModel:
         """The same model fitted to a new response, as lme4's ``refit()``."""
         return refitting.refit(self, newresponse)
@@ -204,13 +212,39 @@ class LmerModel(FittedModel):
         return plots.plot_coefs(self, intercept=intercept, exponentiate=exponentiate, ax=ax)
 
     def plot_diagnostics(self, panel: str | None = None, ax: Any = None) -> Any:
-        """Residual, scale-location and Q-Q panels (binned residuals for binomial)."""
+        """Residual, scale-location and Q-Q panels (binned residuals for binomial);
+        ``panel="simulated"``: DHARMa's QQ and residual-vs-predicted panels."""
         return plots.plot_diagnostics(self, panel=panel, ax=ax)
 
     def plot_predict(self, x: str, by: str | None = None, level: float = 0.95,
                      n: int = 100, ax: Any = None) -> Any:
         """Population prediction along ``x`` with its band over the data; ``by``: per group."""
         return plots.plot_predict(self, x, by=by, level=level, n=n, ax=ax)
+
+    # -- maketables' plug-in protocol: maketables.ETable([m1, m2]) (no import here) --
+
+    @property
+    def __maketables_coef_table__(self) -> pd.DataFrame:
+        return paper.coef_table(self)
+
+    def __maketables_stat__(self, key: str) -> Any:
+        return paper.stat(self, key)
+
+    @property
+    def __maketables_depvar__(self) -> str:
+        return paper.depvar(self)
+
+    @property
+    def __maketables_default_stat_keys__(self) -> list[str]:
+        return paper.default_stat_keys(self)
+
+    @property
+    def __maketables_stat_labels__(self) -> dict[str, str]:
+        return dict(paper.STAT_LABELS)
+
+    @property
+    def __maketables_var_labels__(self) -> dict[str, str] | None:
+        return paper.var_labels(self)
 
     # -- text -----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import pandas as pd
 from . import _rpy2, packed
 from .convert import NA_INTEGER, RColumn
 from .errors import (
+    DataError,
     FitError,
     LmerError,
     LmerTimeoutError,
@@ -298,12 +299,12 @@ class R:
         if isinstance(value, (float, np.floating)):
             return ri.FloatSexpVector([float(value)])
         if isinstance(value, str):
-            return ri.StrSexpVector([value])
+            return ri.StrSexpVector([_text(value)])
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return ri.StrSexpVector(list(value))
+            return ri.StrSexpVector([_text(v) for v in value])
         if isinstance(value, dict):
             out = ri.ListSexpVector([self.to_r(v) for v in value.values()])
-            out.do_slot_assign("names", ri.StrSexpVector([str(k) for k in value]))
+            out.do_slot_assign("names", ri.StrSexpVector([_text(str(k)) for k in value]))
             return out
         if isinstance(value, np.ndarray):
             if value.dtype == np.float64:
@@ -334,7 +335,8 @@ class R:
         """
         with _lock:
             _drain_graveyard()
-            with self._captured() as console, self._interruptible(timeout) as stop:
+            with self._captured() as console, self._interruptible(timeout) as stop, \
+                    self._rpy2.stack_guard():
                 try:
                     out = self._run_locked(console, name, args, kwargs, keep, convert,
                                            packed)
@@ -463,7 +465,7 @@ class R:
         if col.kind == "factor":
             codes = ri.IntSexpVector.from_memoryview(_buffer(col.values))
             return self.env["lmm_factor"](
-                codes, ri.StrSexpVector(list(col.levels)),
+                codes, ri.StrSexpVector([_text(v) for v in col.levels]),
                 ri.BoolSexpVector([col.sort_levels]), ri.BoolSexpVector([col.ordered]))
         if col.kind == "posixct":
             vec = ri.FloatSexpVector.from_memoryview(_buffer(col.values))
@@ -476,7 +478,7 @@ class R:
         """Encoded columns -> an R data.frame (names kept verbatim). Lock held."""
         ri = self.ri
         vectors = ri.ListSexpVector([self.column(c) for c in spec.columns])
-        names = ri.StrSexpVector([c.name for c in spec.columns])
+        names = ri.StrSexpVector([_text(c.name) for c in spec.columns])
         return self.env["lmm_frame"](vectors, names, ri.IntSexpVector([spec.nrow]))
 
 
@@ -487,6 +489,15 @@ def _own_version() -> str:
         return metadata.version("lmermagic")
     except metadata.PackageNotFoundError:  # run from a source tree
         return "unknown"
+
+
+def _text(value: str) -> str:
+    """A string for R, which ends text at a NUL: the checks before R name where
+    a NUL came from; this is the last line behind them."""
+    if "\x00" in value:
+        raise DataError(f"a text value for R contains a NUL character (\\x00): "
+                        f"{value[:60]!r}; R would cut it there. Remove it.")
+    return value
 
 
 def _buffer(arr: np.ndarray) -> memoryview:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import DataError, FormulaError, UnsafeFormulaError, did_you_mean
+from .rformula import formula_text, no_nul
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -19,6 +20,7 @@ __all__ = [
     "LINKS",
     "FitRequest",
     "allowlist",
+    "formula_text",
     "normalize_ddf",
     "parse_family",
     "raise_formula_problem",
@@ -169,6 +171,8 @@ def parse_contrasts(spec: str | dict[str, object] | None) -> dict[str, dict[str,
                 f"contrasts for '{col}': {value!r} is not one of {', '.join(CONTRAST_TYPES)} "
                 "(treatment may name its reference level: 'treatment:LEVEL')."
             )
+        no_nul(str(col), "a contrasts column name")
+        no_nul(ref, f"the reference level of contrasts for '{col}'")
         if ref and kind != "treatment":
             raise DataError(f"contrasts for '{col}': only treatment takes a reference level.")
         out[str(col)] = {"type": kind, "ref": ref.strip()}
@@ -214,9 +218,10 @@ def _timeout(value: float | None) -> float | None:
         seconds = float(value)
     except (TypeError, ValueError):
         raise DataError(f"timeout={value!r} is not a number of seconds.") from None
-    if seconds < 0:
-        raise DataError("timeout must be a positive number of seconds (0 or None: no limit).")
-    return seconds
+    if not seconds >= 0:  # also NaN, which compares false with everything
+        raise DataError(f"timeout={value!r}: give a positive number of seconds (0 or None: "
+                        "no limit).")
+    return None if seconds == float("inf") else seconds
 
 
 def _positive(value: Any, what: str, most: float | None = None) -> float:
@@ -288,8 +293,7 @@ class FitRequest:
         memory_limit: float | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> FitRequest:
-        if not isinstance(formula, str) or not formula.strip():
-            raise DataError("the formula is empty: give one like 'y ~ x + (1 | group)'.")
+        formula = formula_text(formula)
         fam, link = "gaussian", "identity"
         if kind == "glmer":
             text = family or "binomial"
@@ -307,10 +311,14 @@ class FitRequest:
         for what, col in (("weights", weights), ("offset", offset)):
             if col is not None and not isinstance(col, str):
                 raise DataError(f"{what}= takes the name of a column of the data.")
+        for what, value in (("weights=", weights), ("offset=", offset), ("the data's name",
+                           data_name), ("the model's name", name), ("family=", family)):
+            if isinstance(value, str):
+                no_nul(value, what)
         if nagq is not None and (kind != "glmer" or int(nagq) < 0):
             raise DataError("nAGQ applies to glmer only and is a whole number >= 0.")
         return cls(
-            formula=formula.replace("\r", " ").replace("\n", " ").strip(),
+            formula=formula,
             kind=kind,  # type: ignore[arg-type]
             reml=bool(reml) if kind == "lmer" else False,
             ddf=normalize_ddf(ddf) if kind == "lmer" else "lme4",

@@ -4,8 +4,11 @@ A job is a list of tasks and two module-level functions: ``setup(payload)``
 runs once in each process and returns its state (start R there, load what the
 payload names: the data are shipped once, not with every task), and
 ``work(state, task)`` runs once per task. Workers are fresh interpreters
-(multiprocessing "spawn": forking a process that runs R is unsafe) that import
-lmermagic and start their own R; only what pickles crosses, never an R object.
+started from lmermagic's own entry point (:mod:`lmermagic.spawn`; forking a
+process that runs R is unsafe, and the caller's ``__main__`` is never
+re-imported: a script without a main guard, or read from stdin, works) that
+import lmermagic and start their own R; only what pickles crosses, never an R
+object.
 Results come back as they complete; with one worker everything runs here, in
 task order, and nothing is pickled.
 
@@ -26,15 +29,13 @@ task from the task itself, never from the process that runs it.
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
+from .spawn import Process
 from .tally import progress
 
 __all__ = ["Worker", "WorkerDied", "chunks", "progress", "run_tasks"]
@@ -85,27 +86,29 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
             for w in pool:
                 if w._ready and w not in busy and todo:
                     task = todo.pop()
-                    assert w._conn is not None
-                    w._conn.send((work, task, None))
                     busy[w] = task
+                    try:
+                        w._send((work, task, None))
+                    except WorkerDied:
+                        _replace_dead(w, busy, died)
             handles: dict[Any, Worker] = {}
             for w in pool:
                 if w in busy or not w._ready:
-                    handles[w._conn] = w
-                    handles[w._proc.sentinel] = w
+                    handles.update(dict.fromkeys(w._handles(), w))
             left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
             if left <= 0:
                 raise TimeoutError(f"the worker processes were stopped after {timeout:g} s")
             for h in wait(list(handles), left):
                 w = handles[h]
-                if not w.alive and (w._conn is None or not w._conn.poll()):
+                assert w._conn is not None
+                if not w.alive and not w._conn.poll():
                     _replace_dead(w, busy, died)
                     continue
                 if h is not w._conn:
                     continue
                 try:
                     status, value = w._conn.recv()
-                except EOFError:
+                except (EOFError, ConnectionResetError):
                     _replace_dead(w, busy, died)
                     continue
                 if not w._ready:
@@ -138,32 +141,26 @@ def _replace_dead(w: Worker, busy: dict[Worker, Any],
     w.start()
 
 
-def _end(proc: Any) -> None:
-    """End a process now, whatever it is doing: SIGTERM, then SIGKILL."""
-    if proc.is_alive():
-        proc.terminate()
-        proc.join(0.5)
-        if proc.is_alive():
-            proc.kill()
-    proc.join()
-
-
 class WorkerDied(RuntimeError):
     """The worker process ended during a task: ``signal`` is the signal that
     ended it (SIGKILL: the operating system's out-of-memory killer, most
-    likely), or None."""
+    likely), or None; ``message`` replaces the default text (a Dask worker's
+    death, whose exit code this process never sees)."""
 
-    def __init__(self, exitcode: int | None) -> None:
+    def __init__(self, exitcode: int | None, message: str | None = None) -> None:
         self.exitcode = exitcode
         self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
         how = (f"was killed by {signal.Signals(self.signal).name}" if self.signal
                else f"exited with code {exitcode}")
-        super().__init__(f"the worker process {how}")
+        super().__init__(message or f"the worker process {how}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.exitcode, str(self))
 
 
 class Worker:
-    """One spawned process that runs tasks one at a time and can be ended at
-    any moment.
+    """One process of lmermagic's own that runs tasks one at a time and can be
+    ended at any moment.
 
     ``setup(payload)`` runs once when the process starts; ``call(work, task)``
     returns ``work(state, task)`` computed there. The wait for the result is
@@ -171,16 +168,19 @@ class Worker:
     then SIGKILL) and raise KeyboardInterrupt or TimeoutError in the caller.
     ``memory`` bytes limit the process's address space during the task (a
     task that needs more gets MemoryError, or R's "cannot allocate"). A
-    process that dies raises :class:`WorkerDied`. After any of these the next
-    call starts a new process. The process is in a process group of its own
-    (a terminal's or Jupyter's Ctrl-C is the caller's to handle) and, on Linux,
-    dies with its parent.
+    process that dies, while starting or during a task, raises
+    :class:`WorkerDied`. After any of these the next call starts a new
+    process. The process is in a session of its own (a terminal's or
+    Jupyter's Ctrl-C is the caller's to handle) and, on Linux, dies with its
+    parent. It starts from lmermagic's entry point (:mod:`lmermagic.spawn`),
+    never from the caller's ``__main__``: ``work`` and ``setup`` must be
+    importable from a module.
     """
 
     def __init__(self, setup: Callable[[Any], Any], payload: Any = None) -> None:
         self._setup = setup
         self._payload = payload
-        self._proc: Any = None
+        self._proc: Process | None = None
         self._conn: Connection | None = None
         self._ready = False
 
@@ -193,27 +193,35 @@ class Worker:
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
-        """Start the process (``call`` does when none runs)."""
+        """Start the process (``call`` does when none runs); its start-up data
+        are sent while the caller goes on."""
         if self.alive:
             return
         self.stop()
-        ctx = multiprocessing.get_context("spawn")
-        ours, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(theirs, self._setup, self._payload),
-                           daemon=True, name="lmermagic-worker")
-        proc.start()
-        theirs.close()
-        self._proc, self._conn, self._ready = proc, ours, False
+        self._proc = Process((self._setup, self._payload))
+        self._conn, self._ready = self._proc.conn, False
 
     def stop(self) -> None:
         """End the process now, whatever it is doing."""
-        proc, conn = self._proc, self._conn
+        proc = self._proc
         self._proc, self._conn, self._ready = None, None, False
         if proc is not None:
-            _end(proc)
-            proc.close()
-        if conn is not None:
-            conn.close()
+            proc.end()
+
+    def _handles(self) -> list[Any]:
+        """What :func:`multiprocessing.connection.wait` watches for this worker."""
+        assert self._proc is not None and self._conn is not None
+        sentinel = self._proc.sentinel
+        return [self._conn] if sentinel is None else [self._conn, sentinel]
+
+    def _send(self, message: Any) -> None:
+        """Send a message; a process that died meanwhile raises WorkerDied."""
+        assert self._conn is not None and self._proc is not None
+        try:
+            self._conn.send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            self._proc.join(1)
+            raise WorkerDied(self._proc.exitcode) from None
 
     def call(self, work: Callable[[Any, Any], Any], task: Any, *, timeout: float | None = None,
              memory: float | None = None) -> Any:
@@ -225,8 +233,7 @@ class Worker:
                 if status != "ok":
                     raise value
                 self._ready = True
-            assert self._conn is not None
-            self._conn.send((work, task, None if memory is None else int(memory)))
+            self._send((work, task, None if memory is None else int(memory)))
             status, value = self._receive(timeout)
         except BaseException:
             self.stop()
@@ -243,61 +250,14 @@ class Worker:
             left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
             if left <= 0:
                 raise TimeoutError(f"the worker process was stopped after {timeout:g} s")
-            ready = wait([conn, proc.sentinel], left)
+            ready = wait(self._handles(), left)
             if conn in ready:
                 try:
                     reply: tuple[str, Any] = conn.recv()
-                except EOFError:
+                except (EOFError, ConnectionResetError):
                     proc.join(1)
                     raise WorkerDied(proc.exitcode) from None
                 return reply
-            if proc.sentinel in ready:
+            if ready:  # the process ended
                 proc.join(1)
                 raise WorkerDied(proc.exitcode)
-
-
-def _serve(conn: Connection, setup: Callable[[Any], Any], payload: Any) -> None:
-    """A worker process's life: set up, then one task per message until the
-    pipe closes."""
-    import resource
-
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        try:  # die with the parent (PR_SET_PDEATHSIG), even when it is killed
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
-    try:
-        state = setup(payload)
-    except BaseException as exc:
-        _reply(conn, "error", exc)
-        return
-    _reply(conn, "ok", None)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    while True:
-        try:
-            work, task, memory = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            if memory is not None:
-                cap = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
-                resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-            try:
-                status, value = "ok", work(state, task)
-            finally:
-                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-        except BaseException as exc:
-            status, value = "error", exc
-        _reply(conn, status, value)
-
-
-def _reply(conn: Connection, status: str, value: Any) -> None:
-    try:
-        conn.send((status, value))
-    except Exception as exc:  # the value does not pickle: say what it was
-        conn.send(("error", RuntimeError(f"{type(value).__name__}: {value} "
-                                         f"(could not be sent back: {exc})")))

@@ -34,10 +34,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),
     ("fit machinery", ["lmermagic.isolation", "lmermagic.fitting", "lmermagic.preflight",
                        "lmermagic.workers", "lmermagic.tally", "lmermagic.cluster",
-                       "lmermagic.cache"]),
+                       "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
-                    "lmermagic.rsyntax", "lmermagic.packed",
+                    "lmermagic.rsyntax", "lmermagic.rformula", "lmermagic.packed",
                     "lmermagic.fitted"]),
     ("errors", ["lmermagic.errors"]),
 ]

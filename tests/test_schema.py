@@ -88,8 +88,14 @@ def test_toolbox_tables(models):
         comparison = lmermagic.anova(m0, m)
     _check(comparison, "model", {"npar": FLOAT, "aic": FLOAT, "bic": FLOAT, "loglik": FLOAT,
                                  "deviance": FLOAT, "chisq": FLOAT, "df": FLOAT,
-                                 "p_value": FLOAT})
+                                 "p_value": FLOAT, "aicc": FLOAT, "delta_aicc": FLOAT,
+                                 "weight": FLOAT})
     _check(m.simulate(2, seed=1), None, {"sim_1": FLOAT, "sim_2": FLOAT})
+    check_cols = {"check": STR, "term": STR, "statistic": STR, "value": FLOAT,
+                  "adjusted": FLOAT, "df": FLOAT, "p_value": FLOAT, "observed": FLOAT,
+                  "expected": FLOAT, "ok": BOOL, "verdict": STR}
+    for model in (m, models["g"]):
+        _check(model.check(), None, check_cols)
     _check(models["d"].emmeans("Evit"), None, {"Evit": CAT, "emmean": FLOAT,
                                                "std_error": FLOAT, "df": FLOAT,
                                                "conf_low": FLOAT, "conf_high": FLOAT})
@@ -157,11 +163,12 @@ def test_allfit_columns(models):
         "seconds": FLOAT})
 
 
-def test_many_glance_columns(models):
-    data = models["m"].data.copy()
-    data["y2"] = data["Reaction"] * 1.5
-    mm = lmermagic.lmer_many("~ Days + (Days | Subject)", data, responses=["Reaction", "y2"])
-    _check(mm.glance, None, {"response": STR, "nobs": INT, "sigma": FLOAT, "loglik": FLOAT,
-                             "aic": FLOAT, "bic": FLOAT, "deviance": FLOAT, "converged": BOOL,
-                             "singular": BOOL, "n_warnings": INT, "r2_marginal": FLOAT,
-                             "r2_conditional": FLOAT, "icc": FLOAT})
+def test_many_models_glance():
+    sleep = lmermagic.datasets.load("sleepstudy")
+    grid = lmermagic.lmer_many({"a": "Reaction ~ Days + (1 | Subject)",
+                                "b": "Reaction ~ 1 + (1 | Subject)"}, sleep, progress=False)
+    _check(grid.glance, None, {
+        "model": STR, "nobs": INT, "sigma": FLOAT, "loglik": FLOAT, "aic": FLOAT,
+        "bic": FLOAT, "deviance": FLOAT, "converged": BOOL, "singular": BOOL,
+        "n_warnings": INT, "r2_marginal": FLOAT, "r2_conditional": FLOAT, "icc": FLOAT,
+        "aicc": FLOAT, "delta_aicc": FLOAT, "weight": FLOAT})

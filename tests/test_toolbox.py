@@ -242,7 +242,7 @@ def test_compare_refits_with_ml_and_sorts_like_r(sleep_models, rref):
              dev = dev, chisq = a$Chisq, df = a$Df, p = a[["Pr(>Chisq)"]])""")
     assert list(out.index) == ref["rows"] == ["m0", "m"]
     assert list(out.columns) == ["npar", "aic", "bic", "loglik", "deviance", "chisq", "df",
-                                 "p_value"]
+                                 "p_value", "aicc", "delta_aicc", "weight"]  # test_aicc.py
     for col, key in [("npar", "npar"), ("aic", "aic"), ("bic", "bic"), ("loglik", "ll"),
                      ("deviance", "dev")]:
         _close(out[col], ref[key])
@@ -740,7 +740,9 @@ def test_allfit_keeps_the_models_control(poisson):
     _, m, _ = poisson
     ctl = m.update(control={"optimizer": "bobyqa", "maxfun": 5000})
     out = ctl.allfit()
-    assert out["converged"].all()
+    # dfoptim's nmkb (nmkbw) needs two parameters or more; this model has one
+    # (lme4's allFit reports the same warning), where dfoptim is installed.
+    assert out.drop(index="nmkbw", errors="ignore")["converged"].all()
     _close(out["loglik"], ctl.loglik, rtol=1e-6)
 
 

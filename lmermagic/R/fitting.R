@@ -138,6 +138,7 @@ lmm_control <- function(kind, control) {
 # live status; the fit is the same and its stored call does not show it.
 lmm_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
     kind <- opts$kind
+    wide <- NULL  # c(p, n) when X has at least as many columns as rows
     res <- lmm_with_conditions(function() {
         for (f in opts$factors) data[[f]] <- factor(data[[f]])
         formula <- lmm_make_formula(formula_text, names(data), allowed)
@@ -145,8 +146,10 @@ lmm_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
         # The design's size before lme4 builds it (preflight.R); no limits:
         # allow_large.
         if (length(opts$limits)) {
-            too_large <- lmm_design_check(formula, rows, opts$limits)
+            design <- lmm_design(formula, rows)
+            too_large <- lmm_design_check(formula, rows, opts$limits, design)
             if (!is.null(too_large)) return(list(too_large = too_large))
+            if (design$p >= design$n) wide <<- c(design$p, design$n)
         }
         rm(rows)
         todo <- lmm_fit_call(data, formula, opts, progress)
@@ -169,6 +172,14 @@ lmm_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
     if (inherits(res$value, "error")) {
         out$error <- conditionMessage(res$value)
         out$error_class <- class(res$value)[1L]
+        if (!is.null(wide) && !identical(out$error_class, "lmm_preflight")) {
+            # lme4 says "objective in x0 returns NA" or worse: say why
+            out$error <- sprintf(paste0(
+                "the fixed effects have %d columns but there are only %d complete rows, ",
+                "so they cannot all be estimated (lme4: %s). Use fewer predictors, or ",
+                "more data."), as.integer(wide[1L]), as.integer(wide[2L]), out$error)
+            out$error_class <- "lmm_preflight"
+        }
         return(out)
     }
     c(out, res$value)

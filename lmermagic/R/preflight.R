@@ -123,8 +123,7 @@ lmm_qr_rate_ceiling <- 2e10
 
 # NULL when the design fits the limits (list(bytes, seconds)), else the
 # design, its cost and the rate the time was estimated at.
-lmm_design_check <- function(formula, rows, limits) {
-    d <- lmm_design(formula, rows)
+lmm_design_check <- function(formula, rows, limits, d = lmm_design(formula, rows)) {
     cost <- lmm_design_cost(d)
     slow <- cost$flops > limits$seconds * lmm_qr_rate_ceiling
     rate <- if (slow) lmm_qr_rate() else lmm_qr_rate_ceiling

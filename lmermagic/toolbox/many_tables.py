@@ -13,6 +13,7 @@ import pandas as pd
 from ..rbridge import get_r
 from ..tables import COEF_COLUMNS
 from .goodness import GOODNESS_COLUMNS, PIECES, from_pieces
+from .selection import AICC_COLUMNS, add_aicc_columns
 from .tidying import tidy_columns
 
 __all__ = ["GLANCE_COLUMNS", "ManyModels", "assemble"]
@@ -40,10 +41,15 @@ class ManyModels:
         ``p.adjust`` of each term's p-values across the models.
     glance : DataFrame
         The key, then ``nobs, sigma, loglik, aic, bic, deviance, converged,
-        singular, n_warnings, r2_marginal, r2_conditional, icc``: one row per
-        fitted model (the last three as ``m.r2()`` and ``m.icc()``, computed
-        in the chunk's R; a log-link count model's null model is fitted there
-        too, and its warnings are not the model's).
+        singular, n_warnings, r2_marginal, r2_conditional, icc``, then ``aicc,
+        delta_aicc, weight``: one row per fitted model. ``r2_marginal,
+        r2_conditional, icc`` as ``m.r2()`` and ``m.icc()`` give them,
+        computed in the chunk's R (a log-link count model's null model is
+        fitted there too, and its warnings are not the model's); ``aicc``
+        MuMIn's AICc from each fit's own log-likelihood, REML for REML fits;
+        for a formula grid ``delta_aicc`` the difference from the smallest
+        AICc and ``weight`` the Akaike weight among the formulas of each
+        subset, NaN otherwise.
     varcorr : DataFrame
         The key, then ``group, var1, var2, vcov, sdcor`` (R's
         ``as.data.frame(VarCorr(m))``).
@@ -177,6 +183,7 @@ def assemble(keys: pd.DataFrame, parts: list[dict[str, Any]], p_adjust: str,
     glance = _goodness(_stack(parts, "glance", _R_GLANCE, keys)[0])
     for c in GLANCE_COLUMNS:
         glance[c] = glance[c].astype(int if c in _INTS else bool if c in _BOOLS else float)
+    glance = _with_aicc(glance, key)
     varcorr, varcorr_ids = _stack(parts, "varcorr", ["group", "var1", "var2", "vcov", "sdcor"],
                                   keys)
     for c in ("vcov", "sdcor"):
@@ -199,6 +206,17 @@ def _goodness(glance: pd.DataFrame) -> pd.DataFrame:
     for col, key in zip(GOODNESS_COLUMNS, ("r2_marginal", "r2_conditional", "icc_adjusted")):
         glance[col] = np.array([v[key] for v in values], dtype=float)
     return glance
+
+
+def _with_aicc(glance: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """glance with AICc columns; k (R's logLik df) is recovered from AIC = -2 logLik + 2k.
+    Only the formulas of a grid are rivals: delta and weight among those fitted
+    to the same subset."""
+    if glance.empty:
+        return glance.assign(**{c: pd.Series(dtype=float) for c in AICC_COLUMNS})
+    k = np.round((glance["aic"].to_numpy() + 2.0 * glance["loglik"].to_numpy()) / 2.0)
+    groups = [c for c in key if c != "model"] if "model" in key else None
+    return add_aicc_columns(glance, k, glance["nobs"].to_numpy(dtype=float), groups)
 
 
 def _p_adjust(p: np.ndarray, terms: np.ndarray, method: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from .. import convert, tables
 from ..errors import DataError, FitError, did_you_mean
 from ..fitted import FittedModel
 from ..rbridge import RFrame, get_r
-from ..request import raise_formula_problem
+from ..request import formula_text, raise_formula_problem
 from ._common import (
     call,
     caller_index,
@@ -35,7 +35,7 @@ def _re_form(re_form: Any) -> str | None:
     if not isinstance(re_form, str):
         raise DataError(f"re_form={re_form!r}: use None, '~0' or a formula like "
                         "'~(1 | Subject)'.")
-    text = re_form.strip()
+    text = formula_text(re_form, "re_form")
     if text.upper() == "NA" or re.fullmatch(r"~\s*0", text):
         return "NA"
     return text if text.startswith("~") else "~" + text

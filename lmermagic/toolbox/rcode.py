@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..fitted import FittedModel
+from ..rformula import no_nul
 from ..rsyntax import is_r_name, r_string, r_symbol
 from ._common import call, check_model
 
@@ -162,6 +163,22 @@ def _fit_call(m: FittedModel, spec: dict[str, Any]) -> tuple[list[str], str, str
     return libs, f"fit <- {fun}({_args(pairs, len(fun) + 8)})", summary
 
 
+def _check_target(path: str) -> None:
+    """Say which path cannot be written before R tries (R's own words name no file)."""
+    no_nul(path, "r_code()'s path")
+    target = os.path.expanduser(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target):
+        raise DataError(f"r_code(): {path!r} is a directory; give a file name, e.g. "
+                        f"{os.path.join(path, 'data.csv')!r}.")
+    if not os.path.isdir(folder):
+        raise DataError(f"r_code(): cannot write {path!r}: the directory {folder!r} does not "
+                        "exist. Create it first (os.makedirs) or give another path.")
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"r_code(): cannot write {path!r}: the directory {folder!r} is not "
+                        "writable by this user.")
+
+
 def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
            write: bool = False) -> str:
     """A self-contained R script that reproduces the fit; see ``LmerModel.r_code``."""
@@ -179,6 +196,7 @@ def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
             raise DataError(f"r_code(): column '{name}' has a level that is the empty string, "
                             "which a CSV file cannot tell from a missing value; rename it.")
     if write:
+        _check_target(path)
         call("lmm_tb_write_data", m.r_data, path, what="r_code()")
     libs, fit, summary = _fit_call(m, spec)
     extra = list(m.request.extra_functions)

@@ -16,7 +16,7 @@ from ..fitted import FittedModel
 from ..fitting import issue_warnings, model_fields
 from ..isolation import fit_any
 from ..rbridge import get_r, to_py_frames
-from ..request import FitRequest, raise_formula_problem
+from ..request import FitRequest, formula_text, raise_formula_problem
 from ._common import (
     call,
     caller_index,
@@ -35,14 +35,18 @@ def _response_values(m: FittedModel, newresponse: Any) -> np.ndarray:
     """The new response for R's rows (the model's rows minus those R dropped)."""
     index = caller_index(m)
     keep = ~index.isin(m.dropped) if len(m.dropped) else np.ones(len(index), dtype=bool)
-    if isinstance(newresponse, (pd.DataFrame, pd.Series)):
-        values = newresponse.to_numpy(dtype=float)
-        n = len(newresponse)
-        by_index = newresponse.index
-    else:
-        values = np.asarray(newresponse, dtype=float)
-        n = values.shape[0] if values.ndim else 0
-        by_index = None
+    try:
+        if isinstance(newresponse, (pd.DataFrame, pd.Series)):
+            values = newresponse.to_numpy(dtype=float, na_value=np.nan)
+            n = len(newresponse)
+            by_index = newresponse.index
+        else:
+            values = np.asarray(newresponse, dtype=float)
+            n = values.shape[0] if values.ndim else 0
+            by_index = None
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"newresponse must hold numbers (one per observation); {exc}. "
+                        "Convert it, e.g. pd.to_numeric(...).") from None
     if values.ndim not in (1, 2) or (values.ndim == 2 and values.shape[1] not in (1, 2)):
         raise DataError("newresponse is one column (or two, successes and failures, for a "
                         "binomial model).")
@@ -106,10 +110,11 @@ def _build_params() -> set[str]:
 def _update_formula(m: FittedModel, formula: str) -> tuple[str, list[str]]:
     if not isinstance(formula, str) or not formula.strip():
         raise DataError("update(): formula is a string like '. ~ . - Days' or a full formula.")
+    formula = formula_text(formula, "update()'s formula", dot=m.request.formula)
     columns = list(convert.as_pandas(m.data, m.data_name).columns) if m.data is not None \
         else r_columns(m)
     allowed = get_r().allowed(m.request.extra_functions)
-    value = call("lmm_tb_update_formula", m.request.formula, formula.strip(), columns,
+    value = call("lmm_tb_update_formula", m.request.formula, formula, columns,
                  allowed, what="update")
     if "check" in value:
         raise_formula_problem(value["check"], formula, columns)

@@ -9,6 +9,7 @@ import linecache
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DataError
@@ -16,6 +17,7 @@ from ..fitted import FittedModel
 from ..rbridge import get_r
 from ..request import normalize_ddf
 from ._common import call, check_model, lmertest_fit, r_options, table
+from .selection import add_aicc_columns
 
 __all__ = ["anova", "compare", "drop1", "model_anova", "ranova"]
 
@@ -181,8 +183,12 @@ def compare(*models: FittedModel, names: Sequence[str] | None = None,
     -------
     pandas.DataFrame
         Index: model labels in R's order; columns ``npar, aic, bic, loglik,
-        deviance, chisq, df, p_value``. ``attrs["heading"]`` has R's heading
-        with each model's formula.
+        deviance, chisq, df, p_value`` (R's), then ``aicc, delta_aicc, weight``:
+        MuMIn's AICc of each row (``aic + 2k(k+1)/(n-k-1)``, k = ``npar``, n the
+        observations), its difference from the smallest, and the Akaike
+        weights. They use the likelihoods of the rows, as ``aic`` does: ML
+        after R's refit of REML fits (``refit=False``: each fit's own).
+        ``attrs["heading"]`` has R's heading with each model's formula.
 
     Examples
     --------
@@ -222,6 +228,11 @@ def compare(*models: FittedModel, names: Sequence[str] | None = None,
             "values of the columns they share."
         )
     df = table(value, index_name="model")
+    heading = df.attrs["heading"]
+    # anova() refuses models fitted to different numbers of observations
+    df = add_aicc_columns(df, df["npar"].to_numpy(dtype=float), np.full(len(df), models[0].nobs),
+                          groups=[])
+    df.attrs["heading"] = heading
     data_name = models[0].data_name
     df.attrs["heading"] = df.attrs["heading"].replace("Data: data", f"Data: {data_name}", 1)
     return df

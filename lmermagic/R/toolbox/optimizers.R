@@ -14,6 +14,12 @@ lmm_tb_allfit <- function(fit, data, opts, maxfun) {
         keep <- !(tab[, "optimizer"] == "nmkbw" & !have("dfoptim")) &
             !(tab[, "optimizer"] == "optimx" & !have("optimx"))
         tab <- tab[keep, , drop = FALSE]
+        # lme4 loads them with requireNamespace() inside the fit, whose
+        # "Loading required namespace" message would mark the first fit of the
+        # session as a problem: load them first, quietly.
+        needs <- c(nmkbw = "dfoptim", optimx = "optimx")
+        for (p in needs[intersect(names(needs), tab[, "optimizer"])])
+            suppressMessages(requireNamespace(p, quietly = TRUE))
         fit_names <- gsub("\\.$", "", paste(tab[, "optimizer"], tab[, "method"], sep = "."))
         glmm <- lme4::isGLMM(m)
         base_ctrl <- stats::getCall(m)$control

@@ -14,6 +14,7 @@ import pandas as pd
 from ...errors import DataError, did_you_mean
 from ...fitted import FittedModel
 from .._common import call
+from ..checks import simulated_residuals
 from ..random_effects import ranef_table
 from ._draw import normal_quantiles, panels, qq_line, smooth
 
@@ -26,7 +27,11 @@ _TITLES = {
                      "standardized residual"),
     "binned_residuals": ("Binned residuals", "mean fitted probability",
                          "mean residual (observed − fitted)"),
+    "simulated_qq": ("QQ plot of scaled residuals (DHARMa)", "expected", "observed"),
+    "simulated_vs_predicted": ("Scaled residuals vs predicted (DHARMa)",
+                               "model predictions (rank transformed)", "scaled residual"),
 }
+SIMULATED = ("simulated_qq", "simulated_vs_predicted")
 
 
 def binned_residuals(fitted: np.ndarray, resid: np.ndarray,
@@ -86,7 +91,27 @@ class DiagnosticsDisplay:
     figure_: Any = None
 
     @classmethod
+    def simulated(cls, m: FittedModel, panel: str = "simulated") -> DiagnosticsDisplay:
+        """DHARMa's two panels of the scaled residuals (``m.check()``'s, same
+        defaults): a uniform QQ plot (x ``(1..n)/(n+1)`` as ``gap::qqunif``, y the
+        sorted residuals) and the residuals against the rank-transformed
+        population predictions (``rank(ties = "average") / n``)."""
+        s = simulated_residuals(m)
+        res = s.residuals
+        n = res.size
+        rank = pd.Series(s.predicted).rank(method="average").to_numpy()
+        out = {"simulated_qq": pd.DataFrame({"x": np.arange(1, n + 1) / (n + 1),
+                                             "y": np.sort(res)}),
+               "simulated_vs_predicted": pd.DataFrame({"x": rank / rank.max(), "y": res})}
+        lines = {"simulated_qq": (0.0, 1.0)}
+        keep = SIMULATED if panel == "simulated" else (panel,)
+        return cls(panels={k: out[k] for k in keep},
+                   lines={k: v for k, v in lines.items() if k in keep})
+
+    @classmethod
     def from_model(cls, m: FittedModel, panel: str | None = None) -> DiagnosticsDisplay:
+        if panel == "simulated" or panel in SIMULATED:
+            return cls.simulated(m, panel)
         used = m.fitted.notna().to_numpy()
         fitted = m.fitted.to_numpy(dtype=float)[used]
         resid = m.residuals.to_numpy(dtype=float)[used]
@@ -136,6 +161,8 @@ class DiagnosticsDisplay:
                 a.plot(s["x"], s["y"], "-", color="#d62728", lw=1.5)
             if key == "residuals_vs_fitted":
                 a.axhline(0.0, color="0.5", lw=0.8, ls="--")
+            if key in SIMULATED:
+                self._simulated(a, key, d)
             if key in self.lines:
                 b0, b1 = self.lines[key]
                 a.axline((0.0, b0), slope=b1, color="0.4", lw=0.8, ls="--")
@@ -145,6 +172,17 @@ class DiagnosticsDisplay:
             a.set_ylabel(ylab)
         self.figure_ = fig
         return self
+
+    @staticmethod
+    def _simulated(a: Any, key: str, d: pd.DataFrame) -> None:
+        a.set_xlim(0, 1)
+        a.set_ylim(0, 1)
+        if key == "simulated_vs_predicted":
+            for q in (0.25, 0.5, 0.75):
+                a.axhline(q, color="0.5", lw=0.8, ls="--")
+            edge = (d["y"] == 0) | (d["y"] == 1)
+            a.plot(d["x"][edge], d["y"][edge], "*", color="#d62728", ms=6,
+                   label="outside all simulations")
 
     @staticmethod
     def _binned(a: Any, d: pd.DataFrame) -> None:
@@ -167,6 +205,9 @@ def plot_diagnostics(m: FittedModel, panel: str | None = None, ax: Any = None) -
     ----------
     panel : str, optional
         Draw only this panel (e.g. ``"qq_residuals"``, ``"qq_ranef Pig: Time"``).
+        ``"simulated"``: DHARMa's two panels of the scaled residuals instead
+        (``"simulated_qq"``, ``"simulated_vs_predicted"``: one of them), from
+        the simulations ``m.check()`` uses.
     ax : matplotlib Axes, optional
         With ``panel``: draw into this Axes.
 
