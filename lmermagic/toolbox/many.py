@@ -191,7 +191,21 @@ def _chunks(plan: Plan, size: int) -> list[tuple[np.ndarray, list[str], Any]]:
     return out
 
 
-def _backend(backend: Any, workers: int | None) -> tuple[str, int]:
+def _check_workers(workers: Any) -> int | None:
+    """``workers=`` as a count of processes (None: the default); anything but a
+    whole number >= 1 is refused, naming the value."""
+    if workers is None:
+        return None
+    if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, (int, np.integer)) \
+            or workers < 1:
+        raise DataError(f"workers={workers!r}: give the number of worker processes, a whole "
+                        "number >= 1 (workers=1 fits here, in this process), or leave it out "
+                        "for the default.")
+    return int(workers)
+
+
+def _backend(backend: Any, workers: Any) -> tuple[str, int]:
+    workers = _check_workers(workers)
     if backend is None:
         backend = "serial" if workers in (None, 1) else "processes"
     if isinstance(backend, str):
@@ -199,12 +213,10 @@ def _backend(backend: Any, workers: int | None) -> tuple[str, int]:
         if name not in ("serial", "processes", "dask"):
             raise DataError(f"backend={backend!r}: use 'serial', 'processes', 'dask' or a "
                             "distributed.Client.")
-        n = 1 if name == "serial" else int(workers or min(4, os.cpu_count() or 1))
-        if n < 1:
-            raise DataError("workers= is a whole number >= 1.")
+        n = 1 if name == "serial" else (workers or min(4, os.cpu_count() or 1))
         return name, n
     if type(backend).__name__ == "Client":
-        return "client", int(workers or 0)
+        return "client", workers or 0
     raise DataError(f"backend={backend!r}: use 'serial', 'processes', 'dask' or a "
                     "distributed.Client.")
 
