@@ -91,29 +91,32 @@ class _Limit:
     def expired(self, stopped: str = "", subject: str = "the fit") -> LmerTimeoutError:
         """The error for this limit: what the fit waited for, if it did, and
         ``stopped``, what was stopped (R, the worker)."""
+        return LmerTimeoutError(
+            f"{subject} was stopped at its time limit of {self.seconds:g} s{self.waits()}"
+            f"{stopped}. Raise timeout= (or %config LmerMagics.timeout).")
+
+    def waits(self) -> str:
+        """`` (1.2 s of it waiting for R, busy with another thread's fit)``, or ''."""
         waits = [f"{sec:.1f} s waiting for {what}" for what, sec in self.waited.items()
                  if sec >= 0.05]
-        waited = (f" ({', '.join(waits)}, busy with another thread's fit)" if waits else "")
-        return LmerTimeoutError(
-            f"{subject} was stopped at its time limit of {self.seconds:g} s{waited}"
-            f"{stopped}. Raise timeout= (or %config LmerMagics.timeout).")
+        return f" ({', '.join(waits)}, busy with another thread's fit)" if waits else ""
 
 
 _local = threading.local()
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None) -> Iterator[_Limit | None]:
     """Count every R call this thread makes inside the block, and every wait for
     R's lock (another thread's fit) or for a :func:`held` lock, against one limit
     of ``seconds``; an R call then gets only the time left. Nested blocks keep
-    the outer limit."""
+    the outer limit. Yields the limit (its ``waits()``: the waits in words)."""
     if seconds is None or seconds <= 0 or getattr(_local, "limit", None) is not None:
-        yield
+        yield getattr(_local, "limit", None)
         return
-    _local.limit = _Limit(seconds)
+    _local.limit = limit = _Limit(seconds)
     try:
-        yield
+        yield limit
     finally:
         _local.limit = None
 

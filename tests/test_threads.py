@@ -182,3 +182,17 @@ def test_a_timeout_in_one_thread_spares_the_next_threads_fit(sleepstudy):
     err = stuck().get("error")
     assert isinstance(err, lmermagic.LmerTimeoutError), err
     assert "worker process was ended" in str(err)
+
+
+def test_lmer_many_timeout_counts_the_wait_for_r(sleepstudy):
+    from lmermagic.rbridge import _lock
+
+    grid = {"a": "Reaction ~ Days + (1 | Subject)", "b": "Reaction ~ Days + (Days | Subject)"}
+    with _lock:  # another thread in R, for as long as this block lasts
+        result = _in_thread(lmermagic.lmer_many, grid, sleepstudy, timeout=1, progress=False)
+        box = result(timeout=30)
+    err = box.get("error")
+    assert isinstance(err, lmermagic.LmerTimeoutError), box
+    assert "waiting for R, busy with another thread's fit" in str(err)
+    mm = lmermagic.lmer_many(grid, sleepstudy, timeout=60, progress=False)
+    assert mm.n_failed == 0

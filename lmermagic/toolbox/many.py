@@ -28,7 +28,7 @@ from .. import convert
 from ..cluster import local_cluster, run_on_dask
 from ..errors import DataError, FitError, LmerTimeoutError, did_you_mean
 from ..fitting import used_columns
-from ..rbridge import RFrame, get_r
+from ..rbridge import RFrame, get_r, time_limit
 from ..request import FitRequest
 from ..rsyntax import r_symbol
 from ..workers import WorkerDied, progress, run_tasks
@@ -242,6 +242,7 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
     chunks = _chunks(plan, size)
     parts: list[dict[str, Any]] = []
     t0 = time.monotonic()
+    limit = None
     desc = "lmer_many" if request.kind == "lmer" else "glmer_many"
     with progress(len(plan), desc, unit="model", enabled=progress_bar) as bar:
 
@@ -262,10 +263,11 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
 
         try:
             if name == "serial":
-                state = _setup(job)
-                state["deadline"] = None if timeout is None else t0 + timeout
-                for chunk in chunks:
-                    done(chunk, _work(state, chunk))
+                # R's lock may be another thread's for a while: the wait counts
+                with time_limit(timeout) as limit:
+                    state = _setup(job)
+                    for chunk in chunks:
+                        done(chunk, _work(state, chunk))
             elif name == "processes":
                 run_tasks(_work, chunks, done, setup=_setup, payload=job, workers=n_workers,
                           timeout=timeout, died=died, idle=bar.refresh)
@@ -279,9 +281,10 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
                         client.close()
                         client.cluster.close()
         except (TimeoutError, LmerTimeoutError):
+            waits = "" if limit is None else limit.waits()
             raise LmerTimeoutError(
                 f"the models were stopped after the time limit of {timeout:g} s ({len(parts)} "
-                f"of {len(chunks)} chunks done); every worker was stopped.") from None
+                f"of {len(chunks)} chunks done){waits}; every worker was stopped.") from None
     meta = {"backend": name, "workers": parallel, "chunk_size": size,
             "seconds": time.monotonic() - t0, "p_adjust": method, "kind": request.kind,
             "ddf": request.ddf}
