@@ -462,11 +462,19 @@ class R:
         """
         rlib = self._openrlib.rlib
         stop = _Stop()
+        # A timer that fires as the call ends must not leave R's flag set for
+        # the next call, another thread's maybe. Reentrant: the SIGINT handler
+        # runs in the main thread, which may hold it in the finally below.
+        guard = threading.RLock()
+        active = [True]
 
         def trip(reason: str) -> None:
-            if stop.reason is None:
-                stop.reason = reason
-            rlib.R_interrupts_pending = 1
+            with guard:
+                if not active[0]:
+                    return
+                if stop.reason is None:
+                    stop.reason = reason
+                rlib.R_interrupts_pending = 1
 
         previous = None
         if _main_thread():
@@ -482,6 +490,8 @@ class R:
         finally:
             if timer is not None:
                 timer.cancel()
+            with guard:
+                active[0] = False
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             rlib.R_interrupts_pending = 0
