@@ -98,10 +98,11 @@ def stop_worker() -> None:
 
 def fit_isolated(request: FitRequest, data: Any) -> dict[str, Any]:
     """As :func:`lmermagic.fitting.fit_fields`, with R's work in the worker."""
-    prep = prepare(request, data)
-    limit = memory_limit(request)
-    with held(_exchange, _WAITING_FOR):
-        res, raw = _exchange_with_worker(request, prep, limit)
+    with time_limit(request.timeout):  # called directly, not through fit_any
+        prep = prepare(request, data)
+        limit = memory_limit(request)
+        with held(_exchange, _WAITING_FOR):
+            res, raw = _exchange_with_worker(request, prep, limit)
     return _fields(request, data, prep, res, raw)
 
 
