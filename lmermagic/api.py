@@ -12,6 +12,7 @@ from .errors import DataError
 from .fitting import issue_warnings
 from .isolation import fit_any
 from .model import LmerModel
+from .rbridge import time_limit
 from .request import FitRequest
 from .toolbox.many import ManyModels, Plan, fit_many, plan_models
 
@@ -294,9 +295,10 @@ def _many(kind: str, formula: str | dict[str, str], data: Any, responses: Any, b
     convert.check_labels(df, request.data_name)
     if len(df) == 0:
         raise DataError(f"'{request.data_name}' has no rows: there is nothing to fit.")
-    plan = plan_models(formula, df, request, responses=responses, by=by)
-    mm = fit_many(plan, backend=backend, workers=workers, p_adjust=p_adjust,
-                  progress_bar=progress, chunk_size=chunk_size, timeout=timeout)
+    with time_limit(timeout):  # planning's wait for R (another thread's fit) counts too
+        plan = plan_models(formula, df, request, responses=responses, by=by)
+        mm = fit_many(plan, backend=backend, workers=workers, p_adjust=p_adjust,
+                      progress_bar=progress, chunk_size=chunk_size, timeout=timeout)
     if keep_models:
         mm.models = _keep(plan, mm, df)
     return mm

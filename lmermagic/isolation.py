@@ -15,18 +15,25 @@ objects in the notebook's R (``unserialize()``) only when a toolbox method
 needs them. No R object is pickled; nothing is read from disk.
 
 One warm worker serves the session: it starts (about 2 s: Python, R, lme4)
-at the first isolated fit and is replaced after it is killed.
+at the first isolated fit and is replaced after it is killed. Threads take
+turns with it: one lock covers each exchange (request, reply, and killing the
+worker when the fit must end), so a thread's timeout or Ctrl-C kills only the
+worker running its own fit, and every request carries a number the reply must
+echo, so a reply can only ever reach the request it answers. The wait for the
+worker counts against the fit's ``timeout``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import threading
 from typing import Any
 
 from . import preflight
 from .errors import FitError, LmerTimeoutError, WorkerMemoryError
 from .fitting import Prepared, fit_fields, prepare, result_fields, run_prepared
-from .rbridge import Serialized, get_r
+from .rbridge import Serialized, get_r, held, time_left, time_limit, timeout_error
 from .request import FitRequest
 from .workers import Worker, WorkerDied
 
@@ -36,13 +43,20 @@ __all__ = ["fit_any", "fit_isolated", "memory_limit", "stop_worker"]
 _NO_MEMORY = ("cannot allocate", "std::bad_alloc", "memory exhausted")
 # Share of the memory available when a fit starts that a worker may take.
 _DEFAULT_SHARE = 0.8
+_WAITING_FOR = "the isolated fits' worker process"
 
 _worker: Worker | None = None
+# One exchange with the worker at a time; held while it may be killed.
+_exchange = threading.Lock()
+_request_ids = itertools.count(1)
 
 
 def fit_any(request: FitRequest, data: Any) -> dict[str, Any]:
-    """A model's fields, fitted in a worker if ``request.isolate``, else here."""
-    return fit_isolated(request, data) if request.isolate else fit_fields(request, data)
+    """A model's fields, fitted in a worker if ``request.isolate``, else here.
+    ``request.timeout`` bounds the whole fit, waits for another thread's fit
+    (R, the worker) included."""
+    with time_limit(request.timeout):
+        return fit_isolated(request, data) if request.isolate else fit_fields(request, data)
 
 
 def memory_limit(request: FitRequest) -> float | None:
@@ -57,13 +71,14 @@ def _start_r(_: Any) -> None:
     get_r()
 
 
-def _fit_in_worker(state: None, task: tuple[Any, ...]) -> tuple[dict[str, Any], bytes | None]:
-    request, columns, nrow, options = task
+def _fit_in_worker(state: None, task: tuple[Any, ...]
+                   ) -> tuple[int, dict[str, Any], bytes | None]:
+    request_id, request, columns, nrow, options = task
     # The timeout is the parent's to keep: it ends this process.
     res = run_prepared(dataclasses.replace(request, timeout=None), columns, nrow, options,
                        serialized=True)
     raw = res.pop("raw", None)
-    return res, None if raw is None else get_r().raw_bytes(raw)
+    return request_id, res, None if raw is None else get_r().raw_bytes(raw)
 
 
 def _get_worker() -> Worker:
@@ -75,25 +90,37 @@ def _get_worker() -> Worker:
 
 def stop_worker() -> None:
     """End the session's worker process, if one runs (the next isolated fit
-    starts another)."""
-    if _worker is not None:
-        _worker.stop()
+    starts another). An isolated fit running in another thread ends first."""
+    with _exchange:
+        if _worker is not None:
+            _worker.stop()
 
 
 def fit_isolated(request: FitRequest, data: Any) -> dict[str, Any]:
     """As :func:`lmermagic.fitting.fit_fields`, with R's work in the worker."""
-    prep = prepare(request, data)
-    limit = memory_limit(request)
+    with time_limit(request.timeout):  # called directly, not through fit_any
+        prep = prepare(request, data)
+        limit = memory_limit(request)
+        with held(_exchange, _WAITING_FOR):
+            res, raw = _exchange_with_worker(request, prep, limit)
+    return _fields(request, data, prep, res, raw)
+
+
+def _exchange_with_worker(request: FitRequest, prep: Prepared, limit: float | None
+                          ) -> tuple[dict[str, Any], bytes | None]:
+    """One request and its reply; the caller holds ``_exchange``."""
     worker = _get_worker()
+    request_id = next(_request_ids)
+    task = (request_id, request, prep.columns, prep.nrow, prep.options)
     try:
-        res, raw = worker.call(_fit_in_worker,
-                               (request, prep.columns, prep.nrow, prep.options),
-                               timeout=request.timeout, memory=limit)
-    except TimeoutError:
-        raise LmerTimeoutError(
-            f"the isolated fit was stopped after the time limit of {request.timeout:g} s "
-            "(its worker process was ended; the next fit starts a new one). Raise "
-            "timeout= (or %config LmerMagics.timeout).") from None
+        got_id, res, raw = worker.call(_fit_in_worker, task, timeout=time_left(),
+                                       memory=limit)
+    except TimeoutError as exc:
+        if isinstance(exc, LmerTimeoutError):  # no time left before the call
+            raise
+        err = timeout_error("; its worker process was ended (the next fit starts a new "
+                            "one)", "the isolated fit")
+        raise err or LmerTimeoutError(f"the isolated fit was stopped: {exc}") from None
     except MemoryError:
         worker.stop()
         raise _out_of_memory(limit, "Python could not allocate") from None
@@ -103,16 +130,21 @@ def fit_isolated(request: FitRequest, data: Any) -> dict[str, Any]:
                                  "that takes too much memory)") from None
         raise FitError(f"the isolated fit failed: {exc}; the notebook is unharmed and the "
                        "next fit starts a new worker.") from None
-    return _fields(request, data, prep, res, raw, worker, limit)
-
-
-def _fields(request: FitRequest, data: Any, prep: Prepared, res: dict[str, Any],
-            raw: bytes | None, worker: Worker, limit: float | None) -> dict[str, Any]:
+    if got_id != request_id:  # never expected: the lock pairs them; refuse, never guess
+        worker.stop()
+        raise FitError(f"the worker process answered request {got_id} to request "
+                       f"{request_id}; the answer was discarded and the worker ended. "
+                       "Fit again (a new worker starts).")
     if "error" in res:
         msg = str(res["error"][0])
         if any(s in msg for s in _NO_MEMORY):
             worker.stop()
             raise _out_of_memory(limit, f"R: {msg.strip()}", msg)
+    return res, raw
+
+
+def _fields(request: FitRequest, data: Any, prep: Prepared, res: dict[str, Any],
+            raw: bytes | None) -> dict[str, Any]:
     bundle = None if raw is None else Serialized(raw, ("fit", "data"))
     fields = result_fields(request, data, prep, res,
                            None if bundle is None else bundle.handle("fit"),

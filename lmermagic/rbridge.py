@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ from .errors import (
 )
 
 __all__ = ["R", "RFrame", "RObject", "Serialized", "Watcher", "frame_to_pandas", "get_r",
-           "stack_problem", "to_py", "to_py_frames", "unpack", "watched", "watching"]
+           "held", "stack_problem", "time_left", "time_limit", "timeout_error", "to_py",
+           "to_py_frames",
+           "unpack", "watched", "watching"]
 
 _R_SOURCE = Path(__file__).with_name("R")
 
@@ -73,6 +76,93 @@ def stack_problem(r_version: str | None = None) -> tuple[str | None, str]:
 
 _lock = threading.RLock()
 _instance: R | None = None
+
+
+class _Limit:
+    """One fit's time limit: its R calls and its waits count against it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.waited: dict[str, float] = {}  # seconds spent waiting, per thing waited for
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def expired(self, stopped: str = "", subject: str = "the fit") -> LmerTimeoutError:
+        """The error for this limit: what the fit waited for, if it did, and
+        ``stopped``, what was stopped (R, the worker)."""
+        return LmerTimeoutError(
+            f"{subject} was stopped at its time limit of {self.seconds:g} s{self.waits()}"
+            f"{stopped}. Raise timeout= (or %config LmerMagics.timeout).")
+
+    def waits(self) -> str:
+        """`` (1.2 s of it waiting for R, busy with another thread's fit)``, or ''."""
+        waits = [f"{sec:.1f} s waiting for {what}" for what, sec in self.waited.items()
+                 if sec >= 0.05]
+        return f" ({', '.join(waits)}, busy with another thread's fit)" if waits else ""
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[_Limit | None]:
+    """Count every R call this thread makes inside the block, and every wait for
+    R's lock (another thread's fit) or for a :func:`held` lock, against one limit
+    of ``seconds``; an R call then gets only the time left. Nested blocks keep
+    the outer limit. Yields the limit (its ``waits()``: the waits in words)."""
+    if seconds is None or seconds <= 0 or getattr(_local, "limit", None) is not None:
+        yield getattr(_local, "limit", None)
+        return
+    _local.limit = limit = _Limit(seconds)
+    try:
+        yield limit
+    finally:
+        _local.limit = None
+
+
+def time_left() -> float | None:
+    """Seconds left under this thread's :func:`time_limit` (None: no limit);
+    LmerTimeoutError when none are."""
+    limit: _Limit | None = getattr(_local, "limit", None)
+    if limit is None:
+        return None
+    left = limit.left()
+    if left <= 0:
+        raise limit.expired()
+    return left
+
+
+def timeout_error(stopped: str, subject: str = "the fit") -> LmerTimeoutError | None:
+    """The error for this thread's :func:`time_limit`, naming what the fit
+    waited for and ``stopped``; None outside a limit."""
+    limit: _Limit | None = getattr(_local, "limit", None)
+    return None if limit is None else limit.expired(stopped, subject)
+
+
+@contextlib.contextmanager
+def held(lock: Any = None, what: str = "R") -> Iterator[None]:
+    """Hold ``lock`` (default: R's). Under a :func:`time_limit` the wait ends
+    with the limit, as LmerTimeoutError saying the fit waited for ``what``; the
+    wait is interruptible (Ctrl-C raises KeyboardInterrupt here, nothing else
+    is touched)."""
+    lock = _lock if lock is None else lock
+    limit: _Limit | None = getattr(_local, "limit", None)
+    if limit is None:
+        lock.acquire()
+    else:
+        start = time.monotonic()
+        try:
+            got = lock.acquire(timeout=max(0.0, limit.left()))
+        finally:
+            limit.waited[what] = limit.waited.get(what, 0.0) + time.monotonic() - start
+        if not got:
+            raise limit.expired()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def get_r() -> R:
@@ -150,7 +240,7 @@ class Serialized:
         return _Deferred(self, name)
 
     def get(self, name: str) -> RObject:
-        with _lock:
+        with held():
             if self._raw is not None:
                 value = get_r().run(self._reader, self._raw, keep=self._names)
                 self._objects = {n: value[n] for n in self._names}
@@ -333,8 +423,15 @@ class R:
         KeyboardInterrupt; after ``timeout`` seconds R is stopped the same way
         and :class:`~lmermagic.errors.LmerTimeoutError` is raised.
         """
-        with _lock:
+        with held():
             _drain_graveyard()
+            limit: _Limit | None = getattr(_local, "limit", None)
+            # Under the fit's time limit (time_limit), R gets what the waits left.
+            left = time_left()
+            if left is not None and (timeout is None or left < timeout):
+                timeout = left
+            else:
+                limit = None
             with self._captured() as console, self._interruptible(timeout) as stop, \
                     self._rpy2.stack_guard():
                 try:
@@ -349,6 +446,8 @@ class R:
                 if stop.reason == "interrupt":
                     raise KeyboardInterrupt
                 if stop.reason == "timeout":
+                    if limit is not None:
+                        raise limit.expired("; R is usable again") from None
                     raise LmerTimeoutError(
                         f"R was stopped after the time limit of {timeout:g} s; R is "
                         "usable again. Raise timeout= (or %config LmerMagics.timeout)."
@@ -365,11 +464,19 @@ class R:
         """
         rlib = self._openrlib.rlib
         stop = _Stop()
+        # A timer that fires as the call ends must not leave R's flag set for
+        # the next call, another thread's maybe. Reentrant: the SIGINT handler
+        # runs in the main thread, which may hold it in the finally below.
+        guard = threading.RLock()
+        active = [True]
 
         def trip(reason: str) -> None:
-            if stop.reason is None:
-                stop.reason = reason
-            rlib.R_interrupts_pending = 1
+            with guard:
+                if not active[0]:
+                    return
+                if stop.reason is None:
+                    stop.reason = reason
+                rlib.R_interrupts_pending = 1
 
         previous = None
         if _main_thread():
@@ -385,6 +492,8 @@ class R:
         finally:
             if timer is not None:
                 timer.cancel()
+            with guard:
+                active[0] = False
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             rlib.R_interrupts_pending = 0
@@ -420,7 +529,7 @@ class R:
         key = tuple((pkg, tuple(names)) for pkg, names in spec.items())
         obj = self._allowed.get(key)
         if obj is None:
-            with _lock:
+            with held():
                 obj = RObject(self.to_r(spec))
             if len(self._allowed) >= 64:
                 self._allowed.clear()
@@ -429,7 +538,7 @@ class R:
 
     def raw_bytes(self, handle: RObject) -> bytes:
         """An R raw vector's bytes (R's ``serialize()`` output)."""
-        with _lock:
+        with held():
             return _numpy(handle.sexp, np.uint8, copy=False).tobytes()
 
     def stack_versions(self) -> dict[str, str]:

@@ -28,7 +28,7 @@ from .. import convert
 from ..cluster import local_cluster, run_on_dask
 from ..errors import DataError, FitError, LmerTimeoutError, did_you_mean
 from ..fitting import used_columns
-from ..rbridge import RFrame, get_r
+from ..rbridge import RFrame, get_r, time_limit
 from ..request import FitRequest
 from ..rsyntax import r_symbol
 from ..workers import WorkerDied, progress, run_tasks
@@ -191,7 +191,21 @@ def _chunks(plan: Plan, size: int) -> list[tuple[np.ndarray, list[str], Any]]:
     return out
 
 
-def _backend(backend: Any, workers: int | None) -> tuple[str, int]:
+def _check_workers(workers: Any) -> int | None:
+    """``workers=`` as a count of processes (None: the default); anything but a
+    whole number >= 1 is refused, naming the value."""
+    if workers is None:
+        return None
+    if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, (int, np.integer)) \
+            or workers < 1:
+        raise DataError(f"workers={workers!r}: give the number of worker processes, a whole "
+                        "number >= 1 (workers=1 fits here, in this process), or leave it out "
+                        "for the default.")
+    return int(workers)
+
+
+def _backend(backend: Any, workers: Any) -> tuple[str, int]:
+    workers = _check_workers(workers)
     if backend is None:
         backend = "serial" if workers in (None, 1) else "processes"
     if isinstance(backend, str):
@@ -199,12 +213,10 @@ def _backend(backend: Any, workers: int | None) -> tuple[str, int]:
         if name not in ("serial", "processes", "dask"):
             raise DataError(f"backend={backend!r}: use 'serial', 'processes', 'dask' or a "
                             "distributed.Client.")
-        n = 1 if name == "serial" else int(workers or min(4, os.cpu_count() or 1))
-        if n < 1:
-            raise DataError("workers= is a whole number >= 1.")
+        n = 1 if name == "serial" else (workers or min(4, os.cpu_count() or 1))
         return name, n
     if type(backend).__name__ == "Client":
-        return "client", int(workers or 0)
+        return "client", workers or 0
     raise DataError(f"backend={backend!r}: use 'serial', 'processes', 'dask' or a "
                     "distributed.Client.")
 
@@ -230,6 +242,7 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
     chunks = _chunks(plan, size)
     parts: list[dict[str, Any]] = []
     t0 = time.monotonic()
+    limit = None
     desc = "lmer_many" if request.kind == "lmer" else "glmer_many"
     with progress(len(plan), desc, unit="model", enabled=progress_bar) as bar:
 
@@ -250,10 +263,11 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
 
         try:
             if name == "serial":
-                state = _setup(job)
-                state["deadline"] = None if timeout is None else t0 + timeout
-                for chunk in chunks:
-                    done(chunk, _work(state, chunk))
+                # R's lock may be another thread's for a while: the wait counts
+                with time_limit(timeout) as limit:
+                    state = _setup(job)
+                    for chunk in chunks:
+                        done(chunk, _work(state, chunk))
             elif name == "processes":
                 run_tasks(_work, chunks, done, setup=_setup, payload=job, workers=n_workers,
                           timeout=timeout, died=died, idle=bar.refresh)
@@ -261,15 +275,16 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
                 client = local_cluster(n_workers) if name == "dask" else backend
                 try:
                     run_on_dask(_work, chunks, done, setup=_setup, payload=job, client=client,
-                                timeout=timeout, idle=bar.refresh)
+                                timeout=timeout, died=died, idle=bar.refresh)
                 finally:
                     if name == "dask":
                         client.close()
                         client.cluster.close()
         except (TimeoutError, LmerTimeoutError):
+            waits = "" if limit is None else limit.waits()
             raise LmerTimeoutError(
                 f"the models were stopped after the time limit of {timeout:g} s ({len(parts)} "
-                f"of {len(chunks)} chunks done); every worker was stopped.") from None
+                f"of {len(chunks)} chunks done){waits}; every worker was stopped.") from None
     meta = {"backend": name, "workers": parallel, "chunk_size": size,
             "seconds": time.monotonic() - t0, "p_adjust": method, "kind": request.kind,
             "ddf": request.ddf}

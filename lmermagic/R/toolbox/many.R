@@ -11,8 +11,13 @@
 # rows are those of a model fitted before in this R session share its design:
 # lme4's own lmer()/glmer() run without their lFormula() step
 # (lmm_compat_prebuilt), on a fresh copy of the design with the new response
-# put in. lFormula() on the same rhs and rows builds the same design, so the
-# fit is the one a fresh lmer() gives, to the last bit.
+# put in. A model's complete rows are those with no missing value in the
+# columns it uses *and* a response that is not NA or NaN once computed
+# (sqrt() of a negative, log() of a negative: the rows lme4's model frame
+# drops); the design's own rows are the rows of its model frame (its
+# right-hand side may drop more, as log(x) of a negative x). lFormula() on the
+# same rhs and complete rows builds the same design, so the fit is the one a
+# fresh lmer() gives, to the last bit, in whatever order the models come.
 
 lmm_many_state <- new.env(parent = emptyenv())
 
@@ -25,29 +30,78 @@ lmm_many_data <- function(data, factors) {
     list(data = data)
 }
 
-# A design cache entry: the rhs text, the complete-row pattern and the
-# pristine design. `.lmm_design` for lmm_compat_prebuilt's function: get()
-# hands over the design prepared for this fit, or builds one with lme4 (and
-# keeps a pristine copy of it).
+# A design cache entry: the rhs text, the complete-row pattern, the rows of
+# its model frame, what building it said beyond its response (see
+# lmm_many_said) and the pristine design. `.lmm_design` for
+# lmm_compat_prebuilt's function: get() hands over the design prepared for
+# this fit, or builds one with lme4 (and keeps a pristine copy of it and what
+# lme4 said while building it).
 lmm_many_design <- function(prepared) {
     d <- new.env(parent = emptyenv())
     d$mod <- prepared
     d$built <- NULL
+    d$said <- list()
     d$get <- function(mc, pf) {
         if (!is.null(d$mod)) return(d$mod)
         mc$.lmm_design <- NULL
-        mod <- eval(mc, pf)
-        d$built <- lmm_compat_deepcopy(mod)
-        mod
+        run <- lmm_many_noting(eval(mc, pf))
+        d$built <- lmm_compat_deepcopy(run$value)
+        d$said <- run$said
+        run$value
     }
     d
 }
 
+# `expr`'s value and the warnings and messages it gave, as list(type, text);
+# they reach the caller's handlers as usual.
+lmm_many_noting <- function(expr) {
+    said <- list()
+    note <- function(type) function(cond) {
+        said[[length(said) + 1L]] <<- list(type, conditionMessage(cond))
+    }
+    value <- withCallingHandlers(expr, warning = note("warning"), message = note("message"))
+    list(value = value, said = said)
+}
+
+# What building a design said that its response did not: the warnings of its
+# right-hand side ("NaNs produced" by log(x)) and lme4's notes on the design
+# ("rank deficient so dropping 1 column"). A model reusing the design says
+# them again, as lmer() would while building it.
+lmm_many_said <- function(design_said, response_said) {
+    out <- design_said
+    for (s in response_said) {
+        at <- Position(function(t) identical(t, s), out)
+        if (!is.na(at)) out <- out[-at]
+    }
+    out
+}
+
+lmm_many_say <- function(said) {
+    for (s in said) {
+        if (s[[1L]] == "warning") warning(s[[2L]], call. = FALSE)
+        else message(s[[2L]], appendLF = FALSE)
+    }
+}
+
 .lmm_many_max_designs <- 16L
 
+# The model's response computed, and its complete rows (see above); y is
+# NULL when the response cannot be computed here or is not one value per row
+# (the model is then fitted whole, and lme4 says what is wrong).
 lmm_many_complete <- function(formula, data, opts) {
     cols <- intersect(c(all.vars(formula), opts$weights, opts$offset), names(data))
-    stats::complete.cases(data[cols])
+    complete <- stats::complete.cases(data[cols])
+    run <- tryCatch(lmm_many_noting(eval(formula[[2L]], data, environment(formula))),
+                    error = function(e) NULL)
+    y <- run$value
+    if (is.null(y) || NROW(y) != nrow(data)) return(list(y = NULL, complete = NULL))
+    list(y = y, complete = complete & stats::complete.cases(y), said = run$said)
+}
+
+# The rows of `data` a design's model frame kept (NULL: cannot tell).
+lmm_many_kept <- function(mod, data) {
+    kept <- !is.na(match(rownames(data), rownames(mod$fr)))
+    if (sum(kept) != nrow(mod$fr)) NULL else kept
 }
 
 # One model: its fit (lme4's lmer/glmer) or an error.
@@ -61,16 +115,19 @@ lmm_many_fit_one <- function(data, formula, rows, opts, prebuilt) {
         return(eval(todo$call, todo$env))
     }
     rhs <- paste(deparse(formula[[3L]], width.cutoff = 500L), collapse = " ")
-    complete <- lmm_many_complete(formula, data, opts)
+    resp <- lmm_many_complete(formula, data, opts)
+    complete <- resp$complete
     prepared <- NULL
-    for (entry in lmm_many_state$designs) {
+    for (entry in if (!is.null(complete)) lmm_many_state$designs) {
         if (identical(entry$rhs, rhs) && identical(entry$complete, complete)) {
-            prepared <- lmm_compat_deepcopy(entry$mod)
-            y <- eval(formula[[2L]], data, environment(formula))
+            y <- resp$y
             if (kind == "lmer" && (!is.numeric(y) || is.matrix(y))) {
                 lmm_preflight(formula, data, kind)  # says why
             }
-            prepared$fr[[1L]] <- if (is.matrix(y)) y[complete, , drop = FALSE] else y[complete]
+            prepared <- lmm_compat_deepcopy(entry$mod)
+            prepared$fr[[1L]] <- if (is.matrix(y)) y[entry$kept, , drop = FALSE]
+                                 else y[entry$kept]
+            lmm_many_say(entry$said)
             break
         }
     }
@@ -82,11 +139,14 @@ lmm_many_fit_one <- function(data, formula, rows, opts, prebuilt) {
     todo$call$.lmm_design <- quote(.lmm_design)
     fit <- eval(todo$call, todo$env)
     fit@call$.lmm_design <- NULL
-    if (!is.null(design$built)) {
+    kept <- if (!is.null(design$built) && !is.null(complete))
+                lmm_many_kept(design$built, data)
+    if (!is.null(kept)) {
         n <- length(lmm_many_state$designs)
         if (n >= .lmm_many_max_designs) lmm_many_state$designs <- lmm_many_state$designs[-1L]
         lmm_many_state$designs[[length(lmm_many_state$designs) + 1L]] <-
-            list(rhs = rhs, complete = complete, mod = design$built)
+            list(rhs = rhs, complete = complete, kept = kept, mod = design$built,
+                 said = lmm_many_said(design$said, resp$said))
     }
     fit
 }
