@@ -126,9 +126,34 @@ def id_as_fixed_effect(levels: int = 20_000, n: int = 40_000) -> Any:
                          "g": rng.integers(0, 50, n).astype(str)})
 
 
-def task_processes() -> list[Any]:
+def child_processes() -> set[str]:
+    """``pid: command line`` of the live processes whose parent is this one,
+    read from /proc (workers are not multiprocessing's children), but for
+    multiprocessing's resource tracker (one per interpreter, for its life)."""
+    import os
+
+    me = str(os.getpid())
+    out = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if fields[1] != me or fields[0] == "Z":
+                    continue
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "resource_tracker" not in cmd:
+                out.add(f"{pid}: {cmd}")
+    return out
+
+
+def task_processes() -> list[str]:
     """Live child processes but the isolated fits' warm worker
     (lmermagic/isolation.py), which lives for the session by design."""
-    import multiprocessing
+    from lmermagic import isolation
 
-    return [p for p in multiprocessing.active_children() if p.name != "lmermagic-worker"]
+    warm = isolation._worker.pid if isolation._worker is not None else None
+    return sorted(p for p in child_processes() if p.split(":")[0] != str(warm))

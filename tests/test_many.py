@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import _thread
 
@@ -12,6 +11,8 @@ import pytest
 
 import lmermagic
 from lmermagic.errors import DataError, FormulaError, LmerTimeoutError, UnsafeFormulaError
+
+from conftest import child_processes
 
 N_RESP = 12
 
@@ -220,36 +221,16 @@ def test_singular_and_nonconverged_are_recorded(sim):
      DataError, "backend"),
 ])
 def test_mistakes_fail_at_once_before_any_worker(sim, kwargs, error, text):
-    before = _children()
+    before = child_processes()
     with pytest.raises(error, match=text):
         lmermagic.lmer_many(data=sim, workers=2, progress=False, **kwargs)
-    assert _children() == before
-
-
-def _children() -> set[str]:
-    """The command lines of the processes whose parent is this one, but for
-    multiprocessing's resource tracker (one per interpreter, for its life)."""
-    me = str(os.getpid())
-    out = set()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[1] != me:
-                        continue
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if "resource_tracker" not in cmd:
-                out.add(f"{pid}: {cmd}")
-    return out
+    assert child_processes() == before
 
 
 def test_backends_give_identical_tables(sim, per_response):
     """Serial, two worker processes and a Dask LocalCluster of two: the same
     tables, bit for bit, with chunks that split the responses differently."""
-    before = _children()  # the session's isolated-fit worker, if another test started it
+    before = child_processes()  # the session's isolated-fit worker, if another test started it
     responses = [f"y{i + 1}" for i in range(N_RESP)]
     procs = lmermagic.lmer_many("~ Days + (Days | Subject)", sim, responses=responses,
                                 workers=2, chunk_size=5, progress=False)
@@ -260,7 +241,7 @@ def test_backends_give_identical_tables(sim, per_response):
             pd.testing.assert_frame_equal(getattr(per_response, table), getattr(other, table),
                                           check_exact=True)
     assert procs.meta["backend"] == "processes" and dask.meta["backend"] == "dask"
-    assert _children() == before
+    assert child_processes() == before
 
 
 @pytest.mark.parametrize("mode", ["by", "grid"])
@@ -313,16 +294,16 @@ def _big(sim: pd.DataFrame, copies: int) -> tuple[pd.DataFrame, list[str]]:
 
 def test_timeout_stops_every_worker(sim):
     data, responses = _big(sim, 400)
-    before = _children()
+    before = child_processes()
     with pytest.raises(LmerTimeoutError, match="time limit"):
         lmermagic.lmer_many("~ Days + (Days | Subject)", data, responses=responses,
                             workers=2, chunk_size=10, timeout=4, progress=False)
-    assert _children() == before
+    assert child_processes() == before
 
 
 def test_ctrl_c_stops_every_worker_and_r_stays_usable(sim):
     data, responses = _big(sim, 400)
-    before = _children()
+    before = child_processes()
     timer = threading.Timer(5.0, _thread.interrupt_main)
     timer.start()
     try:
@@ -331,7 +312,7 @@ def test_ctrl_c_stops_every_worker_and_r_stays_usable(sim):
                                 workers=2, chunk_size=10, progress=False)
     finally:
         timer.cancel()
-    assert _children() == before
+    assert child_processes() == before
     m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sim)
     assert abs(m.coefs.loc["Days", "estimate"] - 10.467285959595) < 1e-6
 
