@@ -121,3 +121,21 @@ lmm_compat_resp_columns <- function(fit) {
     if (inherits(fit, "lmerMod")) out$eta <- mu
     stats::setNames(out, paste0(".", names(out)))
 }
+
+# A family as plain data for the disk cache (cache.R's lmm_cache_strip), and
+# back: its functions are closures made by stats (or, for glmer.nb, MASS's
+# negative.binomial with lme4's theta) and are made again rather than stored.
+lmm_compat_family_fields <- function(family) {
+    theta <- if (startsWith(family$family, "Negative Binomial")) {
+        get(".Theta", envir = environment(family$aic))
+    }
+    list(family = family$family, link = family$link, theta = theta)
+}
+
+lmm_compat_family <- function(x) {
+    link <- as.character(x$link)[1L]
+    if (!is.null(x$theta)) {
+        return(MASS::negative.binomial(theta = as.numeric(x$theta)[1L], link = link))
+    }
+    lmm_make_family(as.character(x$family)[1L], link)
+}
