@@ -1,0 +1,291 @@
+"""A disk-cache entry whose MAC verifies but whose fit would run code in R
+(issue 24 item 3): it is refused before R's ``unserialize()`` reads it
+(rdsguard), the model refitted honestly with a CacheWarning, and no code of
+the entry's runs. Each crafted entry is signed with the directory's real
+secret. An honest entry still hits, and every method gives the fresh fit's
+numbers after the hit."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmermagic
+from lmermagic import cache, fitting, rdsguard
+from lmermagic.rbridge import _lock
+
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+GLMER = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+@pytest.fixture(autouse=True)
+def empty_memory():
+    lmermagic.clear_cache()
+    yield
+    lmermagic.clear_cache()
+
+
+def r_function(code):
+    import rpy2.robjects as ro
+
+    with _lock:
+        return ro.r(code)
+
+
+def call_r(fun, *args):
+    from rpy2.rinterface import ByteSexpVector
+
+    with _lock:
+        return bytes(fun(*(ByteSexpVector(a) if isinstance(a, bytes) else a for a in args)))
+
+
+# The honest payload (R's serialisation of the stripped fit and its data)
+# read back with a plain unserialize() in the test's R, changed so that the
+# formula's environment runs code when lme4 evaluates the model's variables
+# (predict with newdata), and written again.
+_R_CRAFT = """function(raw, marker, how) {
+    obj <- unserialize(raw)
+    env <- attr(attr(obj$fit@frame, "terms"), ".Environment")
+    rm("list", envir = env)
+    if (how == "promise") {
+        delayedAssign("list", { file.create(marker); base::list }, assign.env = env)
+    } else if (how == "active binding") {
+        makeActiveBinding("list", function() { file.create(marker); base::list }, env)
+    } else if (how == "foreign closure") {
+        env$list <- function(...) { system(paste("touch", shQuote(marker))); base::list(...) }
+    } else if (how == "foreign closure in stats") {
+        f <- eval(bquote(function(...) { file.create(.(marker)); base::list(...) }))
+        environment(f) <- asNamespace("stats")
+        env$list <- f
+    } else if (how == "foreign call") {
+        # a stored call lme4 may evaluate, naming a function outside the set
+        obj$fit@call$data <- quote(system(paste("touch", marker)))
+        env$list <- base::list
+    }
+    serialize(obj, NULL)
+}"""
+ATTACKS = ["promise", "active binding", "foreign closure", "foreign closure in stats",
+           "foreign call"]
+RUNS_CODE_ON_PREDICT = ATTACKS[:4]
+
+
+def honest_entry(sleepstudy, d):
+    m = lmermagic.lmer(FORMULA, sleepstudy, cache_dir=d)
+    [name] = [p for p in os.listdir(d) if p.endswith(cache.SUFFIX)]
+    key = bytes.fromhex(name.removesuffix(cache.SUFFIX))
+    lmermagic.clear_cache()
+    return m, key, cache.load(d, key)
+
+
+def sign(d, key, tables, payload):
+    """Store ``payload`` under ``key`` with the directory's own secret: the MAC
+    verifies, only the check of the stream stands between it and R."""
+    cache.store(d, key, [tables, payload])
+    assert cache.load(d, key)[1] == payload
+
+
+def crafted(raw, marker, how):
+    return call_r(r_function(_R_CRAFT), raw, str(marker), how)
+
+
+def namespace_payload(raw, package):
+    """``raw`` with a reference to ``package``'s namespace, which R loads
+    (running its .onLoad) while unserializing: a symbol put in by R, then
+    its bytes swapped for a namespace's (both take one reference slot)."""
+    probe = call_r(r_function("""function(raw) {
+        obj <- unserialize(raw); attr(obj$data, "lmm_probe") <- as.name("LMMPROBE")
+        serialize(obj, NULL) }"""), raw)
+    sym = struct.pack(">iii", 1, 0x40009, 8) + b"LMMPROBE"
+    version = b"1.0"
+
+    def char(s):
+        return struct.pack(">ii", 0x40009, len(s)) + s
+    ns = struct.pack(">iii", 249, 0, 2) + char(package.encode()) + char(version)
+    assert probe.count(sym) == 1
+    return probe.replace(sym, ns)
+
+
+def loaded():
+    return set(r_function("loadedNamespaces()"))
+
+
+def idle_package():
+    installed = set(r_function("rownames(utils::installed.packages())"))
+    for p in ("foreign", "nnet", "rpart", "class", "spatial", "KernSmooth", "boot"):
+        if p in installed and p not in loaded():
+            return p
+    pytest.skip("no installed R package that is not loaded")
+
+
+def refused_then_refitted(sleepstudy, d, first, marker):
+    with pytest.warns(lmermagic.CacheWarning, match="not one lmermagic writes"):
+        m = lmermagic.lmer(FORMULA, sleepstudy, cache_dir=d)
+    assert m.meta["cache"] == "miss"
+    m.predict(newdata=sleepstudy.head())
+    m.anova()
+    assert m.coefs["estimate"].tolist() == first.coefs["estimate"].tolist()
+    if marker is not None:
+        assert not os.path.exists(marker)
+    # the honest fit replaced the crafted entry
+    lmermagic.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmermagic.CacheWarning)
+        assert lmermagic.lmer(FORMULA, sleepstudy, cache_dir=d).meta["cache"] == "disk"
+
+
+@pytest.mark.parametrize("how", ATTACKS)
+def test_code_in_a_signed_entry_does_not_run(sleepstudy, tmp_path, how):
+    d, marker = tmp_path / "fits", tmp_path / "code-ran"
+    first, key, parts = honest_entry(sleepstudy, d)
+    sign(d, key, parts[0], crafted(parts[1], marker, how))
+    refused_then_refitted(sleepstudy, d, first, marker)
+
+
+def test_an_unknown_namespace_is_not_loaded(sleepstudy, tmp_path):
+    d = tmp_path / "fits"
+    first, key, parts = honest_entry(sleepstudy, d)
+    package = idle_package()
+    sign(d, key, parts[0], namespace_payload(parts[1], package))
+    refused_then_refitted(sleepstudy, d, first, None)
+    assert package not in loaded()
+
+
+def _xdr_v2(raw):
+    return call_r(r_function("function(raw) serialize(unserialize(raw), NULL, version = 2)"), raw)
+
+
+def _ascii(raw):
+    return call_r(r_function("function(raw) serialize(unserialize(raw), NULL, ascii = TRUE)"), raw)
+
+
+def _garbled(raw):
+    b = bytearray(raw)
+    b[26] = 99  # the first item's type (its flags' low byte): no type R has
+    return bytes(b)
+
+
+BROKEN = {
+    "cut in half": lambda raw: raw[:len(raw) // 2],
+    "cut by one byte": lambda raw: raw[:-1],
+    "a byte after the object": lambda raw: raw + b"\0",
+    "an unknown type": _garbled,
+    "a vector longer than the stream": lambda raw: raw[:27] + struct.pack(">i", 2**31 - 1)
+    + raw[31:],
+    "empty": lambda raw: b"",
+    "gzip (saveRDS)": lambda raw: b"\x1f\x8b\x08\x00" + raw,
+    "XDR version 2": _xdr_v2,
+    "ASCII": _ascii,
+}
+
+
+@pytest.mark.parametrize("what", list(BROKEN))
+def test_a_broken_or_foreign_format_stream_is_refused(sleepstudy, tmp_path, what):
+    d = tmp_path / "fits"
+    first, key, parts = honest_entry(sleepstudy, d)
+    sign(d, key, parts[0], BROKEN[what](parts[1]))
+    refused_then_refitted(sleepstudy, d, first, None)
+
+
+# -- the checks on streams made up in Python (no fit needed) ------------------
+
+HEADER = b"X\n" + struct.pack(">iii", 3, 0x40202, 0x30500) + struct.pack(">i", 5) + b"UTF-8"
+
+
+@pytest.mark.parametrize("depth", [10, rdsguard.MAX_DEPTH + 5, 200_000])
+def test_nesting_is_walked_without_recursion(depth):
+    # list(list(list(...))) as R writes it: VECSXP of length 1, depth deep
+    raw = HEADER + struct.pack(">ii", 19, 1) * depth + struct.pack(">i", 254)
+    if depth <= rdsguard.MAX_DEPTH:
+        rdsguard.check(raw, rdsguard.Known())
+    else:
+        with pytest.raises(rdsguard.UnsafeStream, match="nested deeper"):
+            rdsguard.check(raw, rdsguard.Known())
+
+
+def test_a_reference_to_nothing_read_is_refused():
+    with pytest.raises(rdsguard.UnsafeStream, match="not read before"):
+        rdsguard.check(HEADER + struct.pack(">i", (5 << 8) | 255), rdsguard.Known())
+
+
+def test_the_known_set_comes_from_this_r_not_the_stream(sleepstudy, tmp_path):
+    # every closure of an honest stream is one of the formula environment's
+    d = tmp_path / "fits"
+    _, _, parts = honest_entry(sleepstudy, d)
+    known = fitting._known(())
+    seen = rdsguard.survey(parts[1])
+    assert seen.closures and seen.closures <= known.closures
+    assert seen.namespaces <= {"stats", "splines"}
+    assert not rdsguard.survey(HEADER + struct.pack(">i", 254)).closures
+
+
+# -- honest entries: every method after a hit equals the fresh fit ------------
+
+def _methods(m, data, response):
+    return {
+        "predict": m.predict(),
+        "predict_new": m.predict(newdata=data.head(12)),
+        "refit": m.refit(response).coefs,
+        "simulate": m.simulate(nsim=2, seed=7),
+        "anova": m.anova() if m.kind == "lmer" else m.drop1(),
+        "confint": m.confint(method="wald"),
+        "update": m.update(". ~ . - 1" if m.kind == "lmer" else ". ~ 1 + (1 | herd)").coefs,
+    }
+
+
+@pytest.mark.parametrize("kind", ["lmer", "glmer"])
+def test_an_honest_entry_hits_and_every_method_works(sleepstudy, cbpp, tmp_path, kind):
+    d = tmp_path / "fits"
+    if kind == "lmer":
+        fit = lambda: lmermagic.lmer(FORMULA, sleepstudy, cache_dir=d)  # noqa: E731
+        data, response = sleepstudy, sleepstudy["Reaction"] * 1.5
+    else:
+        fit = lambda: lmermagic.glmer(GLMER, cbpp, family="binomial",  # noqa: E731
+                                      cache_dir=d)
+        data = cbpp
+        response = np.column_stack([cbpp["incidence"] + 1, cbpp["size"] - cbpp["incidence"]])
+    fresh = fit()
+    assert fresh.meta["cache"] == "miss"
+    expected = _methods(fresh, data, response)
+    lmermagic.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmermagic.CacheWarning)
+        hit = fit()
+    assert hit.meta["cache"] == "disk"
+    got = _methods(hit, data, response)
+    for name, value in expected.items():
+        if isinstance(value, pd.Series):
+            pd.testing.assert_series_equal(got[name], value, check_exact=True, obj=name)
+        else:
+            pd.testing.assert_frame_equal(got[name], value, check_exact=True, obj=name)
+
+
+# -- the payloads above are real attacks: without the check, code runs -------
+
+@pytest.mark.parametrize("how", RUNS_CODE_ON_PREDICT)
+def test_without_the_check_the_crafted_entries_run_code(sleepstudy, tmp_path, how,
+                                                         monkeypatch):
+    d, marker = tmp_path / "fits", tmp_path / "code-ran"
+    _, key, parts = honest_entry(sleepstudy, d)
+    sign(d, key, parts[0], crafted(parts[1], marker, how))
+    monkeypatch.setattr(rdsguard, "check", lambda raw, known: None)
+    m = lmermagic.lmer(FORMULA, sleepstudy, cache_dir=d)
+    assert m.meta["cache"] == "disk"
+    m.predict(newdata=sleepstudy.head())
+    assert marker.exists()
+
+
+def test_without_the_check_a_namespace_reference_loads_the_package(sleepstudy, tmp_path,
+                                                                  monkeypatch):
+    d = tmp_path / "fits"
+    _, key, parts = honest_entry(sleepstudy, d)
+    package = idle_package()
+    sign(d, key, parts[0], namespace_payload(parts[1], package))
+    monkeypatch.setattr(rdsguard, "check", lambda raw, known: None)
+    m = lmermagic.lmer(FORMULA, sleepstudy, cache_dir=d)
+    m.anova()  # R unserializes the fit: the namespace is loaded on the way
+    assert package in loaded()
