@@ -289,3 +289,45 @@ def test_without_the_check_a_namespace_reference_loads_the_package(sleepstudy, t
     m = lmermagic.lmer(FORMULA, sleepstudy, cache_dir=d)
     m.anova()  # R unserializes the fit: the namespace is loaded on the way
     assert package in loaded()
+
+
+def _counts():
+    from conftest import grouped_counts
+
+    c = grouped_counts(3, exposure=(0.5, 3), beta=(0.3, 0.7), sd=0.5, size=2.0)
+    return pd.DataFrame({"y": c["y"], "x": c["x"], "log_t": c["log_t"],
+                         "g": pd.Categorical(c["g"].astype(str)),
+                         "w": np.linspace(0.5, 1.5, len(c["y"]))})
+
+
+KINDS = {
+    "kenward-roger": lambda s, c, d: lmermagic.lmer(
+        "Reaction ~ Days + (Days | Subject)", s, ddf="kenward-roger", cache_dir=d),
+    "poly, ns, log, weights, control": lambda s, c, d: lmermagic.lmer(
+        "log(Reaction) ~ poly(Days, 2) + ns(w, df = 2) + (1 | Subject)",
+        s.assign(w=np.linspace(1, 2, len(s))), weights="w", reml=False,
+        control={"optimizer": "bobyqa"}, cache_dir=d),
+    "allowed extra function": lambda s, c, d: lmermagic.lmer(
+        "Reaction ~ atan2(Days, 3) + (1 | Subject)", s, allow_functions=["atan2"],
+        cache_dir=d),
+    "poisson, offset": lambda s, c, d: lmermagic.glmer(
+        "y ~ x + (1 | g)", c, family="poisson", offset="log_t", cache_dir=d),
+    "negative binomial": lambda s, c, d: lmermagic.glmer(
+        "y ~ x + (1 | g)", c, family="negative_binomial", cache_dir=d),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_of_fit_passes_the_check(sleepstudy, tmp_path, kind):
+    d, counts = tmp_path / "fits", _counts()
+    fresh = KINDS[kind](sleepstudy, counts, d)
+    assert fresh.meta["cache"] == "miss"
+    lmermagic.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmermagic.CacheWarning)
+        hit = KINDS[kind](sleepstudy, counts, d)
+    assert hit.meta["cache"] == "disk"
+    pd.testing.assert_series_equal(hit.predict(), fresh.predict(), check_exact=True)
+    pd.testing.assert_frame_equal(hit.simulate(seed=2), fresh.simulate(seed=2),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(hit.confint(), fresh.confint(), check_exact=True)

@@ -117,7 +117,8 @@ lmm_cache_reference <- function(allowed) {
                  list(kind = "lmer", ddf = "kenward-roger", reml = TRUE),
                  list(kind = "glmer", family = "binomial", link = "logit"),
                  list(kind = "glmer.nb"))
-    calls <- lapply(opts, function(o) lmm_fit_call(data, formula, o)$call)
+    calls <- c(lapply(opts, function(o) lmm_fit_call(data, formula, o)$call),
+               lmm_compat_stored_calls())
     allowed_calls <- lapply(unlist(allowed, use.names = FALSE),
                             function(name) as.call(list(as.name(name))))
     altrep <- list(1:2, seq_len(2L), as.character(1:2), as.numeric(1:2))

@@ -139,3 +139,9 @@ lmm_compat_family <- function(x) {
     }
     lmm_make_family(as.character(x$family)[1L], link)
 }
+
+# Calls lme4 itself writes into a fit's stored call, beyond those of
+# lmm_fit_call() (the disk cache's check allows their functions, cache.R's
+# lmm_cache_reference): glmer.nb() stores its final family as
+# MASS::negative.binomial(theta = <estimate>) (lme4 1.1-31 to 2.1-0).
+lmm_compat_stored_calls <- function() list(quote(MASS::negative.binomial(theta = 1)))
