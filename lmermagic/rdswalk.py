@@ -35,6 +35,7 @@ _ATOM_SIZE = {LGL: 4, INT: 4, REAL: 8, CPLX: 16, RAW: 1}
 _SINGLETONS = {BASEENV, EMPTYENV, BASENAMESPACE, MISSINGARG, UNBOUND, GLOBALENV, NILVALUE}
 ACTIVE_BINDING = 1 << 15  # in a binding cell's gp bits (R's Defn.h)
 _INT = struct.Struct(">i")
+_PAIR = struct.Struct(">ii")
 
 # What an item read stands for, as far as the checks need it: ("sym", name),
 # ("call", head, qualified head or ""), ("char", text), ("list", first cars),
@@ -309,10 +310,32 @@ class Reader:
             self.feed(text)
             yield from self.attr(has_attr)
             return ("char", text.decode("utf-8", "replace"))
-        for _ in range(self.length()):
-            yield self.child()
+        if t == STR:
+            self.strings(self.length())
+        else:
+            for _ in range(self.length()):
+                yield self.child()
         yield from self.attr(has_attr)
         return ("vector", t)
+
+    def strings(self, n: int) -> None:
+        """A character vector's elements, read in one loop (a model frame's
+        row names are as many strings as it has rows)."""
+        raw, pos, end = self.raw, self.pos, len(self.raw)
+        unpack = _PAIR.unpack_from
+        for _ in range(n):
+            if pos + 8 > end:
+                raise UnsafeStream(f"truncated: a string at offset {pos}")
+            flags, size = unpack(raw, pos)
+            if flags < 0 or flags & 0x2FF != CHAR or size < -1:  # a CHARSXP, no attributes
+                raise UnsafeStream("an element of a character vector that is not a string")
+            pos += 8
+            if size > 0:
+                pos += size
+        if pos > end:
+            raise UnsafeStream(f"truncated: a string ends at offset {pos}, after the stream")
+        self.feed(raw[self.pos:pos])
+        self.pos = pos
 
     def s4(self, has_attr: bool) -> Step:
         yield from self.attr(has_attr)
@@ -370,7 +393,13 @@ class Reader:
         if t in (ATTRLANG, ATTRLIST):
             yield self.child()
         yield self.child()  # tag
-        for _ in range(2):  # car, cdr
+        for _ in range(2):  # car, cdr (most are plain items: read as such)
             nt = self.integer()
-            yield self.child(partial(self.bc_lang, nt, nreps))
+            if nt == BCREPREF:
+                if not 0 <= self.integer() < nreps:
+                    raise UnsafeStream("bad byte code reference")
+            elif nt in (BCREPDEF, LANG, LIST, ATTRLANG, ATTRLIST):
+                yield self.child(partial(self.bc_lang, nt, nreps))
+            else:
+                yield self.child()
         return ("lang",)
