@@ -20,7 +20,10 @@ from typing import Any
 
 __all__ = ["MAX_DEPTH", "Info", "Reader", "UnsafeStream"]
 
-MAX_DEPTH = 20_000
+# How deep R's own reader would recurse, at most: it recurses on every
+# nested item and on each cell of a pairlist (its CDR), so both count. An
+# honest fit's stream needs under 100 (measured: sleepstudy lmerTest, cbpp).
+MAX_DEPTH = 2_000
 
 # SEXP types (R's Rinternals.h) and the serializer's own codes (serialize.c).
 SYM, LIST, CLO, ENV, PROM, LANG, SPECIAL, BUILTIN, CHAR = 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -59,6 +62,7 @@ class Reader:
         self.refs: list[Info] = []
         self.hashers: list[Any] = []
         self.in_closure = 0
+        self.cells = 0  # pairlist cells read in the chains now open
         self._pending: Callable[[], Step | Info] | None = None
 
     # -- hooks (a subclass checks or collects here) --------------------------
@@ -107,7 +111,7 @@ class Reader:
                 try:
                     step.send(value) if value is not None else next(step)
                     stack.append(step)
-                    if len(stack) > MAX_DEPTH:
+                    if len(stack) + self.cells > MAX_DEPTH:
                         raise UnsafeStream(f"nested deeper than {MAX_DEPTH} levels")
                     value = None
                     how, self._pending = self._pending, None
@@ -230,8 +234,10 @@ class Reader:
     def cons(self, t: int, levels: int, has_attr: bool, has_tag: bool) -> Step:
         # A pairlist or call: a chain of cells, walked as a loop on the CDR
         # (R reads it so too) so that a long list is not deep.
-        kind, cars = t, list[Info]()
+        kind, cars, cells = t, list[Info](), 0
         while True:
+            cells += 1
+            self.cells += 1
             if levels & ACTIVE_BINDING:  # a function run when the variable is read
                 raise UnsafeStream("an active binding (code R runs when a variable is read)")
             yield from self.attr(has_attr)
@@ -250,6 +256,7 @@ class Reader:
                 break
             has_attr, has_tag = bool(flags & 512), bool(flags & 1024)
             self.feed(b"%d.%d.%d" % (t, has_attr, has_tag))
+        self.cells -= cells
         if kind == LANG and cars[0][0] == "sym":
             qualified = (cars[0][1] in ("::", ":::") and len(cars) == 3
                          and cars[1][0] == cars[2][0] == "sym")

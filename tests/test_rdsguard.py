@@ -207,6 +207,17 @@ def test_nesting_is_walked_without_recursion(depth):
             rdsguard.check(raw, rdsguard.Known())
 
 
+@pytest.mark.parametrize("cells", [10, 100_000])
+def test_a_long_pairlist_counts_as_deep(cells):
+    # R's reader recurses on each cell's CDR: pairlist(NULL, NULL, ...)
+    raw = HEADER + struct.pack(">ii", 2, 254) * cells + struct.pack(">i", 254)
+    if cells <= rdsguard.MAX_DEPTH:
+        rdsguard.check(raw, rdsguard.Known())
+    else:
+        with pytest.raises(rdsguard.UnsafeStream, match="nested deeper"):
+            rdsguard.check(raw, rdsguard.Known())
+
+
 def test_a_reference_to_nothing_read_is_refused():
     with pytest.raises(rdsguard.UnsafeStream, match="not read before"):
         rdsguard.check(HEADER + struct.pack(">i", (5 << 8) | 255), rdsguard.Known())
