@@ -55,12 +55,15 @@ class Known:
     primitives: frozenset[str] = frozenset()
     altrep: frozenset[str] = frozenset()
     calls: frozenset[str] = frozenset()
+    formula_functions: frozenset[str] = frozenset()
 
     def __or__(self, other: Known) -> Known:
         return Known(**{f: getattr(self, f) | getattr(other, f) for f in _FIELDS})
 
 
-_FIELDS = ("closures", "namespaces", "packages", "primitives", "altrep", "calls")
+_FIELDS = ("closures", "namespaces", "packages", "primitives", "altrep", "calls",
+           "formula_functions")
+FORMULA_ENV = "lmm_formula_env"  # the refhook's name of it (R/cache.R)
 _BASE = "base"  # base's namespace and environment: their own stream codes
 
 
@@ -104,6 +107,12 @@ class _Guard(Reader):
 
     def on_altrep(self, name: str) -> None:
         self.allow("altrep", name, "the ALTREP class")
+
+    def on_persistent(self, names: list[str]) -> None:
+        if names[0] != FORMULA_ENV:
+            raise UnsafeStream(f"an object R would ask a hook for: {names[0]!r}")
+        for name in names[1:]:
+            self.allow("formula_functions", name, "the formula function")
 
 
 def check(raw: bytes, known: Known) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Generator
-from functools import partial
 from typing import Any
+
+from .rdsbytecode import ByteCodeReader, UnsafeStream
 
 __all__ = ["MAX_DEPTH", "Info", "Reader", "UnsafeStream"]
 
@@ -48,11 +49,7 @@ Info = tuple[Any, ...]
 Step = Generator[None, Info, Info]
 
 
-class UnsafeStream(ValueError):
-    """The bytes are not a stream lmermagic would hand to R."""
-
-
-class Reader:
+class Reader(ByteCodeReader):
     """One pass over one stream; ``run()`` raises :class:`UnsafeStream` on
     bytes that are not a whole, well-formed stream, or where a hook refuses."""
 
@@ -71,6 +68,7 @@ class Reader:
     def on_named_env(self, what: str, name: str) -> None: ...
     def on_primitive(self, name: str) -> None: ...
     def on_altrep(self, name: str) -> None: ...
+    def on_persistent(self, names: list[str]) -> None: ...
 
     # -- bytes ---------------------------------------------------------------
     def take(self, n: int) -> bytes:
@@ -202,8 +200,10 @@ class Reader:
             raise UnsafeStream("a promise (code R runs when the object is used)")
         if t == DOT:
             raise UnsafeStream("a '...' object")
-        if t in (PERSIST, CLASSREF, GENERICREF):
-            raise UnsafeStream("a reference R resolves through a hook")
+        if t == PERSIST:
+            return self.persistent()
+        if t in (CLASSREF, GENERICREF):
+            raise UnsafeStream("a class or generic reference")
         if t in (WEAKREF, EXTPTR):
             raise UnsafeStream("a weak reference or an external pointer")
         if t in _ATOM_SIZE:
@@ -288,15 +288,29 @@ class Reader:
         return info
 
     def named_env(self, t: int) -> Info:
-        if self.integer(feed=False) != 0:
-            raise UnsafeStream("a bad namespace reference")
-        n = self.integer(feed=False)
-        if not 0 < n <= 16:
-            raise UnsafeStream("a bad namespace reference")
-        names = [self.name() for _ in range(n)]
+        names = self.strvec()
         what = "namespaces" if t == NAMESPACE else "packages"
         self.on_named_env(what, names[0])
         info = (what, names[0])
+        self.refs.append(info)
+        self.feed(repr(info).encode())
+        return info
+
+    def strvec(self) -> list[str]:
+        """R's InStringVec: a namespace's or a persistent name."""
+        if self.integer(feed=False) != 0:
+            raise UnsafeStream("a bad name vector")
+        n = self.integer(feed=False)
+        if not 0 < n <= 4096:
+            raise UnsafeStream("a bad name vector")
+        return [self.name() for _ in range(n)]
+
+    def persistent(self) -> Info:
+        # an object R's unserialize() gets from its refhook (lmermagic's: the
+        # formula environment, R/cache.R), by name
+        names = self.strvec()
+        self.on_persistent(names)
+        info = ("persistent", names[0])
         self.refs.append(info)
         self.feed(repr(info).encode())
         return info
@@ -356,57 +370,3 @@ class Reader:
         yield self.child()  # state
         yield self.child()  # attributes
         return ("vector", ALTREP)
-
-    # -- byte code (R's ReadBC, ReadBC1, ReadBCLang) --------------------------
-    def bytecode(self, has_attr: bool) -> Step:
-        if not self.in_closure:
-            raise UnsafeStream("byte code outside a function")
-        nreps = self.integer()
-        if not 0 <= nreps <= len(self.raw):
-            raise UnsafeStream("bad byte code")
-        yield self.child(partial(self.bc1, nreps))
-        yield from self.attr(has_attr)
-        return ("bytecode",)
-
-    def bc1(self, nreps: int) -> Step:
-        yield self.child()  # the code: an integer vector
-        n = self.integer()
-        if not 0 <= n <= len(self.raw) - self.pos:
-            raise UnsafeStream("bad byte code constants")
-        for _ in range(n):
-            t = self.integer()
-            if t == BCODE:
-                yield self.child(partial(self.bc1, nreps))
-            elif t in (LANG, LIST, BCREPDEF, BCREPREF, ATTRLANG, ATTRLIST):
-                yield self.child(partial(self.bc_lang, t, nreps))
-            else:
-                yield self.child()
-        return ("bytecode",)
-
-    def bc_lang(self, t: int, nreps: int) -> Step:
-        if t == BCREPREF:
-            if not 0 <= self.integer() < nreps:
-                raise UnsafeStream("bad byte code reference")
-            return ("lang",)
-        if t not in (BCREPDEF, LANG, LIST, ATTRLANG, ATTRLIST):
-            yield self.child()  # any other item, read whole
-            return ("item",)
-        if t == BCREPDEF:
-            if not 0 <= self.integer() < nreps:
-                raise UnsafeStream("bad byte code reference")
-            t = self.integer()
-        if t not in (LANG, LIST, ATTRLANG, ATTRLIST):
-            raise UnsafeStream("bad byte code language")
-        if t in (ATTRLANG, ATTRLIST):
-            yield self.child()
-        yield self.child()  # tag
-        for _ in range(2):  # car, cdr (most are plain items: read as such)
-            nt = self.integer()
-            if nt == BCREPREF:
-                if not 0 <= self.integer() < nreps:
-                    raise UnsafeStream("bad byte code reference")
-            elif nt in (BCREPDEF, LANG, LIST, ATTRLANG, ATTRLIST):
-                yield self.child(partial(self.bc_lang, nt, nreps))
-            else:
-                yield self.child()
-        return ("lang",)

@@ -38,7 +38,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
                     "lmermagic.rsyntax", "lmermagic.rformula", "lmermagic.packed",
-                    "lmermagic.fitted", "lmermagic.rdsguard", "lmermagic.rdswalk"]),
+                    "lmermagic.fitted", "lmermagic.rdsguard", "lmermagic.rdswalk",
+                    "lmermagic.rdsbytecode"]),
     ("errors", ["lmermagic.errors"]),
 ]
 

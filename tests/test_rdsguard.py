@@ -48,24 +48,34 @@ def call_r(fun, *args):
 # read back with a plain unserialize() in the test's R, changed so that the
 # formula's environment runs code when lme4 evaluates the model's variables
 # (predict with newdata), and written again.
-_R_CRAFT = """function(raw, marker, how) {
-    obj <- unserialize(raw)
-    env <- attr(attr(obj$fit@frame, "terms"), ".Environment")
-    rm("list", envir = env)
-    if (how == "promise") {
-        delayedAssign("list", { file.create(marker); base::list }, assign.env = env)
-    } else if (how == "active binding") {
-        makeActiveBinding("list", function() { file.create(marker); base::list }, env)
-    } else if (how == "foreign closure") {
-        env$list <- function(...) { system(paste("touch", shQuote(marker))); base::list(...) }
-    } else if (how == "foreign closure in stats") {
-        f <- eval(bquote(function(...) { file.create(.(marker)); base::list(...) }))
-        environment(f) <- asNamespace("stats")
-        env$list <- f
-    } else if (how == "foreign call") {
+# The honest payload (R's serialisation of the stripped fit and its data)
+# read back in the test's R, changed so that the formula's environments run
+# code when lme4 evaluates the model's variables (predict with newdata), and
+# written again: the changed environments whole, or (a foreign call) by name
+# as lmermagic writes them.
+_R_CRAFT = """function(raw, marker, how, hook, writer) {
+    attack <- function(env) {
+        rm("list", envir = env)
+        if (how == "promise") {
+            delayedAssign("list", { file.create(marker); base::list }, assign.env = env)
+        } else if (how == "active binding") {
+            makeActiveBinding("list", function() { file.create(marker); base::list }, env)
+        } else if (how == "foreign closure") {
+            env$list <- function(...) { system(paste("touch", shQuote(marker))); base::list(...) }
+        } else if (how == "foreign closure in stats") {
+            f <- eval(bquote(function(...) { file.create(.(marker)); base::list(...) }))
+            environment(f) <- asNamespace("stats")
+            env$list <- f
+        } else {
+            env$list <- base::list
+        }
+        env
+    }
+    obj <- unserialize(raw, refhook = function(name) attack(hook(name)))
+    if (how == "foreign call") {
         # a stored call lme4 may evaluate, naming a function outside the set
         obj$fit@call$data <- quote(system(paste("touch", marker)))
-        env$list <- base::list
+        return(writer(obj))
     }
     serialize(obj, NULL)
 }"""
@@ -89,17 +99,28 @@ def sign(d, key, tables, payload):
     assert cache.load(d, key)[1] == payload
 
 
+def lmm(name):
+    """One of lmermagic's own R functions (R/cache.R)."""
+    from lmermagic.rbridge import get_r
+
+    with _lock:
+        return get_r().env[name]
+
+
 def crafted(raw, marker, how):
-    return call_r(r_function(_R_CRAFT), raw, str(marker), how)
+    return call_r(r_function(_R_CRAFT), raw, str(marker), how, lmm("lmm_formula_env_from"),
+                  lmm("lmm_serialize_fit"))
 
 
 def namespace_payload(raw, package):
     """``raw`` with a reference to ``package``'s namespace, which R loads
     (running its .onLoad) while unserializing: a symbol put in by R, then
     its bytes swapped for a namespace's (both take one reference slot)."""
-    probe = call_r(r_function("""function(raw) {
-        obj <- unserialize(raw); attr(obj$data, "lmm_probe") <- as.name("LMMPROBE")
-        serialize(obj, NULL) }"""), raw)
+    probe = call_r(r_function("""function(raw, hook, writer) {
+        obj <- unserialize(raw, refhook = hook)
+        attr(obj$data, "lmm_probe") <- as.name("LMMPROBE")
+        writer(obj) }"""),
+        raw, lmm("lmm_formula_env_from"), lmm("lmm_serialize_fit"))
     sym = struct.pack(">iii", 1, 0x40009, 8) + b"LMMPROBE"
     version = b"1.0"
 
@@ -155,12 +176,18 @@ def test_an_unknown_namespace_is_not_loaded(sleepstudy, tmp_path):
     assert package not in loaded()
 
 
+def _rewritten(raw, how):
+    return call_r(r_function(f"""function(raw, hook) {{
+        serialize(unserialize(raw, refhook = hook), NULL, {how}) }}"""),
+        raw, lmm("lmm_formula_env_from"))
+
+
 def _xdr_v2(raw):
-    return call_r(r_function("function(raw) serialize(unserialize(raw), NULL, version = 2)"), raw)
+    return _rewritten(raw, "version = 2")
 
 
 def _ascii(raw):
-    return call_r(r_function("function(raw) serialize(unserialize(raw), NULL, ascii = TRUE)"), raw)
+    return _rewritten(raw, "ascii = TRUE")
 
 
 def _garbled(raw):
@@ -223,15 +250,67 @@ def test_a_reference_to_nothing_read_is_refused():
         rdsguard.check(HEADER + struct.pack(">i", (5 << 8) | 255), rdsguard.Known())
 
 
-def test_the_known_set_comes_from_this_r_not_the_stream(sleepstudy, tmp_path):
-    # every closure of an honest stream is one of the formula environment's
+def test_an_honest_stream_holds_no_code(sleepstudy, tmp_path):
+    # the formula environment goes by name (its functions made again on
+    # reading), lme4's reference classes as field lists: no closure, no
+    # namespace, no primitive is left; the functions named are the caller's
     d = tmp_path / "fits"
     _, _, parts = honest_entry(sleepstudy, d)
-    known = fitting._known(())
     seen = rdsguard.survey(parts[1])
-    assert seen.closures and seen.closures <= known.closures
-    assert seen.namespaces <= {"stats", "splines"}
-    assert not rdsguard.survey(HEADER + struct.pack(">i", 254)).closures
+    assert not (seen.closures or seen.namespaces or seen.packages or seen.primitives)
+    known = fitting._known(())
+    assert seen.formula_functions and seen.formula_functions <= known.formula_functions
+    assert {"stats::poly", "splines::ns", "base::log"} <= known.formula_functions
+    assert "base::system" not in known.formula_functions
+
+
+STREAMS = {
+    "promise": (("e <- new.env(parent = emptyenv()); delayedAssign('x', stop('ran'), "
+                "assign.env = e); serialize(e, NULL)"), "a promise"),
+    "active binding": (("e <- new.env(parent = emptyenv()); "
+                       "makeActiveBinding('x', function() 1, e); serialize(e, NULL)"),
+                       "an active binding"),
+    "active binding to a primitive": (
+        ("e <- new.env(parent = emptyenv()); makeActiveBinding('x', base::date, e); "
+        "serialize(e, NULL, refhook = function(e) NULL)"), "an active binding|function"),
+    "global closure": ("serialize(function() 1, NULL)", "function whose environment"),
+    "closure in stats": (("f <- function() 1; environment(f) <- asNamespace('stats'); "
+                         "serialize(f, NULL)"), "the namespace 'stats'"),
+    "stats function": ("serialize(stats::poly, NULL)", "the namespace 'stats'"),
+    "namespace": ("serialize(asNamespace('stats'), NULL)", "the namespace 'stats'"),
+    "package environment": ("serialize(as.environment('package:stats'), NULL)",
+                            "the package 'package:stats'"),
+    "another hook's object": (("e <- new.env(); serialize(list(e), NULL, "
+                              "refhook = function(e) 'evil')"), "hook for: 'evil'"),
+    "formula function outside the list": (
+        ("e <- new.env(); serialize(list(e), NULL, refhook = function(e) "
+        "c('lmm_formula_env', 'base::system'))"), "formula function 'base::system'"),
+    "byte code outside a function": ("serialize(compiler::compile(quote(1 + 1)), NULL)",
+                                     "byte code outside"),
+    "external pointer": ("serialize(new('externalptr'), NULL)", "external pointer"),
+    "a call outside the set": ("serialize(quote(system('x')), NULL)",
+                               "a call to 'system'"),
+    "a computed call": ("serialize(as.call(list(quote(f()))), NULL)",
+                        "a call to 'f'"),
+    "a call of a value": ("serialize(as.call(list(1)), NULL)", "not a function's name"),
+}
+
+
+@pytest.mark.parametrize("what", list(STREAMS))
+def test_each_kind_of_code_is_refused(what):
+    code, message = STREAMS[what]
+    raw = bytes(r_function(f"local({{ {code} }})"))
+    known = fitting._known(())
+    with pytest.raises(rdsguard.UnsafeStream, match=message):
+        rdsguard.check(raw, known)
+
+
+def test_an_altrep_class_outside_base_is_refused():
+    raw = bytes(r_function("serialize(1:10, NULL)"))
+    rdsguard.check(raw, fitting._known(()))
+    assert raw.count(b"compact_intseq") == 1
+    with pytest.raises(rdsguard.UnsafeStream, match="ALTREP class 'base:compact_intseX'"):
+        rdsguard.check(raw.replace(b"compact_intseq", b"compact_intseX"), fitting._known(()))
 
 
 # -- honest entries: every method after a hit equals the fresh fit ------------

@@ -81,9 +81,72 @@ lmm_cache_rebuild <- function(fit) {
     fit
 }
 
+# The formula's environment (formula.R's lmm_safe_env: the allowed functions)
+# is not written either: serialize()'s refhook writes it as its name, the
+# functions it holds as "package::name", and unserialize()'s makes it again
+# from this R's own functions. No closure, no byte code and no namespace
+# reference is then in the stream, which also makes it readable by another
+# R release (byte code differs between releases).
+lmm_formula_env_name <- function(env) {
+    funs <- Filter(is.function, as.list(env, all.names = TRUE))
+    pkgs <- vapply(funs, function(f) {
+        e <- environment(f)
+        if (is.null(e)) "base" else environmentName(e)
+    }, "")
+    c("lmm_formula_env", sort(paste0(pkgs, "::", names(funs))))
+}
+
+lmm_formula_env_from <- function(name) {
+    if (!identical(name[1L], "lmm_formula_env")) stop("not lmermagic's formula environment")
+    parts <- strsplit(name[-1L], "::", fixed = TRUE)
+    if (!all(lengths(parts) == 2L)) stop("a bad function name in a formula environment")
+    lmm_safe_env(split(vapply(parts, `[`, "", 2L), vapply(parts, `[`, "", 1L)))
+}
+
+# A formula environment: its parent the empty environment, and in it only
+# functions under their own names in their own namespaces, pi, T, F, and
+# plain vectors (lme4 puts a fit's weights and offset there). Returns its
+# name for the refhook (lmm_formula_env_name) and those vectors, or NULL for
+# any other environment.
+lmm_formula_env_parts <- function(e) {
+    if (!is.environment(e) || !identical(parent.env(e), emptyenv())) return(NULL)
+    names <- sort(ls(e, all.names = TRUE, sorted = FALSE))
+    if (any(vapply(names, bindingIsActive, NA, env = e))) return(NULL)
+    consts <- list(pi = base::pi, T = TRUE, F = FALSE)
+    data <- list()
+    for (n in names) {
+        v <- get(n, envir = e, inherits = FALSE)
+        if (n %in% names(consts) && identical(v, consts[[n]])) next
+        if (is.atomic(v) && !is.object(v)) {
+            data[[n]] <- v
+            next
+        }
+        if (!is.function(v)) return(NULL)
+        pkg <- if (is.null(environment(v))) "base" else environmentName(environment(v))
+        if (!(pkg %in% loadedNamespaces()) ||
+            !identical(get0(n, envir = asNamespace(pkg), inherits = FALSE), v)) return(NULL)
+    }
+    list(name = lmm_formula_env_name(e), data = data)
+}
+
+# serialize() with the formula environments written by name: every one
+# holding these same vectors (`formula_data`, written in the object itself).
+# The refhook sees every reference (serialize() asks before it looks for a
+# repeat), so each comes back as an environment of its own.
+lmm_serialize_fit <- function(x, formula_data = list()) {
+    serialize(x, NULL, refhook = function(e) {
+        p <- lmm_formula_env_parts(e)
+        if (is.null(p) || !identical(p$data, formula_data)) NULL else p$name
+    })
+}
+
 # R's own serialisation of the fit (stripped) and the data it was fitted on.
 lmm_cache_payload <- function(fit, data) {
-    serialize(list(fit = lmm_cache_strip(fit), data = data), NULL)
+    fenv <- if (isS4(fit)) attr(attr(fit@frame, "terms"), ".Environment")
+    extras <- lmm_formula_env_parts(fenv)$data
+    if (is.null(extras)) extras <- list()
+    lmm_serialize_fit(list(fit = lmm_cache_strip(fit), data = data, formula_data = extras),
+                      extras)
 }
 
 # The payload back into the fit and its data, when a method first needs them
@@ -92,7 +155,17 @@ lmm_cache_payload <- function(fit, data) {
 # mistake: said plainly, never used.
 lmm_cache_unserialize <- function(payload) {
     obj <- tryCatch({
-        obj <- unserialize(payload)
+        made <- list()
+        obj <- unserialize(payload, refhook = function(name) {
+            e <- lmm_formula_env_from(name)
+            made[[length(made) + 1L]] <<- e
+            e
+        })
+        for (n in names(obj$formula_data)) {
+            v <- obj$formula_data[[n]]
+            if (!is.atomic(v) || is.object(v)) stop("not a vector")
+            for (e in made) if (!exists(n, envir = e, inherits = FALSE)) assign(n, v, envir = e)
+        }
         obj$fit <- lmm_cache_rebuild(obj$fit)
         obj
     }, error = function(e) NULL)
@@ -102,14 +175,14 @@ lmm_cache_unserialize <- function(payload) {
         stop("the fit kept in the disk cache could not be read back as a fit; ",
              "delete the entry with lmermagic.clear_cache(cache_dir) and fit again")
     }
-    obj
+    obj[c("fit", "data")]
 }
 
 # What this R session writes itself, for Python's check of a stream
-# (rdsguard.survey, from fitting.py): the formula environment of this
-# allowlist (its functions are the only closures a fit holds), a call of
-# each allowed function, the calls lmm_fit_call() makes for every kind of
-# fit, a formula's terms, and the vectors R writes as ALTREP.
+# (rdsguard.survey, from fitting.py): the formula and its environment of this
+# allowlist (as the name lmm_serialize_fit writes), a call of each allowed
+# function, the calls lmm_fit_call() makes for every kind of fit and those
+# lme4 stores (compat.R), a formula's terms, and the vectors R writes as ALTREP.
 lmm_cache_reference <- function(allowed) {
     data <- data.frame(y = c(1, 2), g = factor(c("a", "b")))
     formula <- lmm_make_formula("y ~ 1 + (1 | g)", names(data), allowed)
@@ -122,6 +195,6 @@ lmm_cache_reference <- function(allowed) {
     allowed_calls <- lapply(unlist(allowed, use.names = FALSE),
                             function(name) as.call(list(as.name(name))))
     altrep <- list(1:2, seq_len(2L), as.character(1:2), as.numeric(1:2))
-    serialize(list(env = lmm_safe_env(allowed), allowed_calls = allowed_calls,
-                   calls = calls, terms = stats::terms(formula), altrep = altrep), NULL)
+    lmm_serialize_fit(list(formula = formula, allowed_calls = allowed_calls, calls = calls,
+                           terms = stats::terms(formula), altrep = altrep))
 }
