@@ -17,8 +17,9 @@ data and what R wrote itself for a fit in this session:
 * a closure only if its environment is a namespace of the :class:`Known`
   set and the digest of its formals and body (byte code included) is that
   of a closure of that namespace in the known set;
-* namespaces, package environments, primitives and ALTREP classes only by
-  names in the known set;
+* namespaces, package environments, primitives, ALTREP classes and the
+  packages S4 classes name (``attr(class, "package")``, which methods loads
+  to find the class) only by names in the known set;
 * calls outside closures (the model's call, its formula and terms) only of
   function names in the known set, so that a method evaluating the stored
   call or formula can call nothing else.
@@ -56,13 +57,14 @@ class Known:
     altrep: frozenset[str] = frozenset()
     calls: frozenset[str] = frozenset()
     formula_functions: frozenset[str] = frozenset()
+    class_packages: frozenset[str] = frozenset()
 
     def __or__(self, other: Known) -> Known:
         return Known(**{f: getattr(self, f) | getattr(other, f) for f in _FIELDS})
 
 
 _FIELDS = ("closures", "namespaces", "packages", "primitives", "altrep", "calls",
-           "formula_functions")
+           "formula_functions", "class_packages")
 FORMULA_ENV = "lmm_formula_env"  # the refhook's name of it (R/cache.R)
 _BASE = "base"  # base's namespace and environment: their own stream codes
 
@@ -107,6 +109,10 @@ class _Guard(Reader):
 
     def on_altrep(self, name: str) -> None:
         self.allow("altrep", name, "the ALTREP class")
+
+    def on_class_package(self, name: str) -> None:
+        # methods loads the package an S4 class names to find the class
+        self.allow("class_packages", name, "a class of the package")
 
     def on_persistent(self, names: list[str]) -> None:
         if names[0] != FORMULA_ENV:

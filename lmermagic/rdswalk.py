@@ -69,6 +69,7 @@ class Reader(ByteCodeReader):
     def on_primitive(self, name: str) -> None: ...
     def on_altrep(self, name: str) -> None: ...
     def on_persistent(self, names: list[str]) -> None: ...
+    def on_class_package(self, name: str) -> None: ...
 
     # -- bytes ---------------------------------------------------------------
     def take(self, n: int) -> bytes:
@@ -241,9 +242,10 @@ class Reader(ByteCodeReader):
             if levels & ACTIVE_BINDING:  # a function run when the variable is read
                 raise UnsafeStream("an active binding (code R runs when a variable is read)")
             yield from self.attr(has_attr)
-            if has_tag:
-                yield self.child()
+            tag = (yield self.child()) if has_tag else None
             car = yield self.child()
+            if tag == ("sym", "package") and car[0] == "str":
+                self.on_class_package(car[1])
             if len(cars) < 3:
                 cars.append(car)
             if kind == LANG and len(cars) == 1 and not self.in_closure:
@@ -332,10 +334,14 @@ class Reader(ByteCodeReader):
             yield from self.attr(has_attr)
             return ("char", text.decode("utf-8", "replace"))
         if t == STR:
-            self.strings(self.length())
-        else:
-            for _ in range(self.length()):
-                yield self.child()
+            start, n = self.pos, self.length()
+            self.strings(n)
+            yield from self.attr(has_attr)
+            # one string: what a class's "package" attribute holds
+            return ("str", self.raw[start + 12:self.pos].decode("utf-8", "replace")) \
+                if n == 1 else ("vector", t)
+        for _ in range(self.length()):
+            yield self.child()
         yield from self.attr(has_attr)
         return ("vector", t)
 

@@ -285,6 +285,9 @@ STREAMS = {
     "formula function outside the list": (
         ("e <- new.env(); serialize(list(e), NULL, refhook = function(e) "
         "c('lmm_formula_env', 'base::system'))"), "formula function 'base::system'"),
+    "a class of another package": (
+        "serialize(structure(list(), class = structure('x', package = 'tcltk')), NULL)",
+        "a class of the package 'tcltk'"),
     "byte code outside a function": ("serialize(compiler::compile(quote(1 + 1)), NULL)",
                                      "byte code outside"),
     "external pointer": ("serialize(new('externalptr'), NULL)", "external pointer"),

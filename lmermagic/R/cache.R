@@ -182,7 +182,8 @@ lmm_cache_unserialize <- function(payload) {
 # (rdsguard.survey, from fitting.py): the formula and its environment of this
 # allowlist (as the name lmm_serialize_fit writes), a call of each allowed
 # function, the calls lmm_fit_call() makes for every kind of fit and those
-# lme4 stores (compat.R), a formula's terms, and the vectors R writes as ALTREP.
+# lme4 stores (compat.R), a formula's terms, the vectors R writes as ALTREP,
+# and classes of the packages whose S4 objects a fit holds (compat.R).
 lmm_cache_reference <- function(allowed) {
     data <- data.frame(y = c(1, 2), g = factor(c("a", "b")))
     formula <- lmm_make_formula("y ~ 1 + (1 | g)", names(data), allowed)
@@ -195,6 +196,9 @@ lmm_cache_reference <- function(allowed) {
     allowed_calls <- lapply(unlist(allowed, use.names = FALSE),
                             function(name) as.call(list(as.name(name))))
     altrep <- list(1:2, seq_len(2L), as.character(1:2), as.numeric(1:2))
+    classes <- lapply(lmm_compat_class_packages(),
+                      function(p) structure(list(), class = structure("x", package = p)))
     lmm_serialize_fit(list(formula = formula, allowed_calls = allowed_calls, calls = calls,
-                           terms = stats::terms(formula), altrep = altrep))
+                           terms = stats::terms(formula), altrep = altrep,
+                           classes = classes))
 }

@@ -145,3 +145,9 @@ lmm_compat_family <- function(x) {
 # lmm_cache_reference): glmer.nb() stores its final family as
 # MASS::negative.binomial(theta = <estimate>) (lme4 1.1-31 to 2.1-0).
 lmm_compat_stored_calls <- function() list(quote(MASS::negative.binomial(theta = 1)))
+
+# The packages whose S4 classes a fit holds (the fit's own class, lme4's
+# matrices of its model): an S4 object's class names its package, and the
+# methods package loads that package to find the class. The disk cache's
+# check allows these only (cache.R's lmm_cache_reference).
+lmm_compat_class_packages <- function() c("lme4", "lmerTest", "Matrix")
