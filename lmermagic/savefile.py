@@ -41,9 +41,16 @@ from typing import Any
 import pandas as pd
 
 from . import cache, fitting, packed, rdsguard
-from .errors import FitError, ModelFileError
+from .errors import DataError, FitError, FormulaError, ModelFileError
 from .rbridge import Serialized, frame_to_pandas, get_r
-from .request import KINDS, FitRequest, formula_text, parse_contrasts, parse_control
+from .request import (
+    KINDS,
+    FitRequest,
+    formula_text,
+    normalize_ddf,
+    parse_contrasts,
+    parse_control,
+)
 
 __all__ = ["FORMAT", "MAGIC", "load_fields", "read", "save", "write"]
 
@@ -198,11 +205,17 @@ def _request(name: str, d: Any, allow_functions: Sequence[str]) -> FitRequest:
             f"allowlist; if you trust them, load it with allow_functions={missing!r}.")
     spec = {c: v["type"] + (":" + v["ref"] if v.get("ref") else "")
             for c, v in d["contrasts"].items()}
-    return FitRequest(**{**d, "formula": formula_text(d["formula"]),
-                         "factors": tuple(d["factors"]),
-                         "extra_functions": tuple(d["extra_functions"]),
-                         "contrasts": parse_contrasts(spec),
-                         "control": parse_control(d["control"])})
+    try:
+        ddf = normalize_ddf(d["ddf"])
+        if d["kind"] != "lmer" and ddf != "lme4":
+            raise DataError(f"ddf {ddf!r} for a {d['kind']} model")
+        return FitRequest(**{**d, "formula": formula_text(d["formula"]), "ddf": ddf,
+                             "factors": tuple(d["factors"]),
+                             "extra_functions": tuple(d["extra_functions"]),
+                             "contrasts": parse_contrasts(spec),
+                             "control": parse_control(d["control"])})
+    except (DataError, FormulaError) as exc:
+        raise _bad(name, f"its options are not a fit's ({exc})") from None
 
 
 def _index(name: str, layout: Any, n: int) -> pd.Index:
@@ -245,6 +258,10 @@ def load_fields(path: str | os.PathLike[str],
             f"the fit saved with lme4 {meta['versions'].get('lme4')}; refit the model "
             f"from its data. R said: {exc.r_message}") from None
     data.index = _index(name, meta.get("index"), len(data))
+    try:  # the formula as a new fit's is checked: columns, allowlist
+        fitting.used_columns(request, [str(c) for c in data.columns])
+    except (DataError, FormulaError) as exc:
+        raise _bad(name, f"its formula does not pass lmermagic's check ({exc})") from None
     fields = {
         "formula": request.formula, "kind": request.kind,
         "family": str(t["family"][0]), "link": str(t["link"][0]), "ddf": request.ddf,

@@ -171,3 +171,22 @@ def test_code_in_a_file_with_a_right_digest_does_not_run(saved, tmp_path):
 def test_a_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         lmermagic.load_model(tmp_path / "nothing.lmm")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"formula": "Reaction ~ system('touch x') + (1 | Subject)"}, "system"),
+    ({"ddf": "bogus"}, "not a df method"),
+    ({"kind": "glmer"}, "ddf 'satterthwaite' for a glmer model"),
+    ({"control": {"optimizer": 1}}, "options are not a fit's"),
+    ({"extra_functions": "atan2"}, "options are not a fit's"),
+    ({"weights": "nope"}, "nope"),
+])
+def test_options_in_a_file_are_checked_as_a_new_fits(saved, tmp_path, change, match):
+    import json
+
+    parts = savefile.read(saved[1])
+    meta = json.loads(parts[0])
+    meta["request"].update(change)
+    path = tmp_path / "options.lmm"
+    savefile.write(path, [json.dumps(meta).encode(), parts[1], parts[2]])
+    _refused(path, match)
