@@ -12,11 +12,14 @@ data and what R wrote itself for a fit in this session:
 
 * XDR binary, version 3 (``serialize(x, NULL)``), whole, nothing after it;
 * no promise, no ``...``, no active binding, no external pointer or weak
-  reference, no reference resolved by a hook, no byte code outside a
-  function;
+  reference, no class or generic reference, no byte code outside a function;
+* one object R asks its refhook for: lmermagic's formula environment, by
+  name, naming only functions of the caller's allowlist (``R/cache.R``
+  makes it again from this R's own functions);
 * a closure only if its environment is a namespace of the :class:`Known`
   set and the digest of its formals and body (byte code included) is that
-  of a closure of that namespace in the known set;
+  of a closure of that namespace in the known set (an honest stream holds
+  none: the formula environment is the only place a fit keeps functions);
 * namespaces, package environments, primitives, ALTREP classes and the
   packages S4 classes name (``attr(class, "package")``, which methods loads
   to find the class) only by names in the known set;
@@ -25,11 +28,11 @@ data and what R wrote itself for a fit in this session:
   call or formula can call nothing else.
 
 The known set is measured (:func:`survey`) from what this R session writes
-for the formula environment of the allowed functions and for the calls
-lmermagic makes (``lmm_cache_reference`` in ``R/cache.R``), never from the
-stream it judges, so another R or lme4 release needs no change here.
-lme4's reference-class objects, which hold active bindings and a promise,
-are written as plain field lists and rebuilt after reading (``R/cache.R``).
+itself (``lmm_cache_reference`` in ``R/cache.R``: the formula environment of
+the allowlist, the calls lmermagic and lme4 store, base's ALTREP vectors),
+never from the stream it judges. lme4's reference-class objects, which hold
+active bindings and a promise, are written as plain field lists and rebuilt
+from this lme4's classes after reading (``R/cache.R``).
 """
 
 from __future__ import annotations
