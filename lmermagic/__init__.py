@@ -20,14 +20,14 @@ from .request import ALLOWED_FUNCTIONS
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import clear_cache, glmer, glmer_many, lmer, lmer_many
+    from .api import clear_cache, glmer, glmer_many, lmer, lmer_many, load_model
     from .model import LmerModel
     from .toolbox import anova
     from .toolbox.many_tables import ManyModels
 
 # pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
 _LAZY = {"lmer": "api", "glmer": "api", "lmer_many": "api", "glmer_many": "api",
-         "clear_cache": "api", "LmerModel": "model", "anova": "toolbox",
+         "clear_cache": "api", "load_model": "api", "LmerModel": "model", "anova": "toolbox",
          "ManyModels": "toolbox.many_tables"}
 
 
@@ -65,6 +65,7 @@ __all__ = [
     "lmer",
     "lmer_many",
     "load_ipython_extension",
+    "load_model",
 ]
 
 

@@ -7,7 +7,7 @@ import os
 import warnings
 from typing import Any
 
-from . import cache, convert
+from . import cache, convert, savefile
 from .errors import DataError
 from .fitting import issue_warnings
 from .isolation import fit_any
@@ -170,6 +170,34 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
     fields = fit_any(request, data)
     issue_warnings(fields["warnings"])
     return LmerModel(**fields)
+
+
+def load_model(path: str | os.PathLike[str],
+               allow_functions: list[str] | tuple[str, ...] = ()) -> LmerModel:
+    """Read a model that ``m.save(path)`` wrote, with every method working.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    allow_functions : list of str
+        Functions beyond lmermagic's allowlist that the model's formula may
+        call, as for ``lmer(allow_functions=...)``: given by you, never taken
+        from the file.
+
+    Raises
+    ------
+    ModelFileError
+        The file is not a whole model saved by lmermagic (a byte changed, cut
+        short, another kind of file), was saved by a newer lmermagic, or holds
+        R objects lmermagic does not write (see ``docs/reliability.md``).
+
+    Examples
+    --------
+    >>> m.save("sleep.lmm")
+    >>> m2 = lmermagic.load_model("sleep.lmm")
+    """
+    return LmerModel(**savefile.load_fields(path, tuple(allow_functions)))
 
 
 def clear_cache(cache_dir: str | os.PathLike[str] | None = None) -> int:

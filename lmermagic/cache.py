@@ -30,22 +30,26 @@ an isolated fit's (:class:`lmermagic.rbridge.Serialized`). Nothing is ever
 unpickled.
 
 What is trusted: R's ``unserialize()`` can rebuild objects that run code when
-used (closures, promises), so an entry is only read if its MAC verifies, that
-is, if it was written with this directory's secret; a crafted, foreign
-(another user's or machine's), truncated or corrupt entry is refused with a
-warning and the model refitted. So are verified tables that are not a fit's
-(:func:`stored_tables`); a verified fit part that R cannot read as a fit
-can only be lmermagic's own mistake, and the first method that needs it
-says so. The secret is only as safe as the directory:
-it is created with mode 0o700, and a directory that other users can write to
-or that belongs to someone else is not used (with a warning). The directory
-is opened once and every file reached through that descriptor
-(:mod:`lmermagic.cachedir`): a link swapped in later, a link, FIFO or
-directory at an entry's or the secret's path, or a secret that is not 32
-bytes is refused (a bad secret is replaced) and the model refitted. Entries are
-written to a temporary file and renamed into place, so two processes storing
-the same entry leave one whole entry. The directory is kept under its size
-limit by dropping the least recently used entries.
+used (closures, promises, active bindings) or load a package, so an entry is
+only read if its MAC verifies, that is, if it was written with this directory's
+secret; a crafted, foreign (another user's or machine's), truncated or corrupt
+entry is refused with a warning and the model refitted. So are verified tables
+that are not a fit's (:func:`stored_tables`), and a verified fit part that
+holds anything R would run or load beyond what this R session writes itself for
+a fit (:mod:`lmermagic.rdsguard`, checked in Python before R sees a byte;
+lme4's reference-class objects are stored as plain field lists for that and
+rebuilt after reading, ``R/cache.R``). A fit part that passes and that R still
+cannot read as a fit can only be lmermagic's own mistake, and the first method
+that needs it says so. The secret is only as safe as the directory: it is
+created with mode 0o700, and a directory that other users can write to or that
+belongs to someone else is not used (with a warning). The directory is opened
+once and every file reached through that descriptor
+(:mod:`lmermagic.cachedir`): a link swapped in later, a link, FIFO or directory
+at an entry's or the secret's path, or a secret that is not 32 bytes is refused
+(a bad secret is replaced) and the model refitted. Entries are written to a
+temporary file and renamed into place, so two processes storing the same entry
+leave one whole entry. The directory is kept under its size limit by dropping
+the least recently used entries.
 """
 
 from __future__ import annotations

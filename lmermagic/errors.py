@@ -24,6 +24,7 @@ __all__ = [
     "LmerError",
     "LmerTimeoutError",
     "LmerWarning",
+    "ModelFileError",
     "OptionalDependencyError",
     "RNotAvailableError",
     "RPackageMissingError",
@@ -83,6 +84,11 @@ class WorkerMemoryError(FitError, MemoryError):
     """An isolated fit's worker process ran out of memory (or was killed, as
     the operating system kills a process that takes too much); the notebook
     is unharmed."""
+
+
+class ModelFileError(LmerError, ValueError):
+    """A file given to :func:`lmermagic.load_model` is not a whole model saved
+    by this or an older lmermagic (or holds what lmermagic does not write)."""
 
 
 class LmerTimeoutError(LmerError, TimeoutError):

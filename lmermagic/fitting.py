@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import cache, convert, packed, preflight, tables
+from . import cache, convert, packed, preflight, rdsguard, tables
 from .errors import DataError, FitError, did_you_mean, excerpt, reissue
 from .rbridge import RFrame, Serialized, get_r, watched
 from .request import FitRequest, formula_text, raise_formula_problem
@@ -179,8 +179,30 @@ def _from_disk(request: FitRequest, disk: Any, key: bytes,
         cache.warn(f"the stored tables could not be read ({exc}); refitting.")
         cache.discard(disk, key)
         return None
+    try:
+        # before R reads a byte of it: R would run what the stream holds
+        rdsguard.check(parts[1], _known(request.extra_functions))
+    except rdsguard.UnsafeStream as exc:
+        cache.warn(f"the stored fit is not one lmermagic writes ({exc}); refitting.")
+        cache.discard(disk, key)
+        return None
     bundle = Serialized(parts[1], ("fit", "data"), reader="lmm_cache_unserialize")
     return cache.Entry(bundle.handle("fit"), bundle.handle("data"), tables, texts, cells)
+
+
+# What a stored fit may hold (rdsguard.Known), measured once per allowlist
+# from what this R session writes itself (lmm_cache_reference, R/cache.R).
+_KNOWN: dict[tuple[str, ...], rdsguard.Known] = {}
+
+
+def _known(extra_functions: Any) -> rdsguard.Known:
+    extra = tuple(sorted(extra_functions))
+    known = _KNOWN.get(extra)
+    if known is None:
+        r = get_r()
+        known = _KNOWN[extra] = rdsguard.survey(
+            r.run("lmm_cache_reference", r.allowed(extra)))
+    return known
 
 
 # Formulas that passed the check, by (formula, columns, allowlist): the check is

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import savefile
 from .fitted import FittedModel
 from .toolbox import (
     checks,
@@ -163,6 +164,10 @@ class LmerModel(FittedModel):
     def update(self, formula: str | None = None, **changes: Any) -> LmerModel:
         """Refit with a new formula and/or changed options, as R's ``update()``."""
         return refitting.update(self, formula, **changes)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model to one file; ``lmermagic.load_model(path)`` reads it back."""
+        savefile.save(self, path)
 
     def r_code(self, path: str | os.PathLike[str] | None = None, write: bool = False) -> str:
         """A self-contained R script reproducing this fit; ``write=True`` writes the

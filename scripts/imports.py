@@ -34,11 +34,13 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),
     ("fit machinery", ["lmermagic.isolation", "lmermagic.fitting", "lmermagic.preflight",
                        "lmermagic.workers", "lmermagic.tally", "lmermagic.cluster",
-                       "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn"]),
+                       "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn",
+                       "lmermagic.savefile"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
                     "lmermagic.rsyntax", "lmermagic.rformula", "lmermagic.packed",
-                    "lmermagic.fitted"]),
+                    "lmermagic.fitted", "lmermagic.rdsguard", "lmermagic.rdswalk",
+                    "lmermagic.rdsbytecode"]),
     ("errors", ["lmermagic.errors"]),
 ]
 

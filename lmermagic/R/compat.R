@@ -121,3 +121,33 @@ lmm_compat_resp_columns <- function(fit) {
     if (inherits(fit, "lmerMod")) out$eta <- mu
     stats::setNames(out, paste0(".", names(out)))
 }
+
+# A family as plain data for the disk cache (cache.R's lmm_cache_strip), and
+# back: its functions are closures made by stats (or, for glmer.nb, MASS's
+# negative.binomial with lme4's theta) and are made again rather than stored.
+lmm_compat_family_fields <- function(family) {
+    theta <- if (startsWith(family$family, "Negative Binomial")) {
+        get(".Theta", envir = environment(family$aic))
+    }
+    list(family = family$family, link = family$link, theta = theta)
+}
+
+lmm_compat_family <- function(x) {
+    link <- as.character(x$link)[1L]
+    if (!is.null(x$theta)) {
+        return(MASS::negative.binomial(theta = as.numeric(x$theta)[1L], link = link))
+    }
+    lmm_make_family(as.character(x$family)[1L], link)
+}
+
+# Calls lme4 itself writes into a fit's stored call, beyond those of
+# lmm_fit_call() (the disk cache's check allows their functions, cache.R's
+# lmm_cache_reference): glmer.nb() stores its final family as
+# MASS::negative.binomial(theta = <estimate>) (lme4 1.1-31 to 2.1-0).
+lmm_compat_stored_calls <- function() list(quote(MASS::negative.binomial(theta = 1)))
+
+# The packages whose S4 classes a fit holds (the fit's own class, lme4's
+# matrices of its model): an S4 object's class names its package, and the
+# methods package loads that package to find the class. The disk cache's
+# check allows these only (cache.R's lmm_cache_reference).
+lmm_compat_class_packages <- function() c("lme4", "lmerTest", "Matrix")
