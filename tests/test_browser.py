@@ -306,3 +306,56 @@ def test_column_completion_in_jupyterlab(lab, browser):
            lambda: driver.execute_script(_SOURCE, 1) == "%lmer -d sleep Reaction ~ Days",
            seconds=30)
     _until("the completer to close", lambda: not driver.execute_script(_ITEMS), seconds=30)
+
+
+# Three models in one maketables table (issue 18): the HTML as JupyterLab renders it.
+PAPER = """%load_ext lmermagic
+import lmermagic, maketables as mt
+sleep = lmermagic.datasets.load("sleepstudy")
+cbpp = lmermagic.datasets.load("cbpp")
+m1 = lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleep)
+m2 = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+g = lmermagic.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                    family="binomial")
+# maketables shows three decimals without trailing zeros
+shown = (m1.coefs.estimate["Days"], m2.coefs.estimate["Days"], g.coefs.estimate["period2"],
+         m1.r2()["r2_marginal"])
+expected = [f"{v:.3f}".rstrip("0").rstrip(".") for v in shown]"""
+SHOW = "mt.ETable([m1, m2, g])"
+
+
+def test_paper_table_renders_in_jupyterlab(lab, browser):
+    base, token = lab
+    driver = browser
+    _put_notebook(base, token, "paper.ipynb", [PAPER, SHOW, "print(*expected)"])
+    driver.get(f"{base}/lab/tree/paper.ipynb?token={token}")
+    _until("JupyterLab's run-all command", lambda: driver.execute_script(
+        "return !!(window.jupyterapp && window.jupyterapp.commands"
+        ".isEnabled('notebook:run-all-cells'))"))
+    _until("the notebook's kernel", lambda: driver.execute_script(
+        _NB + "return nb.content.widgets.length === 3 && !!nb.sessionContext.session"
+        " && nb.sessionContext.session.kernel.status === 'idle';"))
+    driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    _until("every cell to run", lambda: driver.execute_script(
+        _NB + "const k = nb.sessionContext.session.kernel;"
+        "return k.status === 'idle' && nb.content.widgets.every("
+        "c => c.model.executionCount !== null);"), seconds=400)
+    errors = driver.find_elements("css selector",
+                                  "[data-mime-type='application/vnd.jupyter.error']")
+    assert not errors, errors[0].text
+    # The rendered table (text/html output of the second cell) and the numbers
+    # the kernel printed from the models themselves.
+    table = _until("the rendered table", lambda: driver.execute_script(
+        _NB + "const out = nb.content.widgets[1].node.querySelector('.jp-OutputArea-output');"
+        "return out && out.querySelector('table') ? out.innerText : null;"))
+    printed = _until("the printed numbers", lambda: driver.execute_script(
+        _NB + "const out = nb.content.widgets[2].node.querySelector('.jp-OutputArea-output');"
+        "return out ? out.innerText : null;"))
+    for number in printed.split():
+        assert number in table, (number, table[:2000])
+    for label in ("Subject: groups", "Residual SD", "AIC", "herd: SD (Intercept)"):
+        assert label in table, (label, table[:2000])
+    BUILD.mkdir(exist_ok=True)
+    driver.execute_script(
+        _NB + "nb.content.widgets[1].node.scrollIntoView({block: 'start'});")
+    driver.save_screenshot(str(BUILD / "browser-paper-table.png"))
