@@ -151,9 +151,11 @@ def child_processes() -> set[str]:
 
 
 def task_processes() -> list[str]:
-    """Live child processes but the isolated fits' warm worker
-    (lmermagic/isolation.py), which lives for the session by design."""
+    """Live worker processes (lmermagic/spawn.py's) but the isolated fits' warm
+    worker (lmermagic/isolation.py), which lives for the session by design.
+    Kernels other tests keep for their module are not workers."""
     from lmermagic import isolation
 
     warm = isolation._worker.pid if isolation._worker is not None else None
-    return sorted(p for p in child_processes() if p.split(":")[0] != str(warm))
+    return sorted(p for p in child_processes()
+                  if "lmermagic.spawn" in p and p.split(":")[0] != str(warm))
