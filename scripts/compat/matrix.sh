@@ -358,10 +358,8 @@ run_suite() {   # run_suite SUITE LINE... : tree copies, mounts, the stacks side
     return "$rc"
 }
 
-BG_PIDS=()
 background() {   # background FUNC ARGS... : FUNC in a subshell of its own (traps, unmounts)
     (set -e; trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM HUP; "$@") &
-    BG_PIDS+=($!)
 }
 descendants() {   # the processes below PID, deepest last
     local c
@@ -370,8 +368,8 @@ descendants() {   # the processes below PID, deepest last
 }
 stop_background() {   # on a signal or an error of this script: end what it started
     local p all=()
-    for p in ${BG_PIDS[@]+"${BG_PIDS[@]}"}; do
-        kill -0 "$p" 2>/dev/null || continue
+    # the jobs still running (not pids saved earlier: one that ended may be reused)
+    for p in $(jobs -rp); do
         # shellcheck disable=SC2207
         all+=("$p" $(descendants "$p"))
     done
