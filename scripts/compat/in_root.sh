@@ -1,12 +1,29 @@
 #!/bin/bash
 # Runs INSIDE a compat root (chroot), started by matrix.sh:
-#   in_root.sh SUITE LINE VENV CONSTRAINTS OUTPREFIX
-# (re)uses VENV, installs /src/lmermagic[test] with the rpy2 pins of CONSTRAINTS, runs the
-# test suite, and writes OUTPREFIX.{install.log,log,json,row}. Exit 0 only when all passed.
+#   in_root.sh SUITE LINE VENV CONSTRAINTS OUTPREFIX [SRC [SLOTS]]
+# (re)uses VENV, installs SRC[test] (default /src/lmermagic) with the rpy2 pins of
+# CONSTRAINTS, runs the test suite, and writes OUTPREFIX.{install.log,log,json,row}. Exit 0
+# only when all passed. LMM_COMPAT_INSTALL_ONLY=1: install only, exit with pip's status.
+# With SLOTS (a directory shared by the stacks that run at the same time), the tests wait
+# for one of LMM_COMPAT_JOBS lock files there: installs overlap, test runs (CPU) take turns.
 set -uo pipefail
-suite=$1 line=$2 venv=$3 cons=$4 out=$5
-src=/src/lmermagic
+suite=$1 line=$2 venv=$3 cons=$4 out=$5 src=${6:-/src/lmermagic} slots=${7:-}
 here=$(dirname "$0")
+# the stacks of a root run at the same time: temporary files (pytest's, R's) apart
+export TMPDIR=/tmp/lmm-compat-rpy2-$line
+rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
+
+take_slot() {   # hold one of the slot lock files on fd 8 (released when fd 8 closes)
+    local i
+    while :; do
+        for ((i = 0; i < ${LMM_COMPAT_JOBS:-1}; i++)); do
+            exec 8>"$slots/slot-$i"
+            flock -n 8 && return 0
+            exec 8>&-
+        done
+        sleep 2
+    done
+}
 
 install_rc=0 test_rc=-1
 t0=$SECONDS
@@ -28,14 +45,24 @@ t0=$SECONDS
     echo "== install exit status $install_rc after $((SECONDS - t0)) s"
 } >"$out.install.log" 2>&1
 install_s=$((SECONDS - t0))
+if [[ ${LMM_COMPAT_INSTALL_ONLY:-0} == 1 ]]; then   # matrix.sh --prepare: no tests, no record
+    exit "$install_rc"
+fi
 
 t1=$SECONDS
 if ((install_rc == 0)); then
+    if [[ -n $slots ]]; then
+        take_slot
+        echo "== waited $((SECONDS - t1)) s for a test slot (LMM_COMPAT_JOBS=${LMM_COMPAT_JOBS:-1})" \
+            >>"$out.install.log"
+        t1=$SECONDS
+    fi
     # shellcheck disable=SC2086
     (cd "$src" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" \
         "$venv/bin/python" -m pytest -q -p no:cacheprovider ${LMM_COMPAT_PYTEST_ARGS:-}) \
-        >"$out.log" 2>&1 </dev/null
+        >"$out.log" 2>&1 </dev/null 8>&-
     test_rc=$?
+    exec 8>&-
 else
     {
         echo "ERROR: installing lmermagic with rpy2 $line into $venv failed (download or build):"

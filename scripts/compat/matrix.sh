@@ -6,18 +6,24 @@
 #   scripts/compat/matrix.sh trixie:3.6      # one stack (SUITE:RPY2LINE); several may be given
 #   scripts/compat/matrix.sh --rebuild sid:3.5   # rebuild the roots used, then run
 #   scripts/compat/matrix.sh --build-only    # build/verify the roots, run no tests
+#   scripts/compat/matrix.sh --prepare       # build the roots and install the stacks' venvs:
+#                                            # a later run only tests (.ci/run's head start)
 #   scripts/compat/matrix.sh --list          # the known stacks
 #
 # Runs as root, unattended (CI=true, no stdin). Roots are built once and reused while their
-# stamp matches this recipe. Every run copies the working tree (tracked + untracked, not
-# ignored) fresh into /src/lmermagic of the root, installs it into the stack's venv
-# (/opt/venv-rpy2-LINE, kept in the root with pip's cache) and runs pytest.
+# stamp matches this recipe; missing roots are built side by side. Every run copies the
+# working tree (tracked + untracked, not ignored) fresh into /src/lmermagic-rpy2-LINE of the
+# root (one copy per stack: the stacks of a root run at the same time), installs it into the
+# stack's venv (/opt/venv-rpy2-LINE, kept in the root) and runs pytest. All stacks install
+# at once (network, compilers); their test runs take turns in LMM_COMPAT_JOBS slots (CPU).
+# pip's cache ($ROOTS/.pip-cache) is shared by all roots and outlives their rebuilds.
 #
 # Environment:
 #   LMM_COMPAT_ROOTS      where the roots live (default /var/cache/lmermagic-compat)
 #   LMM_COMPAT_OUT        logs and records (default <repo>/build/compat)
 #   LMM_COMPAT_MIRROR     Debian mirror (default http://deb.debian.org/debian)
 #   LMM_COMPAT_TIMEOUT    seconds for one stack's install + tests (default 3600)
+#   LMM_COMPAT_JOBS       test runs at a time (default: the number of CPUs, at most 4)
 #   LMM_COMPAT_PYTEST_ARGS  extra pytest arguments (default none: the full suite)
 #   CI, OPENBLAS_*, PIP_DEFAULT_TIMEOUT are passed into the root.
 #
@@ -27,13 +33,14 @@
 # ERROR: a root build, download or install that failed), 2 on bad usage.
 set -Eeuo pipefail
 
-RECIPE=5   # bump when the way roots are built changes: roots with another stamp are rebuilt
+RECIPE=6   # bump when the way roots are built changes: roots with another stamp are rebuilt
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 ROOTS=${LMM_COMPAT_ROOTS:-/var/cache/lmermagic-compat}
 OUT=${LMM_COMPAT_OUT:-$REPO/build/compat}
 MIRROR=${LMM_COMPAT_MIRROR:-http://deb.debian.org/debian}
 STACK_TIMEOUT=${LMM_COMPAT_TIMEOUT:-3600}
+JOBS=${LMM_COMPAT_JOBS:-$(n=$(nproc 2>/dev/null || echo 2); echo $((n < 4 ? n : 4)))}
 CA=/etc/ssl/certs/ca-certificates.crt
 
 ALL_STACKS=(trixie:3.5 trixie:3.6 sid:3.5 sid:3.6)
@@ -45,12 +52,19 @@ declare -A SUITE_LINES=([trixie]="3.5 3.6" [sid]="3.5 3.6")
 # Python headers, make (`R CMD config` runs it), and the -dev packages behind the libraries
 # that `R CMD config --ldflags` names (R 4.5/4.6: -lR -lpcre2-8 -ldeflate -lzstd -llzma -lbz2
 # -lz -ltirpc -licuuc -licui18n; rpy2 adds -lblas). The browser test (JupyterLab in
-# headless Chromium) needs chromium and chromium-driver.
+# headless Chromium) needs chromium and chromium-driver. A root without one of these is
+# an ERROR.
 PACKAGES="r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack r-cran-emmeans
-r-cran-broom.mixed r-cran-numderiv python3 python3-venv python3-dev gcc libc6-dev make libffi-dev pkg-config
-libpcre2-dev libdeflate-dev libzstd-dev liblzma-dev libbz2-dev zlib1g-dev libtirpc-dev libicu-dev
-libblas-dev chromium chromium-driver"
-PACKAGES=$(tr -s ' \n' '  ' <<<"$PACKAGES" | sed 's/ $//')   # one line, single spaces
+r-cran-broom.mixed r-cran-numderiv r-cran-car python3 python3-venv python3-dev gcc libc6-dev make
+libffi-dev pkg-config libpcre2-dev libdeflate-dev libzstd-dev liblzma-dev libbz2-dev zlib1g-dev
+libtirpc-dev libicu-dev libblas-dev chromium chromium-driver"
+# Per suite, the optional R packages (model checks, R2/ICC, simulated residuals, AICc) as far
+# as the suite ships them (checked 2026-12: trixie has no performance, effectsize, MuMIn).
+# One the suite lacks, or cannot install, is left out with a WARNING; the tests skip.
+declare -A EXTRAS=([trixie]="r-cran-dharma"
+    [sid]="r-cran-performance r-cran-effectsize r-cran-dharma r-cran-mumin")
+oneline() { tr -s ' \n' '  ' <<<"$*" | sed 's/^ //; s/ $//'; }   # one line, single spaces
+PACKAGES=$(oneline "$PACKAGES")
 
 pins_for() {
     case $1 in
@@ -63,17 +77,18 @@ pins_for() {
 log() { printf '[compat %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,27p' "$HERE/matrix.sh" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,33p' "$HERE/matrix.sh" | sed 's/^# \{0,1\}//'; }
 
 # ---------------------------------------------------------------- arguments
 ORIG_ARGS=("$@")
-REBUILD=0 BUILD_ONLY=0 STACKS=()
+REBUILD=0 BUILD_ONLY=0 PREPARE=0 STACKS=()
 while (($#)); do
     case $1 in
         -h|--help) usage; exit 0 ;;
         --list) printf '%s\n' "${ALL_STACKS[@]}"; exit 0 ;;
         --rebuild) REBUILD=1 ;;
         --build-only) BUILD_ONLY=1 ;;
+        --prepare) PREPARE=1 ;;
         -*) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
         *) STACKS+=("$1") ;;
     esac
@@ -130,6 +145,7 @@ safe_rm() {   # rm -rf DIR, refusing when anything is mounted below it
 }
 cleanup() {
     local rc=$?
+    [[ $BASHPID != "$$" ]] || stop_background
     umount_all
     exit "$rc"
 }
@@ -164,7 +180,7 @@ root_env() {   # the clean environment of commands in a root, into ROOT_ENV
         "PIP_CERT=$CA" "SSL_CERT_FILE=$CA" "REQUESTS_CA_BUNDLE=$CA" PIP_CONFIG_FILE=/dev/null
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
         "PIP_DEFAULT_TIMEOUT=${PIP_DEFAULT_TIMEOUT:-120}"
-        "LMM_COMPAT_PYTEST_ARGS=${LMM_COMPAT_PYTEST_ARGS:-}")
+        "LMM_COMPAT_PYTEST_ARGS=${LMM_COMPAT_PYTEST_ARGS:-}" "LMM_COMPAT_JOBS=$JOBS")
     local v
     for v in $(compgen -e | grep -E '^(CI|OPENBLAS_.*)$' || true); do ROOT_ENV+=("$v=${!v}"); done
 }
@@ -180,7 +196,8 @@ apt_opts() {   # sid's Release files outlive their Valid-Until on some mirrors
 
 # ---------------------------------------------------------------- roots
 stamp_text() {
-    printf 'recipe=%s\nsuite=%s\nmirror=%s\npackages=%s\n' "$RECIPE" "$1" "$MIRROR" "$PACKAGES"
+    printf 'recipe=%s\nsuite=%s\nmirror=%s\npackages=%s\nextras=%s\n' "$RECIPE" "$1" "$MIRROR" \
+        "$PACKAGES" "$(oneline "${EXTRAS[$1]-}")"
 }
 STAMP=.lmermagic-compat-stamp
 
@@ -230,11 +247,13 @@ build_root() {   # build into SUITE.tmp; stamp, then rename into place
             echo 'Acquire::Check-Date "false";'
         fi
     } >"$tmp/etc/apt/apt.conf.d/90lmermagic-compat"
-    printf '%s\n' 'path-exclude=/usr/share/doc/*' 'path-exclude=/usr/share/man/*' \
+    # no fsync per file: a root is thrown away when its build fails (its stamp comes last)
+    printf '%s\n' 'force-unsafe-io' 'path-exclude=/usr/share/doc/*' 'path-exclude=/usr/share/man/*' \
         'path-exclude=/usr/share/info/*' 'path-exclude=/usr/share/locale/*' \
         'path-include=/usr/share/locale/locale.alias' >"$tmp/etc/dpkg/dpkg.cfg.d/90lmermagic-compat"
     printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
     chmod +x "$tmp/usr/sbin/policy-rc.d"
+    echo "debootstrap done after $((SECONDS - t0)) s" >>"$blog"
 
     enter_root "$tmp"
     # shellcheck disable=SC2046
@@ -246,6 +265,18 @@ build_root() {   # build into SUITE.tmp; stamp, then rename into place
         >>"$blog" 2>&1; then
         tail -n 25 "$blog" >&2; die "apt-get install in the $suite root failed (download or dependency): see $blog"
     fi
+    # the extras: all at once, else one by one; one that will not install is left out
+    local extras=${EXTRAS[$suite]-} p
+    # shellcheck disable=SC2086,SC2046
+    if [[ -n $extras ]] && ! in_root "$tmp" apt-get $(apt_opts "$suite") -q -y \
+        --no-install-recommends install $extras >>"$blog" 2>&1; then
+        for p in $extras; do
+            # shellcheck disable=SC2046
+            in_root "$tmp" apt-get $(apt_opts "$suite") -q -y --no-install-recommends install "$p" \
+                >>"$blog" 2>&1 || log "WARNING: $suite root without $p (not in $suite, or not installable): see $blog"
+        done
+    fi
+    echo "packages installed after $((SECONDS - t0)) s" >>"$blog"
     in_root "$tmp" apt-get clean >>"$blog" 2>&1 || true
     umount_all
     stamp_text "$suite" >"$tmp/$STAMP"     # the stamp is written last ...
@@ -271,15 +302,28 @@ copy_tree() {   # the working tree as it is: tracked + untracked-not-ignored fil
 }
 
 run_stack() {   # run_stack SUITE LINE (root entered, tree copied) -> 0 when all passed
-    local suite=$1 line=$2 r=$ROOTS/$1 name=$1-rpy2-$2 rc=0 t0=$SECONDS
+    local suite=$1 line=$2 r=$ROOTS/$1 name=$1-rpy2-$2 rc=0 t0=$SECONDS tail
     local helper=/opt/lmm-compat
-    log "stack $suite:$line: install + pytest (logs: $OUT/$name.install.log, $OUT/$name.log)"
+    if ((PREPARE)); then
+        log "stack $suite:$line: install (log: $OUT/$name.install.log)"
+    else
+        log "stack $suite:$line: install + pytest (logs: $OUT/$name.install.log, $OUT/$name.log)"
+    fi
     rm -f "$OUT/$name".{log,install.log,json,row}
     pins_for "$line" >"$r$helper/constraints-rpy2-$line.txt"
     root_env
-    timeout --kill-after=60 "$STACK_TIMEOUT" env -i "${ROOT_ENV[@]}" chroot "$r" \
-        bash "$helper/in_root.sh" "$suite" "$line" "/opt/venv-rpy2-$line" \
-        "$helper/constraints-rpy2-$line.txt" "$helper/out/$name" 9>&- || rc=$?
+    timeout --kill-after=60 "$STACK_TIMEOUT" env -i "${ROOT_ENV[@]}" "LMM_COMPAT_INSTALL_ONLY=$PREPARE" \
+        chroot "$r" bash "$helper/in_root.sh" "$suite" "$line" "/opt/venv-rpy2-$line" \
+        "$helper/constraints-rpy2-$line.txt" "$helper/out/$name" "/src/lmermagic-rpy2-$line" \
+        "$helper/slots" 9>&- || rc=$?
+    if ((PREPARE)); then
+        if ((rc)); then
+            log "WARNING: stack $suite:$line: install failed (exit $rc; the test run tries again): see $OUT/$name.install.log"
+        else
+            log "stack $suite:$line: installed in $((SECONDS - t0)) s"
+        fi
+        return "$rc"
+    fi
     if ((rc == 124 || rc == 137)); then
         echo "ERROR: stack $suite:$line timed out after $STACK_TIMEOUT s" | tee -a "$OUT/$name.log" >&2
     fi
@@ -287,28 +331,51 @@ run_stack() {   # run_stack SUITE LINE (root entered, tree copied) -> 0 when all
         printf '| %s | ? | ? | ? | %s | ? | ERROR: stack did not complete (exit %s) |\n' \
             "$suite" "$line" "$rc" >"$OUT/$name.row"
     fi
-    if [[ -f $OUT/$name.log ]]; then
-        echo "---- $suite:$line ($((SECONDS - t0)) s): tail of $OUT/$name.log" >&2
+    if [[ -f $OUT/$name.log ]]; then   # one write, so that stacks ending together do not mix
         if grep -q '^=* short test summary info =*$' "$OUT/$name.log"; then
-            sed -n '/^=* short test summary info =*$/,$p' "$OUT/$name.log" | tail -n 25 >&2
+            tail=$(sed -n '/^=* short test summary info =*$/,$p' "$OUT/$name.log" | tail -n 25)
         else
-            tail -n 12 "$OUT/$name.log" >&2
+            tail=$(tail -n 12 "$OUT/$name.log")
         fi
-        echo "----" >&2
+        printf -- '---- %s:%s (%s s): tail of %s\n%s\n----\n' "$suite" "$line" \
+            "$((SECONDS - t0))" "$OUT/$name.log" "$tail" >&2
     fi
     return "$rc"
 }
 
-run_suite() {   # run_suite SUITE LINE... : fresh tree copy, mounts, each stack, unmount
-    local suite=$1 r=$ROOTS/$1 line rc=0; shift
-    copy_tree "$r/src/lmermagic"
-    mkdir -p "$r/opt/lmm-compat/out"
+run_suite() {   # run_suite SUITE LINE... : tree copies, mounts, the stacks side by side, unmount
+    local suite=$1 r=$ROOTS/$1 line rc=0 pids=() p; shift
+    for line; do copy_tree "$r/src/lmermagic-rpy2-$line"; done
+    mkdir -p "$r/opt/lmm-compat/out" "$r/opt/lmm-compat/slots" "$r/root/.cache/pip"
     cp "$HERE/in_root.sh" "$HERE/record.py" "$r/opt/lmm-compat/"
     enter_root "$r"
     mnt "$r/opt/lmm-compat/out" --bind "$OUT"
-    for line; do run_stack "$suite" "$line" || rc=1; done
+    mnt "$r/opt/lmm-compat/slots" --bind "$ROOTS/.slots"
+    mnt "$r/root/.cache/pip" --bind "$ROOTS/.pip-cache"
+    for line; do run_stack "$suite" "$line" & pids+=($!); done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
     umount_all
     return "$rc"
+}
+
+background() {   # background FUNC ARGS... : FUNC in a subshell of its own (traps, unmounts)
+    (set -e; trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM HUP; "$@") &
+}
+descendants() {   # the processes below PID, deepest last
+    local c
+    command -v ps >/dev/null || return 0
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+stop_background() {   # on a signal or an error of this script: end what it started
+    local p all=()
+    # the jobs still running (not pids saved earlier: one that ended may be reused)
+    for p in $(jobs -rp); do
+        # shellcheck disable=SC2207
+        all+=("$p" $(descendants "$p"))
+    done
+    ((${#all[@]})) || return 0
+    kill -TERM "${all[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- main
@@ -324,37 +391,63 @@ FAILED=0
 for stack in "${STACKS[@]}"; do   # no stale record stands in for this run's
     rm -f "$OUT/${stack%%:*}-rpy2-${stack#*:}".{row,json}
 done
-declare -A ROOT_ERR=()
+declare -A ROOT_ERR=() PID=()
+BUILD=()
 for suite in "${SUITES[@]}"; do
     if ((REBUILD)) || ! root_ok "$suite"; then
-        # in a subshell (with its own EXIT trap) so that one suite's failure lets the next run
-        guarded build_root "$suite"
-        if ((GUARD_RC)); then ROOT_ERR[$suite]=1; FAILED=1; fi
+        BUILD+=("$suite")
     else
         log "reusing root $ROOTS/$suite (stamp matches recipe $RECIPE)"
     fi
 done
+if ((${#BUILD[@]})); then
+    guarded ensure_debootstrap
+    if ((GUARD_RC)); then
+        for suite in "${BUILD[@]}"; do ROOT_ERR[$suite]=1; done; FAILED=1; BUILD=()
+    fi
+fi
+# the roots side by side (downloads are seconds; dpkg's unpacking is the time), each in a
+# subshell with its own EXIT trap so that one suite's failure lets the other run
+for suite in ${BUILD[@]+"${BUILD[@]}"}; do background build_root "$suite"; PID[$suite]=$!; done
+for suite in ${BUILD[@]+"${BUILD[@]}"}; do
+    wait "${PID[$suite]}" || { ROOT_ERR[$suite]=1; FAILED=1; }
+done
 ((BUILD_ONLY)) && exit "$FAILED"
 
+mkdir -p "$ROOTS/.slots" "$ROOTS/.pip-cache"
+if ((PREPARE)); then
+    log "installing ${#STACKS[@]} stack(s) at once"
+else
+    log "running ${#STACKS[@]} stack(s): installs at once, $JOBS test run(s) at a time (LMM_COMPAT_JOBS)"
+fi
+RUN=()
 for suite in "${SUITES[@]}"; do
     lines=()
     for stack in "${STACKS[@]}"; do [[ ${stack%%:*} == "$suite" ]] && lines+=("${stack#*:}"); done
     if [[ -n ${ROOT_ERR[$suite]:-} ]]; then
         for line in "${lines[@]}"; do
+            ((PREPARE)) && break
             printf '| %s | ? | ? | ? | %s | ? | ERROR: root build failed (see root-%s.log) |\n' \
                 "$suite" "$line" "$suite" >"$OUT/$suite-rpy2-$line.row"
         done
         continue
     fi
-    guarded run_suite "$suite" "${lines[@]}"
-    rc=$GUARD_RC
+    background run_suite "$suite" "${lines[@]}"
+    PID[$suite]=$!
+    RUN+=("$suite")
+done
+for suite in ${RUN[@]+"${RUN[@]}"}; do
+    rc=0
+    wait "${PID[$suite]}" || rc=$?
     ((rc == 0)) || FAILED=1
-    for line in "${lines[@]}"; do
-        [[ -f $OUT/$suite-rpy2-$line.row ]] ||
+    for stack in "${STACKS[@]}"; do
+        [[ ${stack%%:*} == "$suite" ]] && ((!PREPARE)) || continue
+        [[ -f $OUT/$suite-rpy2-${stack#*:}.row ]] ||
             printf '| %s | ? | ? | ? | %s | ? | ERROR: stack did not run (exit %s) |\n' \
-                "$suite" "$line" "$rc" >"$OUT/$suite-rpy2-$line.row"
+                "$suite" "${stack#*:}" "$rc" >"$OUT/$suite-rpy2-${stack#*:}.row"
     done
 done
+((PREPARE)) && exit "$FAILED"
 
 {
     echo "| OS | R | lme4 | lmerTest | rpy2 | Python | result |"

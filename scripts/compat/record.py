@@ -15,8 +15,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-R_PACKAGES = ["lme4", "lmerTest", "Matrix", "pbkrtest", "numDeriv", "emmeans", "geepack", "broom.mixed"]
-PY_DISTS = ["rpy2", "rpy2-rinterface", "rpy2-robjects", "cffi", "numpy", "pandas", "pytest"]
+R_PACKAGES = ["lme4", "lmerTest", "Matrix", "pbkrtest", "numDeriv", "emmeans", "geepack",
+              "broom.mixed", "car",
+              "performance", "effectsize", "DHARMa", "MuMIn"]   # optional: not in every suite
+PY_DISTS = ["rpy2", "rpy2-rinterface", "rpy2-robjects", "cffi", "numpy", "pandas", "pytest",
+            "maketables"]
 SECTION = re.compile(r"^_{3,} (?:ERROR (?:at|collecting) )?(.+?) _{3,}$")
 RESULT = re.compile(
     r"\b(\d+ (passed|failed|errors?|skipped|xfailed|xpassed)|no tests ran)\b.* in [\d.]+s")
