@@ -10,6 +10,11 @@ missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# Debian's own python3 makes venvs only with python3-venv (ensurepip)
+PY=${PYTHON:-python3}
+if [ "$(command -v "$PY")" = /usr/bin/python3 ] && ! "$PY" -c "import ensurepip" 2>/dev/null; then
+    missing="$missing python3-venv"
+fi
 if [ -z "$missing" ]; then
     exit 0
 fi

@@ -5,6 +5,7 @@ arrive while the fit runs; Ctrl-C still stops it) and in a terminal."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -119,8 +120,11 @@ def test_kernel_shows_updates_while_a_long_fit_runs_and_interrupt_still_works():
         assert _execute(kc, LONG_FIT_SETUP)["status"] == "ok"
         # the first fit starts R (seconds): then a short fit shows no status at all
         assert _execute(kc, "%lmer -d sleep -q Reaction ~ Days + (1 | Subject)")["status"] == "ok"
+        t0 = time.monotonic()
         msg_id = kc.execute("m = %lmer -d sleep Reaction ~ Days + (Days | Subject)")
-        assert _displays(kc, msg_id, 60) == []
+        shown = _displays(kc, msg_id, 60)
+        if time.monotonic() - t0 < 0.9:  # under the status's 1 s delay (a loaded machine
+            assert shown == []           # may take longer, and then rightly shows it)
         msg_id = kc.execute(f"%lmer -d big -o slow --ddf lme4 {LONG_FORMULA}", stop_on_error=False)
         msgs = _displays(kc, msg_id, 120,
                                 stop=lambda m: sum("evaluations" in t for *_, t in m) >= 4)
