@@ -159,3 +159,13 @@ def task_processes() -> list[str]:
     warm = isolation._worker.pid if isolation._worker is not None else None
     return sorted(p for p in child_processes()
                   if "lmermagic.spawn" in p and p.split(":")[0] != str(warm))
+
+
+@pytest.fixture()
+def empty_fit_cache() -> Any:
+    """No fit remembered in memory before or after the test."""
+    import lmermagic
+
+    lmermagic.clear_cache()
+    yield
+    lmermagic.clear_cache()

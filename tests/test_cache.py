@@ -21,11 +21,8 @@ from lmermagic.rbridge import R, get_r
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
-@pytest.fixture(autouse=True)
-def empty_memory():
-    lmermagic.clear_cache()
-    yield
-    lmermagic.clear_cache()
+# every test starts and ends with an empty fit cache in memory (conftest)
+pytestmark = pytest.mark.usefixtures("empty_fit_cache")
 
 
 def same_numbers(a, b):

@@ -232,6 +232,18 @@ def _sim_rows(t):
     return {c: t.loc[(c, "")] for c in ("sim_uniformity", "sim_dispersion", "sim_outliers")}
 
 
+def _same_sim_tests(rows: dict, ref: dict) -> None:
+    """The simulated-residual rows of check() against R's KS, dispersion and
+    outlier tests on the same residuals."""
+    assert rows["sim_uniformity"]["value"] == pytest.approx(ref["ks"][0], abs=1e-15)
+    assert rows["sim_uniformity"]["p_value"] == pytest.approx(ref["ks"][1], rel=1e-9,
+                                                              abs=1e-14)
+    assert rows["sim_dispersion"]["value"] == pytest.approx(ref["disp"][0], rel=1e-12)
+    assert rows["sim_dispersion"]["p_value"] == ref["disp"][1]
+    assert rows["sim_outliers"]["value"] == pytest.approx(ref["out"][0], rel=1e-15)
+    assert rows["sim_outliers"]["p_value"] == pytest.approx(ref["out"][1], rel=1e-9)
+
+
 @pytest.mark.parametrize("cond", ["conditional", "unconditional"])
 @pytest.mark.parametrize("name", ["sleep2", "cbpp", "grouse", "zeros"])
 def test_simulated_against_base_r(models, rref, name, cond):
@@ -240,14 +252,7 @@ def test_simulated_against_base_r(models, rref, name, cond):
     s = checks.simulated_residuals(m, simulate_re=cond)
     ref = rcall(rref, SIM_REF, m.robj, cond == "conditional", s.integer)
     assert np.array_equal(s.residuals, ref["res"])
-    rows = _sim_rows(t)
-    assert rows["sim_uniformity"]["value"] == pytest.approx(ref["ks"][0], abs=1e-15)
-    assert rows["sim_uniformity"]["p_value"] == pytest.approx(ref["ks"][1], rel=1e-9,
-                                                              abs=1e-14)
-    assert rows["sim_dispersion"]["value"] == pytest.approx(ref["disp"][0], rel=1e-12)
-    assert rows["sim_dispersion"]["p_value"] == ref["disp"][1]
-    assert rows["sim_outliers"]["value"] == pytest.approx(ref["out"][0], rel=1e-15)
-    assert rows["sim_outliers"]["p_value"] == pytest.approx(ref["out"][1], rel=1e-9)
+    _same_sim_tests(_sim_rows(t), ref)
     if m.family == "poisson":
         z = t.loc[("sim_zero_inflation", "")]
         assert z["value"] == pytest.approx(ref["zero"][0], rel=1e-12)
@@ -299,14 +304,7 @@ def test_simulated_against_dharma(models, rref, name, cond):
     ref = rcall(rref, DHARMA, m.robj, cond == "conditional", s.integer)
     assert np.array_equal(s.residuals, ref["full"])
     assert np.array_equal(s.residuals, ref["res"])
-    rows = _sim_rows(t)
-    assert rows["sim_uniformity"]["value"] == pytest.approx(ref["ks"][0], abs=1e-15)
-    assert rows["sim_uniformity"]["p_value"] == pytest.approx(ref["ks"][1], rel=1e-9,
-                                                              abs=1e-14)
-    assert rows["sim_dispersion"]["value"] == pytest.approx(ref["disp"][0], rel=1e-12)
-    assert rows["sim_dispersion"]["p_value"] == ref["disp"][1]
-    assert rows["sim_outliers"]["value"] == pytest.approx(ref["out"][0], rel=1e-15)
-    assert rows["sim_outliers"]["p_value"] == pytest.approx(ref["out"][1], rel=1e-9)
+    _same_sim_tests(_sim_rows(t), ref)
     if m.family == "poisson":
         z = t.loc[("sim_zero_inflation", "")]
         assert z["observed"] / z["expected"] == pytest.approx(ref["zero"][0], rel=1e-12)

@@ -23,11 +23,8 @@ FORMULA = "Reaction ~ Days + (Days | Subject)"
 GLMER = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
 
-@pytest.fixture(autouse=True)
-def empty_memory():
-    lmermagic.clear_cache()
-    yield
-    lmermagic.clear_cache()
+# every test starts and ends with an empty fit cache in memory (conftest)
+pytestmark = pytest.mark.usefixtures("empty_fit_cache")
 
 
 def r_function(code):

@@ -4,6 +4,7 @@ serial one), and a timeout counts the time spent waiting for another fit."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -156,13 +157,28 @@ def test_ctrl_c_while_waiting_for_the_worker_spares_the_other_threads_fit(sleeps
     lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy, isolate=True)  # warm
     other = _in_thread(lmermagic.lmer, MEDIUM, d, ddf="lme4", isolate=True)
     _wait_until_worker_busy()
-    timer = threading.Timer(1, os.kill, (os.getpid(), signal.SIGINT))
+    main = threading.main_thread().ident
+
+    def interrupt_when_waiting() -> None:
+        # Ctrl-C once this thread waits for the worker (in rbridge.held), not
+        # after a fixed time: the other fit's length depends on the machine.
+        for _ in range(2400):
+            frame = sys._current_frames().get(main)
+            while frame is not None and frame.f_code.co_name != "held":
+                frame = frame.f_back
+            if frame is not None:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.005)
+
+    timer = threading.Thread(target=interrupt_when_waiting, daemon=True)
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            lmermagic.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy, isolate=True)
+            # not the warm-up's model: that one the fit cache in memory would serve
+            lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, isolate=True)
     finally:
-        timer.cancel()
+        timer.join()
     box = other()
     assert "error" not in box, box
     here = lmermagic.lmer(MEDIUM, d, ddf="lme4")
