@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,12 +191,23 @@ def test_a_worker_killed_before_it_read_its_start_up_data():
     """50 MB of start-up data, the worker killed as it starts: the caller is
     told, never blocked writing to a process that is gone."""
     w = Worker(_size, b"x" * 50_000_000)
+
+    def kill_as_it_starts() -> None:
+        # call() starts the process; it is killed while call() sends it the
+        # start-up data or waits for its answer. (Killed before call(), it
+        # would just be replaced, as any ended worker is.)
+        for _ in range(6000):
+            if w.pid is not None:
+                os.kill(w.pid, signal.SIGKILL)
+                return
+            time.sleep(0.001)
+
+    killer = threading.Thread(target=kill_as_it_starts, daemon=True)
     try:
-        w.start()
-        assert w.pid is not None
-        os.kill(w.pid, signal.SIGKILL)
+        killer.start()
         with pytest.raises(WorkerDied, match="SIGKILL"):
             _within(60, w.call, _kill_on_three, 1)
+        killer.join()
         assert _within(60, w.call, _kill_on_three, 1) == 50_000_001  # a new process
     finally:
         w.stop()
