@@ -159,7 +159,13 @@ PERF = """function(fit, kind) {
     p <- switch(kind,
         vif = { x <- performance::check_collinearity(fit, verbose = FALSE)
                 list(vif = x$VIF, adj = if (is.null(x$VIF_adjusted)) NULL else x$VIF_adjusted) },
-        disp = unclass(performance::check_overdispersion(fit)),
+        # performance >= 0.12 defaults to simulated residuals for mixed models;
+        # its Pearson statistic (the check's overdispersion row) is residual_type "normal"
+        disp = unclass(if ("residual_type" %in% names(formals(
+                    getS3method("check_overdispersion", "merMod", envir = asNamespace(
+                        "performance")))))
+                performance::check_overdispersion(fit, residual_type = "normal")
+            else performance::check_overdispersion(fit)),
         zero = unclass(performance::check_zeroinflation(fit)))
     p
 }"""

@@ -169,7 +169,8 @@ def test_a_function_of_main_is_refused_in_words(tmp_path):
                           cwd=tmp_path, env=_env(), timeout=HANG_GUARD)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "importable from a module, not __main__" in proc.stdout
-    assert "Can't get attribute 'setup'" in proc.stdout
+    # Python's own words for the missing function differ by release
+    assert "'setup'" in proc.stdout
 
 
 # -- workers that die while starting

@@ -118,12 +118,12 @@ def binom_two_sided(x: int, n: int, p: float) -> float:
     if x < m:
         upper = support[math.ceil(m):]
         y = int(np.sum(dens[upper] <= d * rel))
-        pval = dens[:x + 1].sum() + dens[n - y + 1:].sum()
+        pval = float(dens[:x + 1].sum() + dens[n - y + 1:].sum())
     else:
         lower = support[:math.floor(m) + 1]
         y = int(np.sum(dens[lower] <= d * rel))
-        pval = dens[:y].sum() + dens[x:].sum()
-    return float(min(1.0, pval))
+        pval = float(dens[:y].sum() + dens[x:].sum())
+    return min(1.0, pval)
 
 
 def chisq_upper(q: float, df: float) -> float:
