@@ -168,13 +168,7 @@ def r2(m: FittedModel) -> pd.Series:
         gives NaN for ``r2_conditional`` (and for both with a log-link count
         family) with a :class:`~lmermagic.errors.SingularFitWarning`.
     """
-    p = pieces(m)
-    out = from_pieces(p)
-    _warn(p, "R²")
-    s = pd.Series({k: out[k] for k in ("r2_marginal", "r2_conditional")}, dtype=float,
-                  name="r2")
-    s.attrs["variances"] = variances(p)
-    return s
+    return _series(m, ("r2_marginal", "r2_conditional"), "r2", "R²")
 
 
 def icc(m: FittedModel) -> pd.Series:
@@ -189,11 +183,16 @@ def icc(m: FittedModel) -> pd.Series:
         included), float, named ``"icc"``; NaN for a singular fit, with a
         :class:`~lmermagic.errors.SingularFitWarning`.
     """
+    return _series(m, ("icc_adjusted", "icc_unadjusted"), "icc", "ICC")
+
+
+def _series(m: FittedModel, keys: tuple[str, str], name: str, what: str) -> pd.Series:
+    """Two of the model's numbers as a named Series, the variance components
+    in its attrs; the singular-fit warning says ``what``."""
     p = pieces(m)
     out = from_pieces(p)
-    _warn(p, "ICC")
-    s = pd.Series({k: out[k] for k in ("icc_adjusted", "icc_unadjusted")}, dtype=float,
-                  name="icc")
+    _warn(p, what)
+    s = pd.Series({k: out[k] for k in keys}, dtype=float, name=name)
     s.attrs["variances"] = variances(p)
     return s
 
