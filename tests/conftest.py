@@ -169,3 +169,17 @@ def empty_fit_cache() -> Any:
     lmermagic.clear_cache()
     yield
     lmermagic.clear_cache()
+
+
+def model_method_results(m: Any, data: Any, response: Any) -> dict[str, Any]:
+    """What the toolbox methods give for a sleepstudy lmer or a cbpp glmer: a
+    model restored from bytes must give the same as the fresh fit."""
+    return {
+        "predict": m.predict(),
+        "predict_new": m.predict(newdata=data.head(12)),
+        "refit": m.refit(response).coefs,
+        "simulate": m.simulate(nsim=2, seed=7),
+        "anova": m.anova() if m.kind == "lmer" else m.drop1(),
+        "confint": m.confint(method="wald"),
+        "update": m.update(". ~ . - 1" if m.kind == "lmer" else ". ~ 1 + (1 | herd)").coefs,
+    }

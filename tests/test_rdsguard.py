@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import model_method_results
 import lmermagic
 from lmermagic import cache, fitting, rdsguard
 from lmermagic.rbridge import _lock
@@ -315,18 +316,6 @@ def test_an_altrep_class_outside_base_is_refused():
 
 # -- honest entries: every method after a hit equals the fresh fit ------------
 
-def _methods(m, data, response):
-    return {
-        "predict": m.predict(),
-        "predict_new": m.predict(newdata=data.head(12)),
-        "refit": m.refit(response).coefs,
-        "simulate": m.simulate(nsim=2, seed=7),
-        "anova": m.anova() if m.kind == "lmer" else m.drop1(),
-        "confint": m.confint(method="wald"),
-        "update": m.update(". ~ . - 1" if m.kind == "lmer" else ". ~ 1 + (1 | herd)").coefs,
-    }
-
-
 @pytest.mark.parametrize("kind", ["lmer", "glmer"])
 def test_an_honest_entry_hits_and_every_method_works(sleepstudy, cbpp, tmp_path, kind):
     d = tmp_path / "fits"
@@ -340,13 +329,13 @@ def test_an_honest_entry_hits_and_every_method_works(sleepstudy, cbpp, tmp_path,
         response = np.column_stack([cbpp["incidence"] + 1, cbpp["size"] - cbpp["incidence"]])
     fresh = fit()
     assert fresh.meta["cache"] == "miss"
-    expected = _methods(fresh, data, response)
+    expected = model_method_results(fresh, data, response)
     lmermagic.clear_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("error", lmermagic.CacheWarning)
         hit = fit()
     assert hit.meta["cache"] == "disk"
-    got = _methods(hit, data, response)
+    got = model_method_results(hit, data, response)
     for name, value in expected.items():
         if isinstance(value, pd.Series):
             pd.testing.assert_series_equal(got[name], value, check_exact=True, obj=name)

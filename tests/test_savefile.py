@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import model_method_results
 import lmermagic
 from lmermagic import savefile
 
@@ -42,17 +43,7 @@ def _same_tables(a, b):
 
 
 def _methods(m, data, response):
-    return {
-        "predict": m.predict(),
-        "predict_new": m.predict(newdata=data.head(12)),
-        "refit": m.refit(response).coefs,
-        "simulate": m.simulate(nsim=2, seed=7),
-        "tests": m.anova() if m.kind == "lmer" else m.drop1(),
-        "confint": m.confint(method="wald"),
-        "update": m.update(". ~ . - 1" if m.kind == "lmer" else ". ~ 1 + (1 | herd)").coefs,
-        "tidy": m.tidy(),
-        "glance": m.glance(),
-    }
+    return {**model_method_results(m, data, response), "tidy": m.tidy(), "glance": m.glance()}
 
 
 @pytest.mark.parametrize("kind", ["lmer", "glmer"])
