@@ -176,10 +176,12 @@ class LmerModel(FittedModel):
 
     def tidy(self, effects: str | tuple[str, ...] | list[str] = ("fixed", "ran_pars"),
              conf_int: bool = True, conf_level: float = 0.95, scales: str = "sdcor",
-             exponentiate: bool = False) -> pd.DataFrame:
-        """One row per parameter, as broom.mixed's ``tidy(m)`` in snake_case."""
+             exponentiate: bool = False, standardize: str | None = None) -> pd.DataFrame:
+        """One row per parameter, as broom.mixed's ``tidy(m)`` in snake_case;
+        ``standardize="refit"|"basic"`` adds effectsize's standardized fixed effects."""
         return tidying.tidy(self, effects=effects, conf_int=conf_int, conf_level=conf_level,
-                            scales=scales, exponentiate=exponentiate)
+                            scales=scales, exponentiate=exponentiate,
+                            standardize=standardize)
 
     def glance(self) -> pd.DataFrame:
         """The fit statistics in one row, as broom.mixed's ``glance(m)`` in snake_case."""

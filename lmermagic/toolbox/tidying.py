@@ -23,7 +23,7 @@ import pandas as pd
 from .. import convert, tables
 from ..errors import DataError
 from ..fitted import FittedModel
-from . import goodness
+from . import goodness, standardize as _standardize
 from ._common import call, check_model, r_columns
 from ._student import normal_quantile, t_quantile
 from .goodness import GOODNESS_COLUMNS
@@ -196,7 +196,7 @@ def tidy_columns(m: FittedModel, effects: str | Iterable[str] = ("fixed", "ran_p
 
 def tidy(m: FittedModel, effects: str | Iterable[str] = ("fixed", "ran_pars"),
          conf_int: bool = True, conf_level: float = 0.95, scales: str = "sdcor",
-         exponentiate: bool = False) -> pd.DataFrame:
+         exponentiate: bool = False, standardize: str | None = None) -> pd.DataFrame:
     """The model's parameters, one row each, as broom.mixed's ``tidy(m)``.
 
     Parameters
@@ -221,7 +221,15 @@ def tidy(m: FittedModel, effects: str | Iterable[str] = ("fixed", "ran_pars"),
         or variances and covariances (``var__``, ``cov__``).
     exponentiate : bool
         Fixed effects as ``exp(estimate)`` with exponentiated limits and the
-        delta-method standard error ``exp(estimate) * std_error``.
+        delta-method standard error ``exp(estimate) * std_error`` (and the
+        standardized columns exponentiated).
+    standardize : {None, "refit", "basic"}
+        Add standardized fixed effects, as effectsize's
+        ``standardize_parameters(m, method=)`` (computed by lmermagic, see
+        :mod:`lmermagic.toolbox.standardize`): ``std_estimate`` and, with
+        ``conf_int``, ``std_conf_low, std_conf_high`` (effectsize's Wald
+        limits: t at ``df.residual(m)`` for lmer, normal for glmer). NaN on
+        rows other than fixed effects. ``"refit"`` fits the model again.
 
     Returns
     -------
@@ -234,7 +242,12 @@ def tidy(m: FittedModel, effects: str | Iterable[str] = ("fixed", "ran_pars"),
         fixed effects; ran_pars rows carry only an estimate. See docs/schema.md.
     """
     check_model(m)
-    return pd.DataFrame(tidy_columns(m, effects, conf_int, conf_level, scales, exponentiate))
+    if standardize is not None:
+        _standardize.check_method(standardize)
+    out = pd.DataFrame(tidy_columns(m, effects, conf_int, conf_level, scales, exponentiate))
+    if standardize is None:
+        return out
+    return _standardize.std_columns(m, out, standardize, conf_int, conf_level, exponentiate)
 
 
 def glance_values(m: FittedModel) -> dict[str, Any]:
