@@ -86,7 +86,8 @@ def refit_data(m: FittedModel, info: dict[str, Any]) -> pd.DataFrame:
                                   info["scale"]):
         values = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=float,
                                                                     na_value=np.nan)
-        data[col] = (values - float(centre)) / float(scale)
+        with np.errstate(invalid="ignore"):  # missing values stay missing
+            data[col] = (values - float(centre)) / float(scale)
     return data
 
 
