@@ -248,3 +248,26 @@ def test_module_level_anova_passes_every_option(cbpp_model):
     pd.testing.assert_frame_equal(out, cbpp_model.anova(type=3))
     with pytest.raises(DataError, match="statistic="):
         lmermagic.anova(cbpp_model, stat="F")
+
+
+def test_joint_tests_of_an_empty_cell_keep_emmeans_note(tmp_path, rref):
+    """An empty A:B cell: emmeans reduces df1, flags it in a note column and adds a
+    (confounded) row; ours keeps both, the note without emmeans' padding."""
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"A": rng.choice(list("abc"), 240), "B": rng.choice(list("xy"), 240),
+                      "g": rng.choice([f"g{i}" for i in range(12)], 240)})
+    d = d[~((d["A"] == "c") & (d["B"] == "y"))].reset_index(drop=True)
+    d["y"] = rng.normal(size=len(d)) + (d["A"] == "b")
+    path = tmp_path / "cells.csv"
+    d.to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rank deficient, singular
+        out = lmermagic.lmer("y ~ A * B + (1 | g)", d).anova(engine="joint_tests")
+    setup = (f'd <- utils::read.csv("{path}", stringsAsFactors = TRUE)\n'
+             "g <- suppressMessages(lme4::lmer(y ~ A * B + (1 | g), d))")
+    ref = _joint_ref(rref, setup)
+    _same(out.drop(columns="note"), ref)
+    note = rref(f"{setup}\ntrimws(emmeans::joint_tests(g)$note)")
+    assert list(out["note"]) == note
+    assert "(confounded)" in out.index and "e" in list(out["note"])
+    assert "non-estimability" in out.attrs["heading"]

@@ -69,7 +69,8 @@ def model_anova(m: FittedModel, type: int | str | None = None, ddf: str | None =
           ``num_df, den_df, f_ratio, chisq, p_value`` when every ``den_df`` is
           infinite (glmer: Wald chi-square tests, ``chisq = f_ratio * num_df``).
           Rows are emmeans' model terms, by variable (``HEIGHT``, not
-          ``scale(HEIGHT)``); emmeans rounds ``f_ratio`` to 3 decimals and the
+          ``scale(HEIGHT)``), and ``(confounded)`` for effects no term
+          explains (empty cells); emmeans rounds ``f_ratio`` to 3 decimals and the
           df to 2 (``p_value`` is from the unrounded F). A ``note`` column (and
           ``attrs["heading"]``) appears when emmeans reduced a term's df.
         - glmer, ``type=1``: R's sequential ``anova(m)`` (``npar, sum_sq, mean_sq,
