@@ -111,9 +111,12 @@ class LmerModel(FittedModel):
 
     # -- the R user's toolbox: each method hands over to its lmermagic.toolbox module
 
-    def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
-        """F tests of the fixed-effect terms, as lmerTest's ``anova(m, type, ddf)``."""
-        return tests.model_anova(self, type=type, ddf=ddf)
+    def anova(self, type: int | str | None = None, ddf: str | None = None,
+              engine: str | None = None, statistic: str | None = None) -> pd.DataFrame:
+        """Tests of the fixed-effect terms: lmerTest's ``anova(m, type, ddf)`` (lmer),
+        ``emmeans::joint_tests(m)`` (glmer), ``car::Anova(m, type)`` (``engine="car"``,
+        and glmer with ``type=2``/``3``); see :func:`lmermagic.toolbox.tests.model_anova`."""
+        return tests.model_anova(self, type=type, ddf=ddf, engine=engine, statistic=statistic)
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio tests of the random-effect terms (lmerTest's ``ranova``)."""

@@ -52,6 +52,8 @@ PACKAGE_ADVICE = {
     "in R: install.packages('emmeans')",
     "geepack": "apt-get install r-cran-geepack  |  conda install -c conda-forge r-geepack  |  "
     "in R: install.packages('geepack')",
+    "car": "apt-get install r-cran-car  |  conda install -c conda-forge r-car  |  "
+    "in R: install.packages('car')",
 }
 R_ADVICE = (
     "Install R and rpy2: on Debian/Ubuntu `apt-get install r-base-core r-cran-lme4 "

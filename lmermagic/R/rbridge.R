@@ -142,7 +142,7 @@ lmm_pack_raw <- function(x) {
 }
 
 lmm_versions <- function() {
-    pk <- c("lme4", "lmerTest", "numDeriv", "pbkrtest", "Matrix", "emmeans", "geepack")
+    pk <- c("lme4", "lmerTest", "numDeriv", "pbkrtest", "Matrix", "emmeans", "geepack", "car")
     v <- vapply(pk, function(p) {
         if (nzchar(system.file(package = p))) as.character(utils::packageVersion(p))
         else NA_character_

@@ -1,5 +1,6 @@
-"""Hypothesis tests: lmerTest's F tests (``anova``, ``drop1``), ``ranova``, and
-the likelihood-ratio comparison of models (R's ``anova(m0, m1)``)."""
+"""Hypothesis tests: lmerTest's F tests (``anova``, ``drop1``), car's Type II/III
+and emmeans' joint tests (``anova``), ``ranova``, and the likelihood-ratio
+comparison of models (R's ``anova(m0, m1)``)."""
 
 from __future__ import annotations
 
@@ -15,63 +16,97 @@ import pandas as pd
 from ..errors import DataError
 from ..fitted import FittedModel
 from ..rbridge import get_r
-from ..request import normalize_ddf
+from ._anova import plan
 from ._common import call, check_model, lmertest_fit, r_options, table
 from .selection import add_aicc_columns
 
 __all__ = ["anova", "compare", "drop1", "model_anova", "ranova"]
 
 
-_TYPES = {"1": 1, "i": 1, "2": 2, "ii": 2, "3": 3, "iii": 3}
+# Our names for emmeans' columns (kept out of COLUMN_NAMES: an emmeans table's
+# factor may be called df1).
+_JOINT_NAMES = {"df1": "num_df", "df2": "den_df", "F.ratio": "f_ratio"}
 
 
-def model_anova(m: FittedModel, type: int | str = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
-    """F tests of the fixed-effect terms, as lmerTest's ``anova(m, type, ddf)``.
+def model_anova(m: FittedModel, type: int | str | None = None, ddf: str | None = None,
+                engine: str | None = None, statistic: str | None = None) -> pd.DataFrame:
+    """Tests of the fixed-effect terms: lmerTest's ``anova``, car's ``Anova`` or
+    emmeans' ``joint_tests``.
 
     Parameters
     ----------
     m : FittedModel
-    type : {3, 2, 1}
-        Type III (default, as lmerTest), II or I (sequential) sums of squares.
-    ddf : {"satterthwaite", "kenward-roger", "lme4"}
-        Denominator df; ``"lme4"`` gives lme4's table without df and p-values.
+    type : {None, 3, 2, 1}
+        Type III, II or I (sequential). None: the engine's default (lmerTest: 3;
+        car: 2, as ``car::Anova``). ``joint_tests`` takes no type.
+    ddf : str, optional
+        Denominator df. lmerTest: ``"satterthwaite"`` (default),
+        ``"kenward-roger"``, ``"lme4"`` (lme4's table, no tests). car's F tests:
+        Kenward-Roger only. ``joint_tests`` of an lmer model: emmeans' ``lmer.df``
+        (``"kenward-roger"``, ``"satterthwaite"``, ``"asymptotic"``; None:
+        emmeans' default). A glmer model's tests have no df to choose.
+    engine : {None, "lmerTest", "car", "joint_tests"}
+        None: lmerTest for an lmer model; for a glmer model ``joint_tests``, or
+        car when ``type`` is 2 or 3, or lme4's sequential table for ``type=1``.
+    statistic : {None, "F", "Chisq"}
+        car's ``test.statistic``: Kenward-Roger F tests (lmer, REML fits only; the
+        default for lmer) or Wald chi-square tests (the only one for glmer).
 
     Returns
     -------
     pandas.DataFrame
-        One row per term: ``sum_sq, mean_sq, num_df, den_df, f_value, p_value``.
-        For a glmer model only ``type=1`` exists: R's ``anova(m)`` (``npar,
-        sum_sq, mean_sq, f_value``, no tests).
+        One row per term (index ``term``):
+
+        - lmerTest, ``anova(m, type, ddf)``: ``sum_sq, mean_sq, num_df, den_df,
+          f_value, p_value``;
+        - car, ``car::Anova(m, type = "II"|"III", test.statistic = "F")``:
+          ``f_value, num_df, den_df, p_value``; with ``"Chisq"``: ``chisq, df,
+          p_value``. car's Type III tests each term's coefficients = 0 with the
+          model's own contrasts; they mean main effects only under sum-to-zero
+          contrasts (``contrasts={"x": "sum"}``): with R's default treatment
+          contrasts they test effects at the reference levels (car does not warn);
+        - ``emmeans::joint_tests(m)``: ``num_df, den_df, f_ratio, p_value`` (lmer),
+          ``num_df, den_df, f_ratio, chisq, p_value`` when every ``den_df`` is
+          infinite (glmer: Wald chi-square tests, ``chisq = f_ratio * num_df``).
+          Rows are emmeans' model terms, by variable (``HEIGHT``, not
+          ``scale(HEIGHT)``), and ``(confounded)`` for effects no term
+          explains (empty cells); emmeans rounds ``f_ratio`` to 3 decimals and the
+          df to 2 (``p_value`` is from the unrounded F). A ``note`` column (and
+          ``attrs["heading"]``) appears when emmeans reduced a term's df.
+        - glmer, ``type=1``: R's sequential ``anova(m)`` (``npar, sum_sq, mean_sq,
+          f_value``, no tests).
 
     Examples
     --------
     >>> ham = lmermagic.datasets.load("ham", package="lmerTest")
     >>> m = lmermagic.lmer("Informed.liking ~ Product * Information + (1 | Consumer)", ham)
-    >>> m.anova()                      # Type III, Satterthwaite
+    >>> m.anova()                      # Type III, Satterthwaite (lmerTest)
     >>> m.anova(ddf="kenward-roger")
+    >>> m.anova(type=2, engine="car")  # car::Anova(m, type = "II", test.statistic = "F")
+    >>> g.anova()                      # glmer: emmeans::joint_tests(g)
+    >>> g.anova(type=3)                # glmer: car::Anova(g, type = "III")
     """
     check_model(m)
-    key = str(type).strip().lower()
-    if key not in _TYPES:
-        raise DataError(f"type={type!r}: use 3 (Type III), 2 or 1.")
-    kind = _TYPES[key]
-    method = normalize_ddf(ddf)
+    p = plan(m.kind != "lmer", type, ddf, engine, statistic, reml=m.reml)
     r = get_r()
-    if m.kind != "lmer":
-        if kind != 1:
-            raise DataError(
-                "F tests with df (Type II/III) do not exist for a glmer model. Use "
-                "m.drop1() for likelihood-ratio tests of each term, lmermagic.anova(m0, m1) "
-                "to compare nested models, or m.anova(type=1) for R's sequential table "
-                "without tests."
-            )
-    else:
-        r.require("lmerTest")
-        if method == "kenward-roger":
-            r.require("pbkrtest")
-    fit = lmertest_fit(m) if m.kind == "lmer" else m.r_object
-    value = call("lmm_tb_anova", fit, m.r_data, r_options(m), kind, method, what="anova")
-    return table(value)
+    for package in p.packages:
+        r.require(package)
+    if p.engine == "joint_tests" or (p.engine == "car" and p.type == 2):
+        # both fail obscurely on a model without terms
+        if set(m.fixef.index) <= {"(Intercept)"}:
+            raise DataError(f"{p.engine} tests the model's terms, and this model has none "
+                            "besides the intercept.")
+    fit = lmertest_fit(m) if p.engine == "lmertest" else m.r_object
+    value = call("lmm_tb_anova", fit, m.r_data, r_options(m), p.type, p.ddf, p.engine,
+                 p.statistic, what={"car": "car::Anova", "joint_tests": "joint_tests"}.get(
+                     p.engine, "anova"))
+    out = table(value)
+    if p.engine == "joint_tests":
+        out = out.rename(columns=_JOINT_NAMES)
+    num = out.get("num_df")
+    if p.engine != "lmertest" and num is not None and bool((num % 1 == 0).all()):
+        out["num_df"] = num.astype("int64")  # whole numbers, as lmerTest's
+    return out
 
 
 def ranova(m: FittedModel) -> pd.DataFrame:
@@ -241,7 +276,8 @@ def compare(*models: FittedModel, names: Sequence[str] | None = None,
 def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
     """R's ``anova()``: F tests for one model, a likelihood-ratio comparison for several.
 
-    ``anova(m)`` is :func:`model_anova` (``type=`` and ``ddf=`` may be given);
+    ``anova(m)`` is :func:`model_anova` (``type=``, ``ddf=``, ``engine=``,
+    ``statistic=`` may be given);
     ``anova(m0, m1, ...)`` is :func:`compare`, rows labelled with the variable
     names; ``anova(null=m0, full=m1)`` labels them with the keywords.
 
@@ -257,9 +293,10 @@ def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
     if not everything:
         raise DataError("anova() needs a model: lmermagic.anova(m) or anova(m0, m1).")
     if len(everything) == 1 and not named:
-        bad = set(options) - {"type", "ddf"}
+        bad = set(options) - {"type", "ddf", "engine", "statistic"}
         if bad:
-            raise DataError(f"anova(m) takes type= and ddf=; not {', '.join(sorted(bad))}.")
+            raise DataError("anova(m) takes type=, ddf=, engine= and statistic=; not "
+                            f"{', '.join(sorted(bad))}.")
         return model_anova(everything[0], **options)
     bad = set(options) - {"refit"}
     if bad:

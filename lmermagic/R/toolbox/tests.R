@@ -1,9 +1,24 @@
 # F tests and likelihood-ratio tests.
 # The R half of toolbox/tests.py; conventions in common.R.
 
-# type: 1, 2 or 3; ddf: "satterthwaite", "kenward-roger" or "lme4".
-lmm_tb_anova <- function(fit, data, opts, type, ddf) {
+# engine "lmertest": lmerTest's anova (type 1, 2 or 3; ddf "satterthwaite",
+# "kenward-roger" or "lme4"); "lme4": lme4's sequential table of a glmer fit;
+# "car": car::Anova(fit, type, test.statistic = statistic); "joint_tests":
+# emmeans::joint_tests(fit), ddf its lmer.df (NULL: emmeans' default).
+lmm_tb_anova <- function(fit, data, opts, type, ddf, engine = "lmertest", statistic = NULL) {
     lmm_tb_run(function() {
+        if (identical(engine, "car")) {
+            tab <- car::Anova(lmm_tb_prepare(fit, data, opts), type = as.character(type),
+                              test.statistic = statistic)
+            # car's F table says Df for the numerator df, as its chi-square table
+            # says Df for the only df: give the F table lmerTest's names.
+            if (identical(statistic, "F")) {
+                names(tab)[match(c("F", "Df", "Df.res"), names(tab))] <-
+                    c("F value", "NumDF", "DenDF")
+            }
+            return(lmm_tb_table(tab))
+        }
+        if (identical(engine, "joint_tests")) return(lmm_tb_joint_tests(fit, data, opts, ddf))
         if (lmm_tb_is_lmer(fit)) {
             m <- lmm_tb_lmertest(fit, data, opts)
             method <- switch(ddf, satterthwaite = "Satterthwaite",
@@ -15,6 +30,27 @@ lmm_tb_anova <- function(fit, data, opts, type, ddf) {
         }
         lmm_tb_table(tab)
     })
+}
+
+lmm_tb_joint_tests <- function(fit, data, opts, ddf) {
+    args <- list(lmm_tb_prepare(fit, data, opts), data = data)
+    if (length(ddf)) args$lmer.df <- ddf
+    tab <- do.call(emmeans::joint_tests, args)
+    mesg <- attr(tab, "mesg")
+    class(tab) <- "data.frame"
+    # emmeans >= 1.8.5 adds Chisq = F.ratio * df1 (F.ratio as printed, rounded
+    # to 3 decimals) when every df2 is infinite; older releases do not.
+    df2 <- tab[["df2"]]
+    if (!"Chisq" %in% names(tab) && length(df2) && all(is.infinite(df2) | is.na(df2))) {
+        at <- match("F.ratio", names(tab))
+        tab <- cbind(tab[seq_len(at)], Chisq = tab[["F.ratio"]] * tab[["df1"]],
+                     tab[-seq_len(at)])
+    }
+    out <- tab[setdiff(names(tab), "model term")]
+    rownames(out) <- tab[["model term"]]
+    if (!is.null(out$note)) out$note <- trimws(out$note)
+    attr(out, "heading") <- mesg
+    lmm_tb_table(out)
 }
 
 lmm_tb_ranova <- function(fit, data, opts) {
