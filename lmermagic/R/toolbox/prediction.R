@@ -91,7 +91,7 @@ lmm_tb_fixed_se <- function(fit, newdata = NULL) {
 
 # Bounds around lme4's prediction, on the link scale (eta -/+ z * sd, z =
 # qnorm((1 + level) / 2)), then through the family's inverse link for type
-# "response". Confidence: sd from the fixed effects alone, X V X' -- also
+# "response" (lower end first). Confidence: sd from the fixed effects alone, X V X' -- also
 # around a conditional prediction (re_form NULL or partial), whose random
 # effects are taken as known (their conditional variance is not added).
 # Prediction (lmer only): X V X' + sigma^2 + the variance of the random-effect
@@ -105,7 +105,10 @@ lmm_tb_interval <- function(fit, model_rows, newdata, rf, eta, interval, level, 
     z <- stats::qnorm((1 + level) / 2)
     inv <- if (type == "response" && lme4::isGLMM(fit)) stats::family(fit)$linkinv
            else identity
-    list(low = as.numeric(inv(eta - z * sqrt(v))), high = as.numeric(inv(eta + z * sqrt(v))))
+    a <- as.numeric(inv(eta - z * sqrt(v)))
+    b <- as.numeric(inv(eta + z * sqrt(v)))
+    # a decreasing inverse link (Gamma's "inverse") swaps the ends
+    list(low = pmin(a, b), high = pmax(a, b))
 }
 
 # Per row, the variance of the random-effect columns a prediction at re.form rf
