@@ -91,9 +91,10 @@ lmm_tb_fixed_se <- function(fit, newdata = NULL) {
 
 # Bounds around lme4's prediction, on the link scale (eta -/+ z * sd, z =
 # qnorm((1 + level) / 2)), then through the family's inverse link for type
-# "response" (lower end first). Confidence: sd from the fixed effects alone, X V X' -- also
-# around a conditional prediction (re_form NULL or partial), whose random
-# effects are taken as known (their conditional variance is not added).
+# "response" (lower end first). Confidence: sd from the fixed effects alone,
+# X V X' -- also around a conditional prediction (re_form NULL or partial),
+# whose random effects are taken as known (their conditional variance is not
+# added).
 # Prediction (lmer only): X V X' + sigma^2 + the variance of the random-effect
 # columns the prediction leaves out (lmm_tb_left_out_var).
 lmm_tb_interval <- function(fit, model_rows, newdata, rf, eta, interval, level, type) {
