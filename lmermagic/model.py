@@ -127,10 +127,14 @@ class LmerModel(FittedModel):
         return tests.drop1(self)
 
     def predict(self, newdata: Any = None, re_form: str | None = None,
-                allow_new_levels: bool = False, type: str = "response") -> pd.Series:
-        """Predictions as lme4's ``predict()``; ``re_form="~0"`` for population level."""
+                allow_new_levels: bool = False, type: str = "response",
+                interval: str | None = None,
+                level: float = 0.95) -> pd.Series | pd.DataFrame:
+        """Predictions as lme4's ``predict()``; ``re_form="~0"`` for population level;
+        ``interval="confidence"`` or ``"prediction"`` adds bounds (a DataFrame)."""
         return prediction.predict(self, newdata=newdata, re_form=re_form,
-                                  allow_new_levels=allow_new_levels, type=type)
+                                  allow_new_levels=allow_new_levels, type=type,
+                                  interval=interval, level=level)
 
     def confint(self, method: str = "wald", level: float = 0.95, nsim: int = 1000,
                 seed: int | None = None, workers: int = 1,

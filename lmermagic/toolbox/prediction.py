@@ -42,9 +42,28 @@ def _re_form(re_form: Any) -> str | None:
 
 
 
+_BOUNDS = {"confidence": ("conf_low", "conf_high"), "prediction": ("pred_low", "pred_high")}
+
+
+def _interval_level(interval: Any, level: Any) -> float:
+    if interval not in _BOUNDS:
+        raise DataError(f"interval={interval!r}: use None, 'confidence' or 'prediction'.")
+    if isinstance(level, bool):
+        raise DataError(f"level={level!r} is not a number; give e.g. 0.95.")
+    try:
+        out = float(level)
+    except (TypeError, ValueError):
+        raise DataError(f"level={level!r} is not a number; give e.g. 0.95.") from None
+    if not 0 < out < 1:  # NaN fails too
+        raise DataError(f"level must be between 0 and 1 (e.g. 0.95); got {level!r}.")
+    return out
+
+
 def predict(m: FittedModel, newdata: Any = None, re_form: str | None = None,
-            allow_new_levels: bool = False, type: str = "response") -> pd.Series:
-    """Predictions, as lme4's ``predict(m, newdata, re.form, allow.new.levels, type)``.
+            allow_new_levels: bool = False, type: str = "response",
+            interval: str | None = None, level: float = 0.95) -> pd.Series | pd.DataFrame:
+    """Predictions, as lme4's ``predict(m, newdata, re.form, allow.new.levels, type)``,
+    optionally with confidence or prediction intervals.
 
     Parameters
     ----------
@@ -61,12 +80,29 @@ def predict(m: FittedModel, newdata: Any = None, re_form: str | None = None,
         level for that term (R's ``allow.new.levels``).
     type : {"response", "link"}
         For glmer: the mean (``"response"``) or the linear predictor.
+    interval : {None, "confidence", "prediction"}
+        Bounds ``eta -/+ z * sd`` on the link scale, ``z = qnorm((1 + level) / 2)``
+        (normal quantile: lme4 gives no t-based ones); with ``type="response"``
+        a glmer's bounds go through the inverse link (the bounds, not the SE).
+        ``"confidence"``: sd from the fixed effects' covariance alone,
+        ``sqrt(diag(X V X'))``; around a conditional prediction (``re_form``
+        None or partial) the random effects are taken as known -- their
+        conditional variance is not added. ``"prediction"`` (lmer only): a new
+        observation, ``X V X' + sigma^2`` plus the variance of the random-effect
+        columns the prediction leaves out (all at ``re_form="~0"``, the others
+        at a partial ``re_form``, and those of a level new to the fit), e.g.
+        ``s0^2 + 2 d s01 + d^2 s1^2`` for ``(1 + Days | Subject)`` at Days = d.
+        Weights are taken as 1. A glmer's response has no normal prediction
+        interval: DataError (simulate() gives its distribution).
+    level : float
+        Coverage of the interval, between 0 and 1.
 
     Returns
     -------
-    pandas.Series
+    pandas.Series or pandas.DataFrame
         On ``newdata``'s index (or the model data's); rows with missing values
-        give NaN.
+        give NaN. With ``interval``: a DataFrame with columns ``predicted`` and
+        ``conf_low, conf_high`` or ``pred_low, pred_high``.
 
     Examples
     --------
@@ -78,6 +114,7 @@ def predict(m: FittedModel, newdata: Any = None, re_form: str | None = None,
     if type not in ("response", "link"):
         raise DataError(f"type={type!r}: use 'response' or 'link'.")
     rf = _re_form(re_form)
+    lev = None if interval is None else _interval_level(interval, level)
     rnew: Any = None
     index = caller_index(m)
     columns = r_columns(m)
@@ -90,7 +127,7 @@ def predict(m: FittedModel, newdata: Any = None, re_form: str | None = None,
     allowed = get_r().allowed(m.request.extra_functions)
     try:
         value = call("lmm_tb_predict", m.r_object, m.r_data, r_options(m), rnew, rf,
-                     bool(allow_new_levels), type, allowed, what="predict")
+                     bool(allow_new_levels), type, allowed, interval, lev, what="predict")
     except FitError as exc:
         if "new levels detected" in exc.r_message:
             raise DataError(f"newdata has levels the model was not fitted with: R says "
@@ -109,12 +146,24 @@ def predict(m: FittedModel, newdata: Any = None, re_form: str | None = None,
         bad = "; ".join(value["bad_levels"])
         raise DataError(f"newdata has levels the model was not fitted with ({bad}); a "
                         "fixed effect cannot be predicted for a level it has no estimate for.")
-    fit = np.asarray(value["fit"], dtype=float)
-    if newdata is None:
-        dropped = np.asarray(value["dropped"] if value["dropped"] is not None else [],
-                             dtype=np.int64)
-        return tables.on_caller_index(fit, dropped, index, "predicted")
-    return pd.Series(fit, index=index, name="predicted")
+    if "problem" in value:
+        raise DataError("interval='prediction' is for lmer fits: a GLMM's response (counts, "
+                        "proportions) has no normal prediction interval. Use "
+                        "m.simulate(nsim) for its distribution, or interval='confidence' "
+                        "for the mean.")
+    dropped = np.asarray(value["dropped"] if value["dropped"] is not None else [],
+                         dtype=np.int64)
+    cols = {"predicted": value["fit"]}
+    if interval is not None:
+        low, high = _BOUNDS[interval]
+        cols.update({low: value["low"], high: value["high"]})
+    series = {name: tables.on_caller_index(np.asarray(v, dtype=float), dropped, index, name)
+              for name, v in cols.items()}
+    if interval is None:
+        return series["predicted"]
+    out = pd.DataFrame(series, index=index)
+    out.attrs.update(interval=interval, level=lev)
+    return out
 
 
 def simulate(m: FittedModel, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:

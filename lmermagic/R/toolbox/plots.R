@@ -15,8 +15,8 @@ lmm_tb_plot_residuals <- function(fit) {
 
 # The population-level prediction along column x with its standard error from
 # the fixed effects' covariance: eta = X beta, se = sqrt(diag(X V X')), X the
-# fixed-effects model matrix of a grid (lme4's predict() builds it the same
-# way). The other fixed-effect variables are held at their mean (numeric) or
+# fixed-effects model matrix of a grid (lmm_tb_fixed_se, as lme4's predict()
+# builds it). The other fixed-effect variables are held at their mean (numeric) or
 # their first level (factor). by: a grouping factor (conditional lines, its
 # random-effect terms only, each over the group's own range of x) or a factor
 # of the fixed effects (one population line per level).
@@ -52,23 +52,10 @@ lmm_tb_plot_predict <- function(fit, data, x, by, n) {
                                               length(xs))
             nd
         }
-        xlev <- lapply(Filter(is.factor, mf), levels)
-        beta <- lme4::fixef(fit)
-        V <- as.matrix(stats::vcov(fit))
-        population <- function(nd) {
-            mfn <- stats::model.frame(tt, nd, na.action = stats::na.pass,
-                                      xlev = xlev[intersect(names(xlev), vars)])
-            X <- stats::model.matrix(tt, mfn,
-                                     contrasts.arg = attr(lme4::getME(fit, "X"), "contrasts"))
-            X <- X[, names(beta), drop = FALSE]
-            off <- stats::model.offset(mfn)
-            eta <- drop(X %*% beta) + if (is.null(off)) 0 else off
-            list(eta = unname(eta), se = unname(sqrt(rowSums((X %*% V) * X))))
-        }
         levels_by <- if (by_kind == "fixed") unique(as.character(sort(d[[by]]))) else NA
         pop <- lapply(levels_by, function(lv) {
             nd <- make(grid_x, lv)
-            p <- population(nd)
+            p <- lmm_tb_fixed_se(fit, nd)  # prediction.R, shared with predict()
             list(x = grid_x, by = rep(as.character(lv), n), eta = p$eta, se = p$se)
         })
         out <- list(
