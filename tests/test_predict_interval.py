@@ -213,3 +213,15 @@ def test_decreasing_inverse_link_keeps_low_below_high(tmp_path, rref):
     got = m.predict(re_form="~0", interval="confidence")
     assert (got["conf_low"] < got["conf_high"]).all()
     _check(got, ref, "confidence")
+
+
+@pytest.mark.parametrize("interval", [None, "confidence", "prediction"])
+def test_empty_newdata_gives_empty_result(sleep, interval):
+    # lme4's predict() fails on a frame without rows ("Invalid grouping factor
+    # specification"); no rows in, no rows out.
+    new = pd.DataFrame({"Days": np.array([], dtype=float), "Subject": np.array([], dtype=object)},
+                       index=pd.Index([], name="row"))
+    out = sleep.predict(new, interval=interval)
+    assert len(out) == 0 and out.index.name == "row"
+    if interval is not None:
+        assert list(out.columns)[0] == "predicted"

@@ -124,6 +124,10 @@ def predict(m: FittedModel, newdata: Any = None, re_form: str | None = None,
         used = [c for c in df.columns if c in columns]
         rnew = RFrame([convert.encode_column(c, df[c]) for c in used], len(df))
         index = df.index
+        if not len(df):  # lme4 itself fails on no rows ("Invalid grouping factor")
+            names = ["predicted", *(_BOUNDS[interval] if interval is not None else ())]
+            empty = pd.DataFrame({n: np.array([], dtype=float) for n in names}, index=index)
+            return empty["predicted"] if interval is None else empty
     allowed = get_r().allowed(m.request.extra_functions)
     try:
         value = call("lmm_tb_predict", m.r_object, m.r_data, r_options(m), rnew, rf,
