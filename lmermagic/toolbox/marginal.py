@@ -184,8 +184,10 @@ def _raise_problem(value: dict[str, Any]) -> None:
         raise DataError(f"ref: '{ref}' is not a row of the grid ({rows})."
                         + did_you_mean(ref, labels))
     fixed = [str(v) for v in np.atleast_1d(value.get("fixed") or [])]
-    raise DataError("var must be a numeric variable of the model's fixed effects ("
-                    + ", ".join(fixed) + ").")
+    var = str(np.atleast_1d(value["var"])[0])
+    raise DataError(f"var: '{var}' is not a variable of the model's fixed effects ("
+                    + (", ".join(fixed) or "it has none") + "); emtrends gives the "
+                    "slope of a fixed-effect variable.")
 
 
 def _frame(value: dict[str, Any], at: dict[str, Any] | None) -> pd.DataFrame:

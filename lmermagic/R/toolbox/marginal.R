@@ -123,7 +123,7 @@ lmm_tb_emtrends <- function(fit, data, opts, var, specs, by, at, sd_at, pairwise
         # the model's data: only a fixed-effect variable goes through.
         f <- lmm_nobars(stats::formula(fit))
         fixed <- all.vars(f[[length(f)]])
-        if (!(var %in% fixed)) return(list(problem = "var", fixed = fixed))
+        if (!(var %in% fixed)) return(list(problem = "var", var = var, fixed = fixed))
         m <- lmm_tb_prepare(fit, data, opts)
         at <- lmm_tb_at_values(fit, data, at, sd_at)
         args <- list(m, specs = if (length(specs)) specs else ~1, var = var, data = data)
