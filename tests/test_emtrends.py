@@ -263,6 +263,8 @@ def test_bad_emtrends(dietox_model, sleepstudy):
         m0.emtrends("Days")
     with pytest.raises(DataError, match="by needs specs"):
         dietox_model.emtrends("Time", by="Evit")
+    with pytest.raises(DataError, match="pairwise needs specs"):  # R: a row "(nothing)"
+        dietox_model.emtrends("Time", pairwise=True)
 
 
 def test_injection_is_refused(dietox_model, tmp_path):

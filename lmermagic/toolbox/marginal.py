@@ -328,9 +328,9 @@ def emtrends(m: FittedModel, var: str, specs: Names = None, by: Names = None,
                         "variable (for a factor use m.emmeans).")
     spec_list = _names_arg(specs, "specs", columns)
     by_list = _names_arg(by, "by", columns)
-    if by_list and not spec_list:
-        raise DataError("by needs specs: give the slope's variables in specs, e.g. "
-                        "specs='Evit'.")
+    if (by_list or pairwise) and not spec_list:
+        raise DataError(f"{'by' if by_list else 'pairwise'} needs specs: give the "
+                        "variables the slope varies with, e.g. specs='Evit'.")
     adjust = _adjust_arg(adjust)
     level = _level_arg(level)
     at_values, sd_cols = _at_arg(m, at, columns)
