@@ -292,3 +292,36 @@ def test_injection_is_refused(dietox_model, tmp_path):
     out = _quiet(dietox_model.emmeans, "Evit", contrasts={payload: [1, 0, -1]})
     assert list(out["contrasts"]["contrast"].astype(str)) == [payload]
     assert not os.path.exists(target)
+
+
+def test_schema(dietox_model, cbpp_model):
+    """The same columns and dtypes on every emmeans release (emmeans names the
+    slope <var>.trend, adds a `null` column to some contrast summaries, and uses
+    asymp.LCL for glmer)."""
+    def kinds(df: pd.DataFrame) -> dict[str, str]:
+        return {c: ("category" if isinstance(t, pd.CategoricalDtype) else
+                    "float" if pd.api.types.is_float_dtype(t) else "str")
+                for c, t in df.dtypes.items()}
+
+    num = dict.fromkeys(("std_error", "df", "conf_low", "conf_high"), "float")
+    con = {"contrast": "str", "estimate": "float", "std_error": "float", "df": "float",
+           "t_ratio": "float", "p_value": "float", "p_adjust": "str"}
+    out = _quiet(dietox_model.emtrends, "Time", specs="Evit", pairwise=True)
+    assert kinds(out["emtrends"]) == {"Evit": "category", "trend": "float", **num}
+    assert kinds(out["contrasts"]) == con
+    assert kinds(_quiet(dietox_model.emtrends, "Time")) == {"1": "category",
+                                                              "trend": "float", **num}
+    g = cbpp_model.emmeans("period", contrasts={"a": [1, -1, 0, 0]})
+    assert kinds(g["emmeans"]) == {"period": "category", "prob": "float", **num}
+    assert kinds(g["contrasts"]) == {"contrast": "str", "odds_ratio": "float", "std_error":
+                                     "float", "df": "float", "z_ratio": "float",
+                                     "p_value": "float", "p_adjust": "str"}
+    by = _quiet(dietox_model.emmeans, "Evit", by="Time", at={"Time": [2, 6]},
+                contrasts="pairwise")
+    assert kinds(by["contrasts"]) == {"contrast": "str", "Time": "float", **con}
+    g2 = lmermagic.glmer("cbind(incidence, size - incidence) ~ period + size + (1 | herd)",
+                         cbpp_model.data, family="binomial")
+    sd = g2.emmeans("period", by="size", at={"size": "sd"}, contrasts="eff")
+    assert kinds(sd["contrasts"])["size"] == "float"
+    np.testing.assert_array_equal(sd["contrasts"]["size"].unique(), sd.get(
+        "emmeans")["size"].unique())

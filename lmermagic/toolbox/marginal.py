@@ -200,6 +200,9 @@ def _frame(value: dict[str, Any], at: dict[str, Any] | None) -> pd.DataFrame:
 
 def _contrasts(value: dict[str, Any]) -> pd.DataFrame:
     con = table(value, index_name=None).reset_index(drop=True)
+    # emmeans gives the labels as a factor or as text depending on the grid.
+    if "contrast" in con:
+        con["contrast"] = con["contrast"].astype(str)
     con.attrs["adjust"] = str(con["p_adjust"].iloc[0]) if len(con) else "none"
     return con
 

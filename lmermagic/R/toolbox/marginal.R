@@ -90,6 +90,15 @@ lmm_tb_contrast <- function(emm, method, weights, ref, adjust, type) {
     mesg <- as.character(attr(s, "mesg"))
     hit <- regmatches(mesg, regexpr("(?<=P value adjustment: )[^ ]+", mesg, perl = TRUE))
     s <- as.data.frame(s)
+    # A numeric `by` variable comes back as text in some contrast tables
+    # ("11.1904935696999"): the grid's own value, the nearest, is put back.
+    for (v in intersect(emm@misc$by.vars, names(s))) {
+        g <- unique(emm@grid[[v]])
+        if (is.numeric(g) && !is.numeric(s[[v]])) {
+            x <- as.numeric(as.character(s[[v]]))
+            s[[v]] <- g[vapply(x, function(xi) which.min(abs(g - xi)), 1L)]
+        }
+    }
     s$null <- NULL  # emmeans' null value (0, or 1 for ratios): in some releases only
     s$p_adjust <- if (length(hit)) hit[[1L]] else "none"
     list(table = lmm_tb_table(s))
