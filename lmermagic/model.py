@@ -145,10 +145,22 @@ class LmerModel(FittedModel):
 
     def emmeans(self, specs: str | list[str], by: str | list[str] | None = None,
                 pairwise: bool = False, adjust: str | None = None,
-                type: str = "response") -> Any:
-        """Estimated marginal means (and pairwise contrasts) from R's emmeans."""
+                type: str = "response", at: dict[str, Any] | None = None,
+                contrasts: str | dict[str, list[float]] | None = None,
+                ref: str | None = None, level: float = 0.95) -> Any:
+        """Estimated marginal means (and contrasts) from R's emmeans; see
+        :func:`lmermagic.toolbox.emmeans`."""
         return marginal.emmeans(self, specs, by=by, pairwise=pairwise, adjust=adjust,
-                                type=type)
+                                type=type, at=at, contrasts=contrasts, ref=ref, level=level)
+
+    def emtrends(self, var: str, specs: str | list[str] | None = None,
+                 by: str | list[str] | None = None, at: dict[str, Any] | None = None,
+                 adjust: str | None = None, level: float = 0.95,
+                 pairwise: bool = False) -> Any:
+        """Slopes of a numeric variable (simple slopes) from R's emmeans::emtrends; see
+        :func:`lmermagic.toolbox.emtrends`."""
+        return marginal.emtrends(self, var, specs=specs, by=by, at=at, adjust=adjust,
+                                 level=level, pairwise=pairwise)
 
     def allfit(self) -> pd.DataFrame:
         """Refit with every available optimizer: estimates and log-likelihoods."""

@@ -3,7 +3,7 @@ intervals, marginal means, optimizer checks.
 
 Each function is a thin wrapper of the R function of the same name (lmerTest's
 ``anova``/``ranova``/``drop1``, lme4's ``predict``/``confint``/``bootMer``/
-``simulate``/``refit``/``allFit``, emmeans' ``emmeans``) and returns a pandas
+``simulate``/``refit``/``allFit``, emmeans' ``emmeans``/``emtrends``) and returns a pandas
 DataFrame with R's numbers. R's statistic columns get stable snake_case names
 (``Pr(>F)`` -> ``p_value``, ``Sum Sq`` -> ``sum_sq``, ...); R's heading is kept in
 ``df.attrs["heading"]``. R's warnings are re-issued as
@@ -23,7 +23,8 @@ from __future__ import annotations
 from ._common import COLUMN_NAMES as COLUMN_NAMES
 from .intervals import confint
 from .marginal import EMMEANS_ADJUST as EMMEANS_ADJUST
-from .marginal import emmeans
+from .marginal import CONTRAST_METHODS as CONTRAST_METHODS
+from .marginal import emmeans, emtrends
 from .optimizers import allfit
 from .prediction import predict, simulate
 from .random_effects import ranef_table
@@ -39,6 +40,7 @@ __all__ = [
     "confint",
     "drop1",
     "emmeans",
+    "emtrends",
     "glance",
     "glance_values",
     "model_anova",
