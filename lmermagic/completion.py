@@ -11,7 +11,8 @@ an option name, an option's value other than ``-d``).
 What it offers: option names; the values of ``--family``, ``--ddf``,
 ``--optimizer`` and ``--contrasts``; the DataFrames of the namespace after
 ``-d``; and in the formula (and after ``--factors``, ``--weights``,
-``--offset``) the columns of the frame named by ``-d`` and the functions a
+``--offset``, ``--emmeans``, ``--emtrends``, ``--by`` and the column of ``--at``) the
+columns of the frame named by ``-d`` and the functions a
 formula may call. A column that is not a syntactic R name is offered in
 backticks, as R needs it.
 
@@ -61,7 +62,7 @@ VALUES: dict[str, tuple[str, ...]] = {
     "--optimizer": OPTIMIZERS,
 }
 # Options whose value is one column, or a comma-separated list of columns.
-COLUMN_OPTIONS = ("--factors", "--weights", "--offset")
+COLUMN_OPTIONS = ("--factors", "--weights", "--offset", "--emmeans", "--emtrends", "--by")
 # Formula functions with a name one can type (operators are left out).
 FUNCTIONS = tuple(sorted({f for names in ALLOWED_FUNCTIONS.values() for f in names
                           if is_r_name(f)}))
@@ -161,6 +162,9 @@ def _value(option: str, frag: str, columns: list[str],
     elif option in VALUES:
         items = [SimpleCompletion(v, type="value") for v in VALUES[option]
                  if v.startswith(frag)]
+    elif option == "--at" and "=" not in frag:
+        # COL=VALUES: the column before "=" (the values are the user's).
+        items = [SimpleCompletion(c, type="column") for c in columns if c.startswith(frag)]
     elif option == "--contrasts":
         # COL=TYPE[,COL=TYPE...]: a column before "=", a contrast type after it.
         part = frag.rsplit(",", 1)[-1]

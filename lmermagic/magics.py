@@ -8,7 +8,6 @@ names back. Nothing below this module knows IPython exists.
 from __future__ import annotations
 
 import argparse
-import re
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import (
@@ -21,95 +20,23 @@ from IPython.core.magic import (
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, List, Unicode
 
-from .errors import DataError, FormulaError, LmerError, did_you_mean
+from .errors import DataError, FormulaError, LmerError
+from .magic_text import (
+    _NAMED,
+    _options_in,
+    _RaisingParser,
+    code_part,
+    resolve_data,
+    split_options,
+    strip_comments,
+    table_calls,
+)
 from .request import FitRequest
 
 if TYPE_CHECKING:
     from .model import LmerModel
 
 __all__ = ["LmerMagics", "code_part", "resolve_data", "split_options", "strip_comments"]
-
-_TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
-# "name = formula" on a --compare line; a formula has no top-level "=".
-_NAMED = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)\s*(.+)$")
-
-
-def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[list[str], str]:
-    """Split ``line`` into option tokens and the free text after them.
-
-    Options come first; the formula starts at the first token that is not an
-    option or an option's value, and is returned verbatim (quotes, spacing and
-    all), so that argparse never sees or mangles it.
-    """
-    takes_value: dict[str, bool] = {}
-    for action in parser._actions:
-        for opt in action.option_strings:
-            takes_value[opt] = action.nargs != 0
-    tokens: list[str] = []
-    pos = 0
-    while True:
-        m = _TOKEN.match(line, pos)
-        if not m:
-            return tokens, ""
-        tok = m.group(1)
-        key = tok.split("=", 1)[0]
-        if tok == "--":
-            return tokens, line[m.end():].strip()
-        if key not in takes_value:
-            return tokens, line[m.start(1):].strip()
-        tokens.append(tok)
-        pos = m.end()
-        if takes_value[key] and "=" not in tok:
-            m = _TOKEN.match(line, pos)
-            if not m:
-                return tokens, ""
-            value = m.group(1)
-            if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) > 1:
-                value = value[1:-1]
-            tokens.append(value)
-            pos = m.end()
-
-
-def _options_in(formula: str, parser: argparse.ArgumentParser) -> list[str]:
-    """The magic's options written inside the formula text (``... --ml``)."""
-    known = {opt for action in parser._actions for opt in action.option_strings}
-    return [tok for tok in re.findall(r"(?<![\w.])--?[A-Za-z][\w-]*", formula)
-            if tok.split("=", 1)[0] in known]
-
-
-def code_part(line: str) -> str:
-    """One line without its ``#`` comment; quotes and R's backticks hide a ``#``."""
-    quote = ""
-    for i, ch in enumerate(line):
-        if ch == "#" and not quote:
-            return line[:i]
-        if ch in "\"'`" and (not quote or ch == quote):
-            quote = "" if quote else ch
-    return line
-
-
-def strip_comments(text: str) -> str:
-    """Drop ``#`` comments (outside quotes) and join the lines into one."""
-    return " ".join(filter(None, (code_part(line).strip() for line in text.splitlines())))
-
-
-class _RaisingParser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would sys.exit()
-        raise DataError(f"{self.prog}: {message}")
-
-
-def resolve_data(ns: dict[str, Any], expr: str) -> Any:
-    """``-d EXPR`` in the user's namespace; an unknown name or a failing one: DataError."""
-    if expr.isidentifier() and expr not in ns:
-        raise DataError(f"'{expr}' is not defined."
-                        + did_you_mean(expr, [k for k in ns if not k.startswith("_")]))
-    try:
-        return eval(expr, ns)  # the user's own expression, in their own kernel
-    except Exception as exc:
-        hint = " Quote an expression with spaces: -d 'df[df.x > 1]'."
-        raise DataError(f"-d {expr}: evaluating it raised {type(exc).__name__}: "
-                        f"{exc}.{hint if isinstance(exc, SyntaxError) else ''}") from exc
-
 
 def _parser(func: Any) -> argparse.ArgumentParser:
     parser = func.parser
@@ -159,6 +86,18 @@ _OPTIONS = [
                   "each and return R's likelihood-ratio comparison, anova(m1, m2, ...)"),
     argument("--plot", metavar="KIND[,...]", help="show plots of the fit (matplotlib): ranef, "
              "coefs, diagnostics, predict:X or predict:X:BY, e.g. --plot ranef,predict:Days"),
+    argument("--emmeans", metavar="COL[,COL...]",
+             help="show the estimated marginal means of these variables (emmeans), within "
+                  "each level of --by, at the --at values; --pairwise adds the contrasts"),
+    argument("--emtrends", metavar="VAR",
+             help="show the slope of VAR (emtrends) at each value of --by, e.g. "
+                  "--emtrends Days --by mod --at mod=sd for simple slopes"),
+    argument("--by", metavar="COL[,COL...]", help="with --emmeans/--emtrends: per level of"),
+    argument("--at", metavar="COL=V[,V...]", action="append",
+             help="with --emmeans/--emtrends: reference-grid values, or COL=sd for mean "
+                  "- SD, mean, mean + SD (repeatable)"),
+    argument("--pairwise", action="store_true",
+             help="with --emmeans/--emtrends: also their pairwise contrasts"),
     argument("-q", "--quiet", action="store_true",
              help="return nothing and display nothing (plots asked for are shown)"),
 ]
@@ -216,7 +155,11 @@ class LmerMagics(Magics):
         parser = _parser(func)
         tokens, rest = split_options(line, parser)
         args = parser.parse_args(tokens)
+        tables = table_calls(args)  # checked before a long fit, not after it
         if args.compare:
+            if tables:
+                raise DataError("--emmeans/--emtrends show one model's tables; with "
+                                "--compare, call them on each model (name = formula).")
             return self._compare(kind, args, rest, cell)
         # A trailing ";" only silences the output (IPython); it is not formula.
         formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
@@ -252,6 +195,12 @@ class LmerMagics(Magics):
 
             for method, pos in plot_calls(args.plot):
                 display(getattr(model, method)(*pos))
+        for method, args_, kw in tables:
+            from IPython.display import display
+
+            result = getattr(model, method)(*args_, **kw)
+            for frame in result.values() if isinstance(result, dict) else [result]:
+                display(frame)
         return None if args.quiet else model
 
     def _compare(self, kind: str, args: argparse.Namespace, rest: str,

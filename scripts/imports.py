@@ -26,7 +26,7 @@ PACKAGE = ROOT / "lmermagic"
 # Top to bottom: a module imports only from its own layer or the layers below,
 # and never in a circle.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("entry points", ["lmermagic", "lmermagic.__main__", "lmermagic.magics",
+    ("entry points", ["lmermagic", "lmermagic.__main__", "lmermagic.magics", "lmermagic.magic_text",
                       "lmermagic.status", "lmermagic.completion",
                       "lmermagic.many_magics"]),
     ("api", ["lmermagic.api", "lmermagic.datasets"]),

@@ -85,6 +85,11 @@ def texts(text: str, cursor: int | None = None) -> list[str]:
     ("%lmer -d sleep --contrasts Subject=sum,Do", ["Dose"]),
     ("%lmer -d sleep --factors Days,Su", ["Subject"]),
     ("%lmer -d sleep --weights D", ["Days", "Dose"]),
+    ("%lmer -d sleep --emtrends Da", ["Days"]),
+    ("%lmer -d sleep --emmeans Days,Su", ["Subject"]),
+    ("%lmer -d sleep --by Su", ["Subject"]),
+    ("%lmer -d sleep --at D", ["Days", "Dose"]),
+    ("%lmer -d sleep --at Days=", []),
     ("%lmer -d sl", ["sleep"]),  # not sub: a DataFrame subclass could run code
     # outside our magics nothing
     ("x = lo", []),
