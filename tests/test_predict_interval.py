@@ -224,4 +224,4 @@ def test_empty_newdata_gives_empty_result(sleep, interval):
     out = sleep.predict(new, interval=interval)
     assert len(out) == 0 and out.index.name == "row"
     if interval is not None:
-        assert list(out.columns)[0] == "predicted"
+        assert out.columns[0] == "predicted"
