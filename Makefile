@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The suite runs in this many pytest processes (pytest-xdist; each starts its own R): one per
-# CPU, at most 4. `make test PYTEST_WORKERS=0` runs it in one process.
+# CPU, at most 4. `make test PYTEST_WORKERS=0` runs it in one process. A process that dies
+# ends the run as a failure (--max-worker-restart=0): xdist's replacement worker can wait for
+# ever on --dist loadfile.
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n < 4 ? n : 4)))
 
 .PHONY: setup system demo test matrix bench bench-quick bench-many lint clean
@@ -30,7 +32,8 @@ demo: setup
 # --dist loadfile: a test file's tests stay in one process (module fixtures made once).
 test: setup
 	@mkdir -p build/compat
-	set -o pipefail; $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile 2>&1 | tee build/compat/host.log
+	set -o pipefail; $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 2>&1 \
+	    | tee build/compat/host.log
 	@$(PY) scripts/compat/record.py --suite host --line 3.5 --venv "$$(cd $(VENV) && pwd)" \
 	    --out build/compat/host --install-rc 0 --test-rc 0 \
 	    --install-seconds 0 --test-seconds 0
