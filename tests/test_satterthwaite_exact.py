@@ -45,16 +45,19 @@ local({
     reml <- lme4::isREML(fit); theta <- fit@theta; sigma <- stats::sigma(fit)
     X <- lme4::getME(fit, "X"); Z <- as.matrix(lme4::getME(fit, "Z"))
     y <- lme4::getME(fit, "y") - fit@resp$offset; w <- fit@resp$weights
-    Lind <- lme4::getME(fit, "Lind"); Lt <- methods::as(lme4::getME(fit, "Lambdat"), "TsparseMatrix")
+    Lind <- lme4::getME(fit, "Lind")
+    Lt <- methods::as(lme4::getME(fit, "Lambdat"), "TsparseMatrix")
     k <- length(theta); n <- nrow(X); q <- ncol(Lt)
     Lam <- t(as.matrix(Lt))
     dLam <- lapply(seq_len(k), function(i) {
       s <- Lind == i; M <- matrix(0, q, q); M[cbind(Lt@j[s] + 1L, Lt@i[s] + 1L)] <- 1; M })
     B <- diag(1 / w, n) + Z %%*%% tcrossprod(Lam) %%*%% t(Z)
-    Vd <- c(lapply(dLam, function(D) { A <- D %%*%% t(Lam); sigma^2 * Z %%*%% (A + t(A)) %%*%% t(Z) }),
+    Vd <- c(lapply(dLam, function(D) {
+              A <- D %%*%% t(Lam); sigma^2 * Z %%*%% (A + t(A)) %%*%% t(Z) }),
             list(2 * sigma * B))
     Vdd <- function(i, j) {
-      if (i <= k && j <= k) { A <- dLam[[i]] %%*%% t(dLam[[j]]); return(sigma^2 * Z %%*%% (A + t(A)) %%*%% t(Z)) }
+      if (i <= k && j <= k) {
+        A <- dLam[[i]] %%*%% t(dLam[[j]]); return(sigma^2 * Z %%*%% (A + t(A)) %%*%% t(Z)) }
       if (i > k && j > k) return(2 * B)
       Vd[[min(i, j)]] * 2 / sigma
     }
