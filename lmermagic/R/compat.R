@@ -151,3 +151,48 @@ lmm_compat_stored_calls <- function() list(quote(MASS::negative.binomial(theta =
 # methods package loads that package to find the class. The disk cache's
 # check allows these only (cache.R's lmm_cache_reference).
 lmm_compat_class_packages <- function() c("lme4", "lmerTest", "Matrix")
+
+# lme4's convergence check with derivatives computed after the fit. In lme4
+# 1.1 (1.1-31 read), lmer() runs optwrap(), which always ends with
+# deriv12(devfun, opt$par, fx = opt$value) when calc.derivs is TRUE, then
+# checkConv(derivs, opt$par, ctrl, lbound) and stores both in @optinfo. The
+# Satterthwaite engine evaluates those same points (lme4's deriv12 on the same
+# deviance, bit for bit), so lmm_fit() fits with calc.derivs = FALSE and runs
+# the check here. lme4 2.x decides calc.derivs itself (not above 1e4 rows or 10
+# parameters, not for singular fits, by mkPar()'s parameters) and passes
+# checkConv ubound/nobs/ndim: there lme4 computes its own derivatives, as
+# before. TRUE where this lme4 is the one the deferred check reproduces.
+lmm_compat_defer_derivs <- function() {
+    hit <- .lmm_compat_cache$defer_derivs
+    if (!is.null(hit)) return(hit)
+    ns <- asNamespace("lme4")
+    cc <- get0("checkConv", envir = ns, inherits = FALSE)
+    d12 <- get0("deriv12", envir = ns, inherits = FALSE)
+    ok <- utils::packageVersion("lme4") < "2.0" && is.function(cc) && is.function(d12) &&
+        identical(names(formals(cc)), c("derivs", "coefs", "ctrl", "lbound", "debug")) &&
+        identical(formals(d12)$delta, 1e-4) &&
+        any(grepl("deriv12(fn, opt$par, fx = opt$value)",
+                  deparse(body(get("optwrap", envir = ns))), fixed = TRUE))
+    .lmm_compat_cache$defer_derivs <- ok
+    ok
+}
+
+# What lmer() would have done after optwrap() with calc.derivs = TRUE, given
+# lme4's deriv12() at the fit (derivs; NULL: computed here on lme4's devfun):
+# the same checkConv() call (its warnings are raised as lme4 raises them) and
+# the same @optinfo. A singular fit was checked in full by lmer() already.
+lmm_compat_conv_check <- function(fit, derivs, control) {
+    par <- fit@optinfo$val
+    if (is.null(derivs)) {
+        engine <- .lmm_sat_engine_from_fit(fit)
+        derivs <- get("deriv12", envir = asNamespace("lme4"))(engine$eval, par)
+    }
+    fit@optinfo$derivs <- derivs
+    ctrl <- control$checkConv
+    lb <- fit@lower
+    if (!any(par[lb == 0] < ctrl$check.conv.singular$tol)) {
+        cc <- lme4:::checkConv(derivs, par, ctrl = ctrl, lbound = lb)
+        fit@optinfo$conv["lme4"] <- list(cc)
+    }
+    fit
+}

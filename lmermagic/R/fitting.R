@@ -152,14 +152,23 @@ lmm_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
             if (design$p >= design$n) wide <<- c(design$p, design$n)
         }
         rm(rows)
+        # Satterthwaite's evaluations include lme4's derivative check's (compat.R)
+        defer <- kind == "lmer" && opts$ddf == "satterthwaite" &&
+            !length(opts$control$calc_derivs) && lmm_compat_defer_derivs() &&
+            is.null(.lmm_sat_unknown_internals())
+        own_control <- length(opts$control) > 0L
+        if (defer) opts$control$calc_derivs <- FALSE
         todo <- lmm_fit_call(data, formula, opts, progress)
         t0 <- Sys.time()
         fit <- eval(todo$call, todo$env)
         t1 <- Sys.time()
+        sat <- if (defer) lmm_satterthwaite(fit)
+        if (defer) fit <- lmm_compat_conv_check(fit, sat$derivs, todo$env$control)
         # Show the formula itself, not the symbol it was bound to, in summary().
         fit@call$formula <- formula
         fit@call$verbose <- NULL
-        res <- lmm_results(fit, kind, opts$ddf)
+        if (defer && !own_control) fit@call$control <- NULL
+        res <- lmm_results(fit, kind, opts$ddf, sat)
         # R's own work, timed where it happens: what an R user would pay for the
         # fit and for the same tables (benchmarks/ report the rest as overhead).
         res$tables$meta$r_fit_seconds <- as.numeric(difftime(t1, t0, units = "secs"))
@@ -252,13 +261,14 @@ lmm_fit_serialized <- function(data, formula_text, opts, allowed) {
 lmm_unserialize <- function(raw) unserialize(raw)
 
 # The fixed-effects table. Satterthwaite df come from lmm_satterthwaite()
-# (satterthwaite.R) on the plain lme4 fit: lmerTest's numbers with a third to a
-# half fewer deviance evaluations; Kenward-Roger from lmerTest/pbkrtest. $matrix
+# (satterthwaite.R) on the plain lme4 fit (sat: already computed by lmm_fit):
+# the exact derivatives' df from lme4's check's evaluations and 2k(k+1) more;
+# Kenward-Roger from lmerTest/pbkrtest. $matrix
 # is R's coefficient matrix (for summary()), $meta says how the df were computed.
-lmm_coef_table <- function(fit, kind, ddf) {
+lmm_coef_table <- function(fit, kind, ddf, sat = NULL) {
     meta <- list()
     if (kind == "lmer" && ddf == "satterthwaite" && !inherits(fit, "lmerModLmerTest")) {
-        sat <- lmm_satterthwaite(fit)
+        if (is.null(sat)) sat <- lmm_satterthwaite(fit)
         ct <- cbind(Estimate = sat$beta, `Std. Error` = sat$se, df = sat$df,
                     `t value` = sat$t, `Pr(>|t|)` = sat$p)
         meta <- list(satterthwaite = sat$method, devfun_evals = sat$n_devfun_evals,
@@ -326,8 +336,8 @@ lmm_wald_table <- function(fit, kind) {
 
 # A fit and every table Python reads from it; the coefficient matrix also goes
 # on the fit, for summary() (model.R).
-lmm_results <- function(fit, kind, ddf) {
-    coefs <- lmm_coef_table(fit, kind, ddf)
+lmm_results <- function(fit, kind, ddf, sat = NULL) {
+    coefs <- lmm_coef_table(fit, kind, ddf, sat)
     attr(fit, "lmermagic_coefmat") <- coefs$matrix
     list(fit = fit, tables = lmm_tables(fit, kind, coefs))
 }

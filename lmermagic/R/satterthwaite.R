@@ -1,36 +1,38 @@
-# Satterthwaite degrees of freedom for lme4 linear mixed models: lmerTest's
-# numbers (its finite differences, at its points, in its arithmetic), with each
-# distinct deviance evaluation done once instead of up to 3 times.
+# Satterthwaite degrees of freedom for lme4 linear mixed models, from the exact
+# derivatives (to ~5e-8 relative in df), with the deviance evaluations that
+# lme4's own convergence check makes serving both.
 #
 # This file is sys.source()d into a private environment: it only defines
 # functions, never attaches packages and never writes to the global environment.
 # Everything outside base R is called as pkg::fn or pkg:::fn.
 #
-# What lmerTest computes (lmerTest 3.1-3, as_lmerModLT / devfun_vp / get_covbeta /
-# contest1D), with varpar = c(theta, sigma) at the fit, k = length(theta):
+# What is computed (lmerTest 3.1-3's quantities, as_lmerModLT / devfun_vp /
+# get_covbeta / contest1D), with varpar = c(theta, sigma), k = length(theta):
 #   D(varpar)   = ldL2 + pwrss / sigma^2 + n log(2 pi sigma^2)
 #                 [REML: + log|RX|^2 - p log(2 pi sigma^2)]   (NOT profiled)
-#   vcov_varpar = 2 * H^-1,  H = numDeriv::hessian(D)   (Richardson, 4 levels)
-#   Jac_list    = numDeriv::jacobian of sigma^2 (RX'RX)^-1 in varpar
+#   vcov_varpar = 2 * H^-1,  H = Hessian of D at the fit
+#   Jac_list    = Jacobian of sigma^2 (RX'RX)^-1 in varpar
 #   df(L)       = 2 (L'VL)^2 / (g' vcov_varpar g),  g_i = L' Jac_i L
-# Each call of D or of the covariance runs lme4's deviance function at theta:
-# 1 + 4 (k+1)(k+2) calls for the Hessian and 8 (k+1) for the Jacobian, 113 for
-# k = 3 (about half of lmerTest::lmer's time on InstEval).
 #
-# What we do. The same two numDeriv calls on the same functions, but the
-# deviance function is run once per distinct theta (.lmm_sat_pieces): the
-# Hessian's steps in sigma and its mixed (theta_i, sigma) steps reuse the theta
-# of another point, and so does the Jacobian's sigma column. That leaves
-# 1 + 4 k (k + 1) + 8 k evaluations: 73 for k = 3, 17 for k = 1.
-#
-# Why not fewer. An earlier version took the sigma direction analytically and
-# needed only 1 + 2 k (k + 1) evaluations (25 for k = 3). Its df were closer to
-# the exact derivatives (stable to ~3e-8) than lmerTest's, whose numerical
-# derivatives are off by up to ~1.5e-6 relative in df (the Jacobian's 1e-4 steps
-# on models with small theta; the Hessian's 10 % steps on InstEval). That is
-# invisible in df but not in tiny p-values: p = 1e-24 moves ~45 times as much
-# as its df, and lmerTest's p-values are the reference. Reproducing lmerTest's
-# numbers to 1e-5 in p means evaluating at lmerTest's points.
+# How (.lmm_sat_stencil). sigma enters D in closed form: with n' = n - p (REML)
+# or n (ML), d(theta) lme4's profiled criterion and gp the gradient of pwrss,
+#   H_theta,theta = d'' + gp gp' / (n' sigma^4),  H_theta,sigma = -2 gp / sigma^3,
+#   H_sigma,sigma = 4 n' / sigma^2,  dJac/dsigma = 2 sigma (RX'RX)^-1,
+# so only d'', gp and d(RX'RX)^-1/dtheta are numerical, all read from the same
+# deviance evaluations (each keeps pwrss and (RX'RX)^-1 beside the deviance):
+#  1. lme4's deriv12 (its code, step 1e-4): the 1 + 2k^2 points of lme4's
+#     convergence check, whose gradient and Hessian are bit for bit lme4's; the
+#     fit (fitting.R) is made with calc.derivs = FALSE and checked with them.
+#  2. The Hessian's diagonal gives each theta's curvature scale s_i =
+#     1/sqrt(d''_ii); second differences along h_i e_i and h_i e_i + h_j e_j at
+#     steps h = 0.02 s and 2h, Richardson-extrapolated (error O(h^4)), give d''
+#     and, along e_i, gp and the Jacobian: 2k(k + 1) more points.
+# 43 evaluations for k = 3 (lmerTest: 113 besides lme4's 19; the previous
+# engine, reproducing lmerTest's points: 73), 7 for k = 1. Why not lme4's
+# points alone: at step 1e-4 the deviance's rounding (~1e-13 of ~1e3) divided
+# by 1e-8 leaves 1e-7 to 1e-4 in df; steps on the curvature scale leave
+# <= 5e-8 on every model of tests/test_satterthwaite_exact.py, where lmerTest
+# is off by up to ~1.5e-6 (docs/speed.md).
 
 # lme4's C++ entry points (its R methods are thin wrappers around these), with
 # the number of arguments each takes, and the fields of lme4's predictor and
@@ -178,16 +180,9 @@ lmm_sat_internals <- function() {
   f
 }
 
-# lmerTest's two functions of varpar = c(theta, sigma), with every theta
-# evaluated once. Both depend on theta only through one deviance evaluation:
-#   devfun_vp(varpar)   = ldL2 + pwrss / sigma^2 + n log(2 pi sigma^2)
-#                         [REML: + 2 log|det RX| - p log(2 pi sigma^2)]
-#   get_covbeta(varpar) = sigma^2 (RX'RX)^-1
-# so the pieces at each theta are kept (key: the exact bits of theta) and any
-# further point with the same theta -- every step in sigma, every mixed
-# (theta_i, sigma) step of the Hessian -- costs no evaluation. The pieces are
-# read with the same lme4 calls lmerTest makes and combined in its order of
-# operations, so the results are its numbers to the last bit.
+# The pieces of the deviance at each theta, kept (key: the exact bits of theta)
+# so that a point two stencils share costs one evaluation. They are read with
+# the lme4 calls lmerTest makes: U = (RX'RX)^-1 = RXi RXi'.
 .lmm_sat_pieces <- function(engine) {
   C <- engine$C
   cache <- new.env(hash = TRUE, parent = emptyenv())
@@ -197,10 +192,7 @@ lmm_sat_internals <- function() {
     if (is.null(v)) {
       dev <- engine$eval(theta)
       pp <- engine$pp
-      RX <- .Call(C$merPredDRX, pp)
-      v <- list(dev = dev, ldL2 = .Call(C$merPredDldL2, pp),
-                pwrss = .Call(C$lm_wrss, engine$resp) + .Call(C$merPredDsqrL, pp, 1),
-                ldRX2 = 2 * c(determinant(RX)$modulus), p = ncol(RX),
+      v <- list(dev = dev, pwrss = .Call(C$lm_wrss, engine$resp) + .Call(C$merPredDsqrL, pp, 1),
                 U = tcrossprod(.Call(C$merPredDRXi, pp)))
       assign(key, v, envir = cache)
     }
@@ -208,22 +200,55 @@ lmm_sat_internals <- function() {
   }
 }
 
-.lmm_sat_dev_vp <- function(pieces, n, reml) {
+# lmerTest's deviance D(varpar) from the pieces (tests' numerical reference).
+.lmm_sat_dev_vp <- function(pieces, n, p, reml) {
   function(varpar) {
     k <- length(varpar)
     sigma2 <- varpar[k]^2
     v <- pieces(varpar[-k])
-    dev <- v$ldL2 + v$pwrss / sigma2 + n * log(2 * pi * sigma2)
-    if (!reml) return(dev)
-    dev + v$ldRX2 - v$p * log(2 * pi * sigma2)
+    dev <- v$pwrss / sigma2 + (if (reml) n - p else n) * log(2 * pi * sigma2)
+    dev + v$dev - (if (reml) n - p else n) * (1 + log(2 * pi * v$pwrss / (if (reml) n - p else n)))
   }
 }
 
-.lmm_sat_covbeta <- function(pieces) {
-  function(varpar) {
-    k <- length(varpar)
-    varpar[k]^2 * pieces(varpar[-k])$U
+# lme4's derivs (stencil 1), then H and the Jacobian (stencil 2; see the header).
+.lmm_sat_deriv12 <- function(pieces, theta) {
+  get("deriv12", envir = asNamespace("lme4"))(function(th) pieces(th)$dev, theta)
+}
+.lmm_sat_stencil <- function(pieces, theta, sigma, n, p, reml, d12, scale = 0.02) {
+  k <- length(theta)
+  hd <- diag(d12$Hessian)
+  if (!all(is.finite(hd)) || any(hd <= 0)) {
+    stop(sprintf("lme4's Hessian has diagonal %s (not positive)", format(min(hd), digits = 3)))
   }
+  h <- scale / sqrt(hd)
+  c0 <- pieces(theta)
+  # Richardson of central differences along v at steps v and 2v
+  along <- function(v) {
+    f <- lapply(c(-2, -1, 1, 2), function(t) pieces(theta + t * v))
+    list(d2 = (16 * (f[[2]]$dev + f[[3]]$dev) - (f[[1]]$dev + f[[4]]$dev) - 30 * c0$dev) / 12,
+         d1 = function(get) (8 * (get(f[[3]]) - get(f[[2]])) - (get(f[[4]]) - get(f[[1]]))) / 12)
+  }
+  H <- matrix(0, k, k)
+  gp <- numeric(k)
+  jac <- vector("list", k + 1L)
+  for (i in seq_len(k)) {
+    a <- along(h[i] * (seq_len(k) == i))
+    H[i, i] <- a$d2 / h[i]^2
+    gp[i] <- a$d1(function(x) x$pwrss) / h[i]
+    jac[[i]] <- sigma^2 * a$d1(function(x) x$U) / h[i]
+  }
+  for (j in seq_len(k)) for (i in seq_len(j - 1L)) {
+    v <- numeric(k)
+    v[c(i, j)] <- h[c(i, j)]
+    a <- along(v)
+    H[i, j] <- H[j, i] <- (a$d2 - H[i, i] * h[i]^2 - H[j, j] * h[j]^2) / (2 * h[i] * h[j])
+  }
+  np <- if (reml) n - p else n
+  Hf <- rbind(cbind(H + tcrossprod(gp) / (np * sigma^4), -2 * gp / sigma^3),
+              c(-2 * gp / sigma^3, 4 * np / sigma^2))
+  jac[[k + 1L]] <- 2 * sigma * c0$U
+  list(hessian = Hf, jac = jac)
 }
 
 .lmm_sat_qform <- function(x, A) sum(x * (A %*% x))
@@ -264,7 +289,7 @@ lmm_satterthwaite_df <- function(sat, L) {
 #         pp/resp modules (~0.2 s on InstEval) and never touch the fit.
 # force_fallback: hand the whole computation to lmerTest (for checking).
 # Returns list(vcov_beta, vcov_varpar, jac, df, se, t, p, method,
-#   n_devfun_evals, beta, varpar, hessian, fallback_reason);
+#   n_devfun_evals, beta, varpar, hessian, derivs, fallback_reason);
 #   vcov_varpar and jac are lmerTest's vcov_varpar and Jac_list.
 lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   if (!inherits(fit, "lmerMod")) {
@@ -294,6 +319,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   }
   reason <- .lmm_sat_unknown_internals()
   res <- NULL
+  derivs <- NULL
   if (!is.null(reason)) {
     # Nothing of lme4's inside is read: lmerTest gets lme4's own devfun.
     engine <- new.env(parent = emptyenv())
@@ -313,9 +339,9 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     res <- tryCatch({
       if (isTRUE(force_fallback)) stop("fallback requested")
       if (!same_crit(pieces(theta)$dev)) stop("deviance function does not reproduce the fit")
-      varpar <- c(theta, sigma)
-      # lmerTest's calls, with its (numDeriv's default) settings.
-      H <- numDeriv::hessian(func = .lmm_sat_dev_vp(pieces, n, reml), x = varpar)
+      derivs <- .lmm_sat_deriv12(pieces, theta)
+      st <- .lmm_sat_stencil(pieces, theta, sigma, n, p, reml, derivs)
+      H <- st$hessian
       eig <- eigen(H, symmetric = TRUE)
       # lmerTest warns about eigenvalues within 1e-8 of zero or below, and drops
       # them: leave that case, its warnings included, to lmerTest itself.
@@ -325,8 +351,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
       }
       vcov_varpar <- 2 * (eig$vectors %*% diag(1 / eig$values, nrow = length(eig$values)) %*%
                             t(eig$vectors))
-      Jac <- numDeriv::jacobian(func = .lmm_sat_covbeta(pieces), x = varpar)
-      jac <- lapply(seq_len(ncol(Jac)), function(i) array(Jac[, i], dim = c(p, p)))
+      jac <- st$jac
       list(vcov_varpar = vcov_varpar, jac = jac, hessian = H)
     }, error = function(e) {
       reason <<- conditionMessage(e)
@@ -358,6 +383,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     beta = beta,
     varpar = c(theta, sigma),
     hessian = res$hessian,           # of lmerTest's devfun_vp at varpar (NULL on fallback)
+    derivs = derivs,                 # lme4's deriv12(devfun, theta) (NULL on fallback)
     fallback_reason = reason
   )
 }

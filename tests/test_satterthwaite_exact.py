@@ -1,0 +1,216 @@
+"""Satterthwaite df against the EXACT derivatives, and lme4's convergence check.
+
+The reference is analytic: the Hessian of lmerTest's deviance in (theta, sigma) and
+the Jacobian of vcov(beta), from the marginal covariance V = sigma^2 (W^-1 + Z Lambda
+Lambda' Z') in dense algebra (REML: tr(P V_ij) - tr(P V_i P V_j) + 2 y'P V_i P V_j P y
+- y'P V_ij P y). The engine's df must be within 1e-7 of it; lmerTest's within its own
+error (2e-6 in df, p-values with summary()'s printed digits).
+
+The fit is made with calc.derivs = FALSE and lme4's checkConv run afterwards on the
+engine's deviance evaluations: the warnings and @optinfo must be lme4's own.
+Nothing is mocked. InstEval and a 100k design: LMERMAGIC_SLOW=1 only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ro = pytest.importorskip("rpy2.robjects")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXACT_TOL = 1e-7
+
+R_HELPERS = r"""
+local({
+  sat <- new.env(parent = baseenv())
+  sys.source(%(path)s, envir = sat)
+  dat <- new.env(parent = emptyenv())
+  utils::data("dietox", package = "geepack", envir = dat)
+  ss <- lme4::sleepstudy
+  set.seed(7); ss$w <- stats::runif(180, 0.5, 2); ss$off <- stats::rnorm(180)
+  ss$Days5 <- ss$Days * 1e5; ss$D1000 <- ss$Days * 1000
+  dat$ss <- ss
+  set.seed(5)
+  sv <- data.frame(g = factor(rep(1:12, each = 10)), x = rep(0:9, 12))
+  u <- stats::rnorm(12)
+  sv$y <- 1 + 0.2 * sv$x + 0.05 * u[sv$g] + stats::rnorm(120)
+  dat$nearsing <- sv
+  dat$Penicillin <- lme4::Penicillin
+
+  exact <- function(fit) {
+    reml <- lme4::isREML(fit); theta <- fit@theta; sigma <- stats::sigma(fit)
+    X <- lme4::getME(fit, "X"); Z <- as.matrix(lme4::getME(fit, "Z"))
+    y <- lme4::getME(fit, "y") - fit@resp$offset; w <- fit@resp$weights
+    Lind <- lme4::getME(fit, "Lind")
+    Lt <- methods::as(lme4::getME(fit, "Lambdat"), "TsparseMatrix")
+    k <- length(theta); n <- nrow(X); q <- ncol(Lt)
+    Lam <- t(as.matrix(Lt))
+    dLam <- lapply(seq_len(k), function(i) {
+      s <- Lind == i; M <- matrix(0, q, q); M[cbind(Lt@j[s] + 1L, Lt@i[s] + 1L)] <- 1; M })
+    B <- diag(1 / w, n) + Z %%*%% tcrossprod(Lam) %%*%% t(Z)
+    Vd <- c(lapply(dLam, function(D) {
+              A <- D %%*%% t(Lam); sigma^2 * Z %%*%% (A + t(A)) %%*%% t(Z) }),
+            list(2 * sigma * B))
+    Vdd <- function(i, j) {
+      if (i <= k && j <= k) {
+        A <- dLam[[i]] %%*%% t(dLam[[j]]); return(sigma^2 * Z %%*%% (A + t(A)) %%*%% t(Z)) }
+      if (i > k && j > k) return(2 * B)
+      Vd[[min(i, j)]] * 2 / sigma
+    }
+    Vi <- solve(sigma^2 * B); C <- solve(t(X) %%*%% Vi %%*%% X)
+    P <- Vi - Vi %%*%% X %%*%% C %%*%% t(X) %%*%% Vi
+    Q <- if (reml) P else Vi
+    Py <- P %%*%% y
+    QV <- lapply(Vd, function(M) Q %%*%% M)
+    H <- matrix(0, k + 1, k + 1)
+    for (i in 1:(k + 1)) for (j in i:(k + 1)) {
+      Vij <- Vdd(i, j)
+      H[i, j] <- H[j, i] <- sum(Q * Vij) - sum(t(QV[[i]]) * QV[[j]]) +
+        2 * sum(Py * (Vd[[i]] %%*%% (P %%*%% (Vd[[j]] %%*%% Py)))) - sum(Py * (Vij %%*%% Py))
+    }
+    J <- lapply(Vd, function(M) C %%*%% t(X) %%*%% Vi %%*%% M %%*%% Vi %%*%% X %%*%% C)
+    sat$.lmm_sat_df_core(diag(ncol(X)), C, J, 2 * solve(H))
+  }
+
+  fitpair <- function(formula, data, weights = FALSE) {
+    form <- stats::as.formula(formula); d <- dat[[data]]
+    q <- function(e) suppressMessages(suppressWarnings(e))
+    m1 <- if (weights) q(lme4::lmer(form, d, weights = w)) else q(lme4::lmer(form, d))
+    m2 <- if (weights) q(lmerTest::lmer(form, d, weights = w)) else q(lmerTest::lmer(form, d))
+    s <- q(sat$lmm_satterthwaite(m1))
+    co <- q(summary(m2))$coefficients
+    # summary()'s printed p-values (printCoefmat's digits)
+    pr <- function(p) format.pval(p, digits = max(3L, getOption("digits") - 3L))
+    list(df = unname(s$df), df_exact = unname(exact(m1)), df_lt = unname(co[, "df"]),
+         p = unname(s$p), p_lt = unname(co[, "Pr(>|t|)"]),
+         p_print = pr(unname(s$p)), p_lt_print = pr(unname(co[, "Pr(>|t|)"])),
+         method = s$method, n_evals = s$n_devfun_evals,
+         derivs_same = identical(s$derivs, m1@optinfo$derivs))
+  }
+
+  # One fit through lmermagic's route (fitting.R) vs lme4's own lmer(): the
+  # warnings, messages and @optinfo must be identical.
+  conv <- function(formula, data, maxfun = 0L) {
+    opts <- list(kind = "lmer", reml = TRUE, ddf = "satterthwaite",
+                 control = if (maxfun > 0L) list(maxfun = maxfun) else list())
+    d <- dat[[data]]
+    ours <- sat$lmm_with_conditions(function() {
+      o <- opts; o$control$calc_derivs <- FALSE
+      todo <- sat$lmm_fit_call(d, stats::as.formula(formula), o)
+      fit <- eval(todo$call, todo$env)
+      # lmerTest's own warnings on a fallback are not lme4's check's
+      s <- suppressWarnings(sat$lmm_satterthwaite(fit))
+      sat$lmm_compat_conv_check(fit, s$derivs, todo$env$control)
+    })
+    theirs <- sat$lmm_with_conditions(function() {
+      todo <- sat$lmm_fit_call(d, stats::as.formula(formula), opts)
+      eval(todo$call, todo$env)
+    })
+    a <- ours$value@optinfo; b <- theirs$value@optinfo
+    list(w_ours = ours$warnings, w_lme4 = theirs$warnings,
+         m_ours = ours$messages, m_lme4 = theirs$messages,
+         optinfo_same = identical(a, b),
+         conv_same = identical(a$conv, b$conv), derivs_same = identical(a$derivs, b$derivs))
+  }
+  environment()
+})
+"""
+
+
+@pytest.fixture(scope="module")
+def R():
+    ro.r("suppressMessages({loadNamespace('lme4'); loadNamespace('lmerTest')})")
+    env = ro.r("new.env(parent = baseenv())")
+    for f in sorted((ROOT / "lmermagic" / "R").glob("*.R")):
+        ro.r["sys.source"](str(f), envir=env)
+    path = "'" + str(ROOT / "lmermagic" / "R" / "satterthwaite.R").replace("'", "\\'") + "'"
+    helpers = ro.r(R_HELPERS % {"path": path})
+    # the whole R/ directory, so lmm_fit_call and compat are there too
+    ro.r("function(h, e) h$sat <- e")(helpers, env)
+    return helpers
+
+
+def _py(x):
+    return {n: list(x.rx2(n)) for n in x.names}
+
+
+MODELS = [
+    ("Reaction ~ Days + (Days | Subject)", "ss", False),
+    ("Weight ~ Time + (1 + Time | Pig)", "dietox", False),
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", False),
+    ("y ~ x + (1 | g)", "nearsing", False),
+    ("Reaction ~ Days + (Days | Subject)", "ss", True),
+    ("Reaction ~ Days + offset(off) + (1 | Subject)", "ss", False),
+    ("Weight ~ Time + I(Time^2) + (Time + I(Time^2) | Pig)", "dietox", False),
+]
+
+
+@pytest.mark.parametrize("formula,data,weights", MODELS,
+                         ids=[f"{d}:{f}{':w' if w else ''}" for f, d, w in MODELS])
+def test_df_exact_and_within_lmertest(R, formula, data, weights):
+    res = _py(R["fitpair"](formula, data, weights))
+    assert res["method"] == ["lmermagic"]
+    assert res["derivs_same"] == [True]  # lme4's deriv12, bit for bit
+    df, ex, lt = (np.asarray(res[k]) for k in ("df", "df_exact", "df_lt"))
+    assert np.max(np.abs(df / ex - 1)) <= EXACT_TOL, (df, ex)
+    assert np.max(np.abs(df / lt - 1)) <= 2e-6, (df, lt)
+    assert res["p_print"] == res["p_lt_print"]
+    p, plt = np.asarray(res["p"]), np.asarray(res["p_lt"])
+    tiny = plt < 1e-10
+    assert np.all(np.abs(p[tiny] / plt[tiny] - 1) <= 1e-4)
+
+
+def test_evaluations_shared_with_lme4_check(R):
+    res = _py(R["fitpair"]("Reaction ~ Days + (Days | Subject)", "ss"))
+    # k = 3: lme4's deriv12 (1 + 2k^2) and the Richardson stencil 2k(k + 1)
+    assert res["n_evals"] == [1 + 2 * 9 + 2 * 3 * 4]
+
+
+CONV = [
+    ("Reaction ~ Days + (Days | Subject)", "ss", 0),        # no warning
+    ("Reaction ~ Days5 + (Days5 | Subject)", "ss", 0),      # rescale; singular
+    ("Reaction ~ D1000 + (D1000 | Subject)", "ss", 0),      # rescale, max|grad|, eigenvalues
+    ("Weight ~ Time + I(Time^2) + (Time + I(Time^2) | Pig)", "dietox", 0),  # max|grad|
+    ("Reaction ~ Days + (Days | Subject)", "ss", 20),       # maxfun: optimizer + gradient
+    ("y ~ x + (x | g)", "nearsing", 0),                     # singular: lme4's message only
+]
+
+
+@pytest.mark.parametrize("formula,data,maxfun", CONV, ids=[f"{f}:{m}" for f, _, m in CONV])
+def test_convergence_warnings_are_lme4s(R, formula, data, maxfun):
+    res = _py(R["conv"](formula, data, maxfun))
+    assert res["w_ours"] == res["w_lme4"]
+    assert res["m_ours"] == res["m_lme4"]
+    assert res["derivs_same"] == [True]
+    assert res["conv_same"] == [True]
+    assert res["optinfo_same"] == [True]
+
+
+def test_conv_warnings_are_triggered(R):
+    # the cases above do reach lme4's checks (else the comparison proves little)
+    w = _py(R["conv"]("Reaction ~ D1000 + (D1000 | Subject)", "ss", 0))["w_lme4"]
+    assert any("rescaling" in x for x in w)
+    assert any("very large eigenvalue" in x and "eigenvalue ratio" in x for x in w)
+    w = _py(R["conv"]("Weight ~ Time + I(Time^2) + (Time + I(Time^2) | Pig)", "dietox", 0))
+    assert any("max|grad|" in x for x in w["w_lme4"])
+
+
+@pytest.mark.skipif(os.environ.get("LMERMAGIC_SLOW") != "1", reason="LMERMAGIC_SLOW=1 only")
+def test_insteval_within_lmertest(R):
+    code = r"""function(env) {
+      form <- y ~ service + (1 | s) + (1 | d) + (1 | dept)
+      m2 <- suppressMessages(lmerTest::lmer(form, data = lme4::InstEval))
+      s <- env$sat$lmm_satterthwaite(m2)
+      co <- summary(m2)$coefficients
+      list(df = unname(s$df), df_lt = unname(co[, "df"]), p = unname(s$p),
+           p_lt = unname(co[, "Pr(>|t|)"]))
+    }"""
+    res = _py(ro.r(code)(R))
+    df, lt = np.asarray(res["df"]), np.asarray(res["df_lt"])
+    assert np.max(np.abs(df / lt - 1)) <= 2e-6
+    p, plt = np.asarray(res["p"]), np.asarray(res["p_lt"])
+    assert np.all(np.abs(p / plt - 1) <= 1e-4)
