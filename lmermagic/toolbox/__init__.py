@@ -25,6 +25,7 @@ from .intervals import confint
 from .marginal import EMMEANS_ADJUST as EMMEANS_ADJUST
 from .marginal import emmeans
 from .optimizers import allfit
+from .power import PowerResult
 from .prediction import predict, simulate
 from .random_effects import ranef_table
 from .refitting import refit, update
@@ -32,6 +33,7 @@ from .tests import anova, compare, drop1, model_anova, ranova
 from .tidying import augment, glance, glance_values, tidy, tidy_columns
 
 __all__ = [
+    "PowerResult",
     "allfit",
     "anova",
     "augment",
