@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from .model import LmerModel
     from .toolbox import anova
     from .toolbox.many_tables import ManyModels
+    from .toolbox.power import PowerResult
 
 # pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
 _LAZY = {"lmer": "api", "glmer": "api", "lmer_many": "api", "glmer_many": "api",
          "clear_cache": "api", "load_model": "api", "LmerModel": "model", "anova": "toolbox",
-         "ManyModels": "toolbox.many_tables"}
+         "ManyModels": "toolbox.many_tables",
+         "PowerResult": "toolbox.power"}
 
 
 def __getattr__(name: str) -> Any:
@@ -56,6 +58,7 @@ __all__ = [
     "ALLOWED_FUNCTIONS",
     "LmerModel",
     "ManyModels",
+    "PowerResult",
     "__version__",
     "anova",
     "clear_cache",

@@ -27,6 +27,7 @@ from .toolbox import (
     tests,
     tidying,
 )
+from .toolbox import power as power_
 
 __all__ = ["LmerModel"]
 
@@ -169,6 +170,16 @@ class LmerModel(FittedModel):
     def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
         """Responses simulated from the fitted model, as R's ``simulate()``."""
         return prediction.simulate(self, nsim=nsim, seed=seed)
+
+    def power(self, term: str, *, effect: float | None = None, along: str | None = None,
+              n: Any = None, nsim: int = 1000, alpha: float = 0.05, test: str | None = None,
+              seed: int | None = None, workers: int | None = None, backend: Any = None,
+              progress: bool = True) -> power_.PowerResult:
+        """Power to detect the fixed effect ``term`` by simulation (simr's powerSim and
+        powerCurve); see :func:`lmermagic.toolbox.power.power`."""
+        return power_.power(self, term, effect=effect, along=along, n=n, nsim=nsim,
+                            alpha=alpha, test=test, seed=seed, workers=workers,
+                            backend=backend, progress_bar=progress)
 
     def check(self, nsim: int = 250, seed: int | None = 123,
               simulate_re: str = "conditional") -> pd.DataFrame:

@@ -26,6 +26,7 @@ from .marginal import EMMEANS_ADJUST as EMMEANS_ADJUST
 from .marginal import CONTRAST_METHODS as CONTRAST_METHODS
 from .marginal import emmeans, emtrends
 from .optimizers import allfit
+from .power import PowerResult
 from .prediction import predict, simulate
 from .random_effects import ranef_table
 from .refitting import refit, update
@@ -33,6 +34,7 @@ from .tests import anova, compare, drop1, model_anova, ranova
 from .tidying import augment, glance, glance_values, tidy, tidy_columns
 
 __all__ = [
+    "PowerResult",
     "allfit",
     "anova",
     "augment",
