@@ -28,7 +28,7 @@ PACKAGE = ROOT / "lmermagic"
 LAYERS: list[tuple[str, list[str]]] = [
     ("entry points", ["lmermagic", "lmermagic.__main__", "lmermagic.magics", "lmermagic.magic_text",
                       "lmermagic.status", "lmermagic.completion",
-                      "lmermagic.many_magics"]),
+                      "lmermagic.many_magics", "lmermagic.power_magics"]),
     ("api", ["lmermagic.api", "lmermagic.datasets"]),
     ("model", ["lmermagic.model"]),
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),
