@@ -11,7 +11,6 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
 from .errors import DataError, LmerError, did_you_mean
-from .model import LmerModel
 from .magic_text import _RaisingParser
 
 if TYPE_CHECKING:
@@ -83,6 +82,8 @@ class PowerMagics(Magics):
             raise exc.with_traceback(None) from None
 
     def _power(self, line: str) -> PowerResult | None:
+        from .model import LmerModel  # not at %load_ext: it imports pandas
+
         parser = PowerMagics.lmer_power.parser
         parser.__class__ = _RaisingParser  # a DataError, not argparse's exit
         args = parser.parse_args(arg_split(line))

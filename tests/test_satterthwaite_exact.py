@@ -164,6 +164,22 @@ def test_df_exact_and_within_lmertest(R, formula, data, weights):
     assert np.all(np.abs(p[tiny] / plt[tiny] - 1) <= 1e-4)
 
 
+def test_refit_of_a_reml_fit(R):
+    # lme4's refit() leaves its response module's REML at 1 (its criterion
+    # divides by n - 1, not n - p): the engine must not take the criterion for
+    # lmerTest's (the df were 0.7 % off, 16.99 for the exact 16.87).
+    res = _py(ro.r("""function(h) {
+        m <- suppressWarnings(lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy))
+        m2 <- lme4::refit(m, sqrt(lme4::sleepstudy$Reaction) * 10)
+        s <- h$sat$lmm_satterthwaite(m2)
+        list(df = unname(s$df), exact = unname(h$exact(m2)), method = s$method,
+             reml_field = m2@resp$REML)
+    }""")(R))
+    assert res["method"] == ["lmermagic"] and res["reml_field"] == [1]
+    df, ex = np.asarray(res["df"]), np.asarray(res["exact"])
+    assert np.max(np.abs(df / ex - 1)) <= EXACT_TOL, (df, ex)
+
+
 def test_evaluations_shared_with_lme4_check(R):
     res = _py(R["fitpair"]("Reaction ~ Days + (Days | Subject)", "ss"))
     # k = 3: lme4's deriv12 (1 + 2k^2) and the Richardson stencil 2k(k + 1)
