@@ -6,6 +6,7 @@ Pure Python, no R: both the magics and the Python API build a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -224,6 +225,24 @@ def _timeout(value: float | None) -> float | None:
     return None if seconds == float("inf") else seconds
 
 
+WARM_STARTS = ("subsample", "mixedlm")
+
+
+def parse_warm_start(value: Any, kind: str) -> str | None:
+    """``warm_start=``: False/None (lme4's default start), ``"subsample"``,
+    ``"mixedlm"``, or True (mixedlm when it is installed, else subsample)."""
+    if value is None or value is False:
+        return None
+    if kind != "lmer":
+        raise DataError("warm_start applies to lmer (linear mixed models) only; glmer fits "
+                        "start from lme4's default. Leave warm_start unset for glmer.")
+    if value is True:
+        return "mixedlm" if importlib.util.find_spec("mixedlm") is not None else "subsample"
+    if isinstance(value, str) and value.strip().lower() in WARM_STARTS:
+        return value.strip().lower()
+    raise DataError(f"warm_start={value!r}: use False, True, 'subsample' or 'mixedlm'.")
+
+
 def _positive(value: Any, what: str, most: float | None = None) -> float:
     try:
         out = float(value)
@@ -266,6 +285,8 @@ class FitRequest:
     isolate: bool = False
     memory_limit: float | None = None
     cache_dir: str | None = None
+    # Where lme4's optimizer starts (None: its default); see R/warmstart.R.
+    warm_start: str | None = None
 
     @classmethod
     def build(
@@ -292,6 +313,7 @@ class FitRequest:
         isolate: bool = False,
         memory_limit: float | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        warm_start: bool | str | None = None,
     ) -> FitRequest:
         formula = formula_text(formula)
         fam, link = "gaussian", "identity"
@@ -341,11 +363,12 @@ class FitRequest:
             memory_limit=None if memory_limit is None else _positive(memory_limit,
                                                                      "memory_limit"),
             cache_dir=os.fspath(cache_dir) if cache_dir else None,
+            warm_start=parse_warm_start(warm_start, kind),
         )
 
     def r_options(self) -> dict[str, object]:
         """The options list lmm_fit() takes in R (no R code, only values)."""
-        return {
+        out: dict[str, object] = {
             "kind": self.kind,
             "reml": self.reml,
             "ddf": self.ddf,
@@ -358,6 +381,9 @@ class FitRequest:
             "control": self.control,
             "nagq": self.nagq,
         }
+        if self.warm_start is not None:  # absent otherwise: earlier cache keys stay valid
+            out["warm_start"] = self.warm_start
+        return out
 
 
 def raise_formula_problem(check: dict[str, Any], text: str, columns: list[str], *,
