@@ -7,7 +7,7 @@ import os
 import warnings
 from typing import Any
 
-from . import cache, convert, savefile
+from . import cache, convert, savefile, warmstart
 from .errors import DataError
 from .fitting import issue_warnings
 from .isolation import fit_any
@@ -128,7 +128,7 @@ def lmer(
                                control=control, extra_functions=tuple(allow_functions),
                                timeout=timeout, allow_large=allow_large, isolate=isolate,
                                memory_limit=memory_limit, cache_dir=cache_dir,
-                               warm_start=warm_start)
+                               warm_start=warmstart.resolve(warm_start))
     return fit(request, data)
 
 

@@ -6,7 +6,6 @@ Pure Python, no R: both the magics and the Python API build a
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -132,6 +131,7 @@ CHECK_KEYS = (
 )
 CHECK_ACTIONS = ("ignore", "warning", "message", "stop")
 KINDS = ("lmer", "glmer", "glmer.nb")
+WARM_STARTS = ("subsample", "mixedlm")
 
 
 def _names(value: str | list[str] | tuple[str, ...] | None, what: str) -> tuple[str, ...]:
@@ -225,24 +225,6 @@ def _timeout(value: float | None) -> float | None:
     return None if seconds == float("inf") else seconds
 
 
-WARM_STARTS = ("subsample", "mixedlm")
-
-
-def parse_warm_start(value: Any, kind: str) -> str | None:
-    """``warm_start=``: False/None (lme4's default start), ``"subsample"``,
-    ``"mixedlm"``, or True (mixedlm when it is installed, else subsample)."""
-    if value is None or value is False:
-        return None
-    if kind != "lmer":
-        raise DataError("warm_start applies to lmer (linear mixed models) only; glmer fits "
-                        "start from lme4's default. Leave warm_start unset for glmer.")
-    if value is True:
-        return "mixedlm" if importlib.util.find_spec("mixedlm") is not None else "subsample"
-    if isinstance(value, str) and value.strip().lower() in WARM_STARTS:
-        return value.strip().lower()
-    raise DataError(f"warm_start={value!r}: use False, True, 'subsample' or 'mixedlm'.")
-
-
 def _positive(value: Any, what: str, most: float | None = None) -> float:
     try:
         out = float(value)
@@ -285,8 +267,7 @@ class FitRequest:
     isolate: bool = False
     memory_limit: float | None = None
     cache_dir: str | None = None
-    # Where lme4's optimizer starts (None: its default); see R/warmstart.R.
-    warm_start: str | None = None
+    warm_start: str | None = None  # None, "subsample", "mixedlm": R/warmstart.R
 
     @classmethod
     def build(
@@ -313,7 +294,7 @@ class FitRequest:
         isolate: bool = False,
         memory_limit: float | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        warm_start: bool | str | None = None,
+        warm_start: str | None = None,
     ) -> FitRequest:
         formula = formula_text(formula)
         fam, link = "gaussian", "identity"
@@ -337,6 +318,9 @@ class FitRequest:
                            data_name), ("the model's name", name), ("family=", family)):
             if isinstance(value, str):
                 no_nul(value, what)
+        if warm_start is not None and (kind != "lmer" or warm_start not in WARM_STARTS):
+            raise DataError(f"warm_start={warm_start!r}: use 'subsample' or 'mixedlm', with "
+                            "lmer only (glmer fits start from lme4's default).")
         if nagq is not None and (kind != "glmer" or int(nagq) < 0):
             raise DataError("nAGQ applies to glmer only and is a whole number >= 0.")
         return cls(
@@ -363,12 +347,12 @@ class FitRequest:
             memory_limit=None if memory_limit is None else _positive(memory_limit,
                                                                      "memory_limit"),
             cache_dir=os.fspath(cache_dir) if cache_dir else None,
-            warm_start=parse_warm_start(warm_start, kind),
+            warm_start=warm_start,
         )
 
     def r_options(self) -> dict[str, object]:
         """The options list lmm_fit() takes in R (no R code, only values)."""
-        out: dict[str, object] = {
+        return {
             "kind": self.kind,
             "reml": self.reml,
             "ddf": self.ddf,
@@ -380,10 +364,8 @@ class FitRequest:
             "contrasts": self.contrasts or None,
             "control": self.control,
             "nagq": self.nagq,
+            **({"warm_start": self.warm_start} if self.warm_start else {}),  # old keys hold
         }
-        if self.warm_start is not None:  # absent otherwise: earlier cache keys stay valid
-            out["warm_start"] = self.warm_start
-        return out
 
 
 def raise_formula_problem(check: dict[str, Any], text: str, columns: list[str], *,

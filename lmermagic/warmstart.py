@@ -11,16 +11,31 @@ then uses lme4's default start and ``meta["warm_start"]`` says why.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import time
 from typing import Any
 
 import numpy as np
 
 from . import convert
-from .request import FitRequest
 
-__all__ = ["add_start", "mixedlm_theta"]
+from .errors import DataError
+from .request import WARM_STARTS, FitRequest
+
+__all__ = ["add_start", "mixedlm_theta", "resolve"]
+
+
+def resolve(value: object) -> str | None:
+    """``warm_start=`` as the request stores it: False/None (lme4's default
+    start), ``"subsample"``, ``"mixedlm"``, or True (mixedlm when it is
+    installed, else subsample)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "mixedlm" if importlib.util.find_spec("mixedlm") is not None else "subsample"
+    if isinstance(value, str) and value.strip().lower() in WARM_STARTS:
+        return value.strip().lower()
+    raise DataError(f"warm_start={value!r}: use False, True, 'subsample' or 'mixedlm'.")
 
 
 def mixedlm_theta(request: FitRequest, data: Any, used: list[str]) -> dict[str, Any]:
@@ -28,7 +43,7 @@ def mixedlm_theta(request: FitRequest, data: Any, used: list[str]) -> dict[str, 
     reads it: group, ncol (columns per term), cols, theta, evals; or
     ``{"failed": reason}``."""
     try:
-        mixedlm = importlib.import_module("mixedlm")
+        import mixedlm
     except ImportError:
         return {"failed": "the Python package mixedlm is not installed (pip install mixedlm)"}
     t0 = time.perf_counter()
