@@ -108,6 +108,8 @@ lmm_warm_start <- function(data, formula, opts) {
         if (length(src$evals)) meta$warm_start_evals <- as.integer(src$evals)
         if (length(src$rows)) meta$warm_start_rows <- as.integer(src$rows)
     }
-    meta$warm_start_seconds <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    # R's part, plus mixedlm's fit in Python
+    meta$warm_start_seconds <- as.numeric(difftime(Sys.time(), t0, units = "secs")) +
+        if (is.list(src) && length(src$seconds)) as.numeric(src$seconds) else 0
     list(theta = theta, meta = meta)
 }
