@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['wall']:.2f}s", f"theta {rel(r['theta'], base['theta']):.1e}",
                   f"fixef {rel(r['fixef'], base['fixef']):.1e}", flush=True)
     lines = [
-        "| model | start | lme4 evals | warm-start evals | warm-start s | R fit s | call s | "
-        "Δθ rel | Δβ rel | ΔlogLik rel | Δcriterion |",
+        ("| model | start | lme4 evals | warm-start evals | warm-start s | R fit s | call s | "
+         "Δθ rel | Δβ rel | ΔlogLik rel | Δcriterion |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r, base in rows:
