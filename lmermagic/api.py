@@ -7,7 +7,7 @@ import os
 import warnings
 from typing import Any
 
-from . import cache, convert, savefile
+from . import cache, convert, savefile, warmstart
 from .errors import DataError
 from .fitting import issue_warnings
 from .isolation import fit_any
@@ -37,6 +37,7 @@ def lmer(
     isolate: bool = False,
     memory_limit: float | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    warm_start: bool | str = False,
 ) -> LmerModel:
     """Fit a linear mixed model with R's ``lme4::lmer``, with lmerTest's t tests.
 
@@ -89,6 +90,16 @@ def lmer(
         without refitting. Fits are always remembered in memory for the
         session; ``model.meta["cache"]`` says whether this one came from
         ``"memory"``, ``"disk"`` or was fitted (``"miss"``).
+    warm_start : bool or {"subsample", "mixedlm"}
+        Start lme4's optimizer from a cheap estimate of the variance parameters
+        instead of its default: ``"subsample"`` fits the model on a fifth of the
+        levels of the largest grouping factor first; ``"mixedlm"`` takes the
+        estimate from the Python package mixedlm (optional); True picks mixedlm
+        when it is installed. lme4 still optimizes to its own tolerance, so the
+        estimates agree with the default start's to about that tolerance
+        (benchmarks/WARMSTART.md); ``meta`` reports the start and the
+        evaluations. If the estimate cannot be had, the default start is used
+        and ``meta["warm_start"]`` says why.
 
     Returns
     -------
@@ -103,6 +114,10 @@ def lmer(
     10.4673
     """
     if family is not None:
+        if warm_start:
+            raise DataError("warm_start applies to lmer (linear mixed models) only; glmer "
+                            "fits start from lme4's default. Leave warm_start unset with "
+                            "family=.")
         return glmer(formula, data, family=family, factors=factors, weights=weights,
                      offset=offset, contrasts=contrasts, control=control,
                      allow_functions=allow_functions, timeout=timeout,
@@ -112,7 +127,8 @@ def lmer(
                                weights=weights, offset=offset, contrasts=contrasts,
                                control=control, extra_functions=tuple(allow_functions),
                                timeout=timeout, allow_large=allow_large, isolate=isolate,
-                               memory_limit=memory_limit, cache_dir=cache_dir)
+                               memory_limit=memory_limit, cache_dir=cache_dir,
+                               warm_start=warmstart.resolve(warm_start))
     return fit(request, data)
 
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import cache, convert, packed, preflight, rdsguard, tables
+from . import cache, convert, packed, preflight, rdsguard, tables, warmstart
 from .errors import DataError, FitError, did_you_mean, excerpt, reissue
 from .rbridge import RFrame, Serialized, get_r, watched
 from .request import FitRequest, formula_text, raise_formula_problem
@@ -109,7 +109,9 @@ def fit_fields(request: FitRequest, data: Any) -> dict[str, Any]:
         entry = _from_disk(request, disk, key, cells)
     if entry is None:
         source = "miss"
-        res = run_prepared(request, prep.columns, prep.nrow, prep.options,
+        options = warmstart.add_start(request, data, prep.options,
+                                      [c.name for c in prep.columns])
+        res = run_prepared(request, prep.columns, prep.nrow, options,
                            cached=disk is not None)
         if "error" in res or "too_large" in res:
             return result_fields(request, data, prep, res, None, None)  # raises

@@ -30,7 +30,7 @@ import itertools
 import threading
 from typing import Any
 
-from . import preflight
+from . import preflight, warmstart
 from .errors import FitError, LmerTimeoutError, WorkerMemoryError
 from .fitting import Prepared, fit_fields, prepare, result_fields, run_prepared
 from .rbridge import Serialized, get_r, held, time_left, time_limit, timeout_error
@@ -100,6 +100,8 @@ def fit_isolated(request: FitRequest, data: Any) -> dict[str, Any]:
     """As :func:`lmermagic.fitting.fit_fields`, with R's work in the worker."""
     with time_limit(request.timeout):  # called directly, not through fit_any
         prep = prepare(request, data)
+        prep = dataclasses.replace(prep, options=warmstart.add_start(
+            request, data, prep.options, [c.name for c in prep.columns]))
         limit = memory_limit(request)
         with held(_exchange, _WAITING_FOR):
             res, raw = _exchange_with_worker(request, prep, limit)

@@ -131,6 +131,7 @@ CHECK_KEYS = (
 )
 CHECK_ACTIONS = ("ignore", "warning", "message", "stop")
 KINDS = ("lmer", "glmer", "glmer.nb")
+WARM_STARTS = ("subsample", "mixedlm")
 
 
 def _names(value: str | list[str] | tuple[str, ...] | None, what: str) -> tuple[str, ...]:
@@ -266,6 +267,7 @@ class FitRequest:
     isolate: bool = False
     memory_limit: float | None = None
     cache_dir: str | None = None
+    warm_start: str | None = None  # None, "subsample", "mixedlm": R/warmstart.R
 
     @classmethod
     def build(
@@ -292,6 +294,7 @@ class FitRequest:
         isolate: bool = False,
         memory_limit: float | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        warm_start: str | None = None,
     ) -> FitRequest:
         formula = formula_text(formula)
         fam, link = "gaussian", "identity"
@@ -315,6 +318,9 @@ class FitRequest:
                            data_name), ("the model's name", name), ("family=", family)):
             if isinstance(value, str):
                 no_nul(value, what)
+        if warm_start is not None and (kind != "lmer" or warm_start not in WARM_STARTS):
+            raise DataError(f"warm_start={warm_start!r}: use 'subsample' or 'mixedlm', with "
+                            "lmer only (glmer fits start from lme4's default).")
         if nagq is not None and (kind != "glmer" or int(nagq) < 0):
             raise DataError("nAGQ applies to glmer only and is a whole number >= 0.")
         return cls(
@@ -341,6 +347,7 @@ class FitRequest:
             memory_limit=None if memory_limit is None else _positive(memory_limit,
                                                                      "memory_limit"),
             cache_dir=os.fspath(cache_dir) if cache_dir else None,
+            warm_start=warm_start,
         )
 
     def r_options(self) -> dict[str, object]:
@@ -357,6 +364,7 @@ class FitRequest:
             "contrasts": self.contrasts or None,
             "control": self.control,
             "nagq": self.nagq,
+            **({"warm_start": self.warm_start} if self.warm_start else {}),  # old keys hold
         }
 
 
