@@ -117,6 +117,7 @@ class LmerMagics(Magics):
     ``%config LmerMagics.allow = ['sinh']``, ``%config LmerMagics.ddf = 'kenward-roger'``,
     ``%config LmerMagics.isolate = True``, ``%config LmerMagics.max_seconds = 600``,
     ``%config LmerMagics.progress = False`` (no live status or bootstrap progress line),
+    ``%config LmerMagics.warm_start = 'mixedlm'`` (start lme4 from mixedlm's estimate),
     ``%config LmerMagics.cache_dir = '~/.cache/lmermagic'`` (keep fits across restarts).
     """
 
@@ -145,6 +146,9 @@ class LmerMagics(Magics):
     ).tag(config=True)
     cache_dir = Unicode("", help="Directory keeping fits across kernel restarts; empty: "
                         "in memory only.").tag(config=True)
+    warm_start = Unicode("", help="Start %lmer's optimizer from a cheap estimate: "
+                         "'subsample', 'mixedlm' or 'true' (mixedlm if installed); empty: "
+                         "lme4's default start.").tag(config=True)
 
     progress = Bool(
         True, help="Show a live status line (time, evaluations, deviance) for fits, and "
@@ -263,6 +267,7 @@ class LmerMagics(Magics):
             memory_limit=(args.memory_limit if args.memory_limit is not None
                           else self.memory_limit) or None,
             cache_dir=self.cache_dir or None,
+            warm_start=self._warm_start() if not use_glmer else None,
         )
         from .api import fit
 
@@ -270,6 +275,12 @@ class LmerMagics(Magics):
 
         with live_status(f"fitting {formula}", self.shell, enabled=self.progress):
             return fit(request, data)
+
+    def _warm_start(self) -> str | None:
+        from .warmstart import resolve
+
+        value = self.warm_start.strip()
+        return resolve(True if value.lower() == "true" else value or None)
 
     @property
     def _user_ns(self) -> dict[str, Any]:

@@ -164,3 +164,22 @@ def test_failed_estimate_falls_back(sleepstudy: Any, monkeypatch: Any,
     assert "warm_start_theta" not in m.meta
     np.testing.assert_array_equal(m.theta, default.theta)
     assert m.meta["optimizer_evals"] == default.meta["optimizer_evals"]
+
+
+def test_magic_config_default(shell, sleepstudy):
+    shell.user_ns["sleep_ws"] = sleepstudy
+    try:
+        shell.run_cell("%config LmerMagics.warm_start = 'subsample'", store_history=False)
+        res = shell.run_cell("%lmer -d sleep_ws -o m_ws -q  Reaction ~ Days + (Days | Subject)",
+                             store_history=False)
+        assert res.error_in_exec is None, res.error_in_exec
+        assert shell.user_ns["m_ws"].meta["warm_start"] == "subsample"
+        shell.run_cell("%config LmerMagics.warm_start = 'nonsense'", store_history=False)
+        res = shell.run_cell("%lmer -d sleep_ws -q  Reaction ~ Days + (1 | Subject)",
+                             store_history=False)
+        assert "warm_start='nonsense'" in str(res.error_in_exec)
+    finally:
+        shell.run_cell("%config LmerMagics.warm_start = ''", store_history=False)
+    res = shell.run_cell("%lmer -d sleep_ws -o m_ws -q  Reaction ~ Days + (Days | Subject)",
+                         store_history=False)
+    assert "warm_start" not in shell.user_ns["m_ws"].meta
