@@ -18,7 +18,9 @@ reps_small <- if (length(args) >= 2) as.integer(args[[2]]) else 20L
 this_file <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
 root <- if (is.na(this_file)) getwd() else dirname(dirname(normalizePath(this_file)))
 sat_env <- new.env(parent = baseenv())
-sys.source(file.path(root, "lmermagic", "R", "satterthwaite.R"), envir = sat_env)
+for (f in c("satterthwaite.R", "satterthwaite_derivs.R")) {
+    sys.source(file.path(root, "lmermagic", "R", f), envir = sat_env)
+}
 
 timed <- function(expr) {
   gc(FALSE)

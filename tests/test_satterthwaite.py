@@ -21,6 +21,14 @@ import pytest
 ro = pytest.importorskip("rpy2.robjects")
 
 R_FILE = Path(__file__).resolve().parents[1] / "lmermagic" / "R" / "satterthwaite.R"
+# the engine's files: satterthwaite.R and its derivatives
+R_FILES = [R_FILE, R_FILE.with_name("satterthwaite_derivs.R")]
+
+
+def _r_paths() -> str:
+    """R_FILES as an R character vector."""
+    return "c(" + ", ".join("'" + str(f).replace("\\", "/").replace("'", "\\'") + "'"
+                            for f in R_FILES) + ")"
 REL_TOL = 2e-6  # lmerTest's own error in df
 P_TINY_TOL = 1e-4  # p < 1e-10
 # lmerTest's own route (the fallback) is lmerTest's numbers to rounding.
@@ -30,7 +38,7 @@ EXACT_TOL = 1e-9
 R_HELPERS = r"""
 local({
   sat <- new.env(parent = baseenv())
-  sys.source(%(path)s, envir = sat)
+  for (f in %(path)s) sys.source(f, envir = sat)
 
   dat <- new.env(parent = emptyenv())
   utils::data("dietox", package = "geepack", envir = dat)
@@ -182,8 +190,7 @@ def _to_py(x):
 @pytest.fixture(scope="module")
 def R():
     ro.r("suppressMessages({loadNamespace('lme4'); loadNamespace('lmerTest')})")
-    path = "'" + str(R_FILE).replace("\\", "/").replace("'", "\\'") + "'"
-    return ro.r(R_HELPERS % {"path": path})
+    return ro.r(R_HELPERS % {"path": _r_paths()})
 
 
 def _check(res, tol=REL_TOL):
@@ -323,14 +330,14 @@ def test_unknown_internals_are_detected():
     code = r"""
     function(path) {
       sat <- new.env(parent = baseenv())
-      sys.source(path, envir = sat)
+      for (f in path) sys.source(f, envir = sat)
       sat$.lmm_sat_known$native[["merPredDCreate"]] <- 18L
       sat$.lmm_sat_known$native[["lmer_NoSuchEntry"]] <- 1L
       sat$.lmm_sat_known$pp <- c(sat$.lmm_sat_known$pp, "noSuchField")
       sat$.lmm_sat_unknown_internals()
     }
     """
-    reason = ro.r(code)(str(R_FILE))[0]
+    reason = ro.r(code)(ro.StrVector([str(f) for f in R_FILES]))[0]
     assert "internals not recognised" in reason
     assert "merPredDCreate takes 17 arguments, not 18" in reason
     assert "no C++ entry point lmer_NoSuchEntry" in reason

@@ -27,7 +27,7 @@ EXACT_TOL = 1e-7
 R_HELPERS = r"""
 local({
   sat <- new.env(parent = baseenv())
-  sys.source(%(path)s, envir = sat)
+  for (f in %(path)s) sys.source(f, envir = sat)
   dat <- new.env(parent = emptyenv())
   utils::data("dietox", package = "geepack", envir = dat)
   ss <- lme4::sleepstudy
@@ -127,7 +127,8 @@ def R():
     env = ro.r("new.env(parent = baseenv())")
     for f in sorted((ROOT / "lmermagic" / "R").glob("*.R")):
         ro.r["sys.source"](str(f), envir=env)
-    path = "'" + str(ROOT / "lmermagic" / "R" / "satterthwaite.R").replace("'", "\\'") + "'"
+    path = "c(" + ", ".join("'" + str(ROOT / "lmermagic" / "R" / f).replace("'", "\\'") + "'"
+                            for f in ("satterthwaite.R", "satterthwaite_derivs.R")) + ")"
     helpers = ro.r(R_HELPERS % {"path": path})
     # the whole R/ directory, so lmm_fit_call and compat are there too
     ro.r("function(h, e) h$sat <- e")(helpers, env)
