@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*"]),
     ("fit machinery", ["lmermagic.isolation", "lmermagic.fitting", "lmermagic.preflight",
                        "lmermagic.workers", "lmermagic.tally", "lmermagic.cluster",
-                       "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn",
+                       "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn", "lmermagic.pool",
                        "lmermagic.savefile"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
