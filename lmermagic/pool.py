@@ -10,9 +10,10 @@ message, :class:`lmermagic.spawn.Worker`).
   rest; each starts with :func:`warm_up` (R, and a tiny fit that loads lme4,
   Matrix and lmerTest).
 - A job gives its workers back (``release``): a worker is kept only if it is
-  alive, idle (no task or load under way) and smaller than ``max_rss`` bytes
-  (R does not give freed memory back to the system, so a worker that grew on
-  a big job is ended rather than kept); its job's data are dropped. A worker
+  alive, idle (no task or load under way; one still starting is kept) and
+  smaller than ``max_rss`` bytes (R does not give freed memory back to the
+  system, so a worker that grew on a big job is ended rather than kept); its
+  job's data are dropped. A worker
   that was busy when its job ended (Ctrl-C, a timeout, an error) is killed by
   the job, never kept.
 - Kept workers end after ``idle_timeout`` seconds without work (300 by
@@ -309,7 +310,8 @@ class Pool:
             if w.start_seconds is not None and w not in self._counted:
                 self._counted.add(w)
                 self._starts = [*self._starts, w.start_seconds][-5:]
-            if w.alive and w._ready and _rss(w.pid) <= self.max_rss and self.idle_timeout > 0:
+            idle = w._ready or w.job is None  # no task or load under way; maybe starting
+            if w.alive and idle and _rss(w.pid) <= self.max_rss and self.idle_timeout > 0:
                 w.drop()
                 keep.append(w)
             else:

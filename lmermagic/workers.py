@@ -78,8 +78,8 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
     in a task or in ``done``, Ctrl-C, or ``timeout`` seconds (TimeoutError)
     kill at once every worker process that is running a task or loading the
     job, whatever it is doing (the tasks they were running are lost), and the
-    error is raised; idle ones go back to the pool. A worker that dies during a
-    task raises :class:`WorkerDied`, or, with ``died``, is reported as
+    error is raised; idle ones, and ones still starting, go back to the pool.
+    A worker that dies during a task raises :class:`WorkerDied`, or, with ``died``, is reported as
     ``died(task, exc)`` and replaced, and the other tasks go on.
     """
     if workers == 1:
@@ -114,7 +114,7 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
         while todo or busy:
             for w in list(team):
                 try:
-                    if w._ready and w.job is not job:
+                    if w._ready and w.job is not job and todo:
                         w.load(load, job)
                     elif w._ready and w not in busy and todo:
                         busy[w] = todo.pop()
@@ -154,11 +154,26 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
                 done(task, value)
             if idle is not None:
                 idle()
+        _finish_loads(team, job)
     finally:
-        for w in team:  # what runs or loads now may run for long: killed, never kept
-            if w in busy or not w._ready:
+        for w in team:  # a task or a load under way may run long: killed, never kept
+            if w in busy or (not w._ready and w.job is not None):
                 w.stop()
         pool.release(team)
+
+
+def _finish_loads(team: list[Worker], job: object) -> None:
+    """Workers still loading the job when its last task is done: their answer
+    is awaited a moment (1 s in all), so that they stay warm for the next job."""
+    grace = time.monotonic() + 1.0
+    for w in team:
+        if not w._ready and w.job is job and w._conn is not None:
+            try:
+                if w._conn.poll(max(0.0, grace - time.monotonic())) and \
+                        w._conn.recv()[0] == "ok":
+                    w._answered()
+            except (EOFError, OSError):
+                pass
 
 
 @dataclass(frozen=True)
