@@ -10,8 +10,8 @@ models share it. A model that fails is recorded in ``errors`` and the rest go
 on. The tables are put in model order whatever finished first, so every
 backend and number of workers gives the same tables, bit for bit.
 
-``workers=n`` alone means up to n worker processes, when they pay off: the
-first chunk is fitted here, timed, and :func:`lmermagic.workers.plan_workers`
+``workers=n`` alone means up to n worker processes, when they pay off: a
+quarter of the first chunk is fitted here, timed, and :func:`lmermagic.workers.plan_workers`
 weighs the rest against the pool's warm workers and measured start-up; the
 rest runs on the workers it chooses, or here. ``backend="processes"`` always
 uses n processes. ``meta`` says what ran and why.
@@ -306,16 +306,25 @@ def _run_here_first(job: _Job, chunks: list[Any], done: Any, died: Any, n_worker
     here. Returns the workers used (0: none), why, and the estimates."""
     wall, cpu = time.monotonic(), time.process_time()
     state = _setup(job)
-    if n_workers < 2 or len(chunks) < 2:
+    if n_workers < 2:
         for chunk in chunks:
             done(chunk, _work(state, chunk))
-        return 0, ("fitted here: one chunk" if n_workers > 1
-                   else "workers=1 (or left out): fitted here"), {}
+        return 0, "workers=1 (or left out): fitted here", {}
     load = time.monotonic() - wall
+    # a quarter of the first chunk (4 models at least) is enough to time a model
+    n0 = len(chunks[0][0])
+    cut = min(n0, max(4, math.ceil(n0 / 4)))
+    if cut < n0:
+        chunks = [*_split(chunks[0], cut), *chunks[1:]]
+    if len(chunks) < 2:
+        done(chunks[0], _work(state, chunks[0]))
+        return 0, "here: a single chunk", {}
+    fit = time.monotonic()
     done(chunks[0], _work(state, chunks[0]))
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
     left = sum(len(c[0]) for c in chunks[1:])
-    plan = plan_workers(left, wall / len(chunks[0][0]), min(n_workers, len(chunks) - 1),
+    per_model = (time.monotonic() - fit) / len(chunks[0][0])
+    plan = plan_workers(left, per_model, min(n_workers, len(chunks) - 1),
                         tasks=len(chunks) - 1, cpu_share=cpu / max(wall, 1e-9),
                         load_seconds=load)
     if plan.workers:
@@ -325,6 +334,17 @@ def _run_here_first(job: _Job, chunks: list[Any], done: Any, died: Any, n_worker
         for chunk in chunks[1:]:
             done(chunk, _work(state, chunk))
     return plan.workers, plan.reason, plan.estimate
+
+
+def _split(chunk: tuple[np.ndarray, list[str], Any], k: int) -> list[Any]:
+    """A chunk as two: its first ``k`` models and the others."""
+    ids, formulas, rows = chunk
+    if rows is None:
+        return [(ids[:k], formulas[:k], None), (ids[k:], formulas[k:], None)]
+    flat, lengths = rows
+    at = int(lengths[:k].sum())
+    return [(ids[:k], formulas[:k], (flat[:at], lengths[:k])),
+            (ids[k:], formulas[k:], (flat[at:], lengths[k:]))]
 
 
 def _client_workers(client: Any) -> int:
