@@ -17,7 +17,7 @@ message, :class:`lmermagic.spawn.Worker`).
   that was busy when its job ended (Ctrl-C, a timeout, an error) is killed by
   the job, never kept.
 - Kept workers end after ``idle_timeout`` seconds without work (300 by
-  default; ``get_pool().idle_timeout = 60``), at interpreter exit, and on
+  default; ``get_pool().idle_timeout = 60``; 0 keeps none), at interpreter exit, and on
   :func:`shutdown` (``lmermagic.shutdown_workers()``).
 - A worker is lent to one job at a time; jobs in several threads get workers
   of their own.
@@ -146,7 +146,7 @@ class Worker:
         if self.alive:
             return
         self.stop()
-        self._started = time.monotonic()
+        self._started, self.start_seconds = time.monotonic(), None
         self._proc = _start_process((self._setup, self._payload))
         self._conn, self._ready = self._proc.conn, False
 
@@ -307,9 +307,10 @@ class Pool:
         now = time.monotonic()
         keep = []
         for w in workers:
-            if w.start_seconds is not None and w not in self._counted:
-                self._counted.add(w)
-                self._starts = [*self._starts, w.start_seconds][-5:]
+            with self._lock:
+                if w.start_seconds is not None and w not in self._counted:
+                    self._counted.add(w)
+                    self._starts = [*self._starts, w.start_seconds][-5:]
             idle = w._ready or w.job is None  # no task or load under way; maybe starting
             if w.alive and idle and _rss(w.pid) <= self.max_rss and self.idle_timeout > 0:
                 w.drop()

@@ -8,11 +8,13 @@ says so in meta, with the serial tables, bit for bit, either way."""
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,23 @@ def test_a_timeout_kills_the_busy_workers_only_and_nothing_stays_behind(pool):
     assert {s for s, _ in _batch("7").values()} == {7}
 
 
+def test_ctrl_c_on_warm_workers_kills_the_busy_ones(pool):
+    _batch("1")
+    pids = set(pool.pids())
+    timer = threading.Timer(1.0, _thread.interrupt_main)
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_tasks(_nap, [100, 100, 100], lambda t, r: None, setup=int, payload="0",
+                      workers=2)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 30  # a hang guard
+    assert _wait_for(lambda: not any(_alive(p) for p in pids), 10) and pool.pids() == []
+    assert {s for s, _ in _batch("8").values()} == {8}
+
+
 def test_a_memory_limit_is_for_one_task_on_a_kept_worker(pool):
     _batch("1")
     (w,), warm = pool.acquire(1)
@@ -199,8 +218,16 @@ def test_no_worker_outlives_the_interpreter(how, tmp_path):
         import psutil
     except ImportError:
         return
-    assert not [p for p in pids if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+    def running(pid: int) -> bool:  # psutil's view, where it is installed
+        try:
+            proc = psutil.Process(pid)
+            return (proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+                    and "lmermagic.spawn" in " ".join(proc.cmdline()))
+        except psutil.Error:
+            return False
+
+    assert _wait_for(lambda: not any(running(p) for p in pids), 10)
 
 
 # -- with R
