@@ -91,8 +91,8 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
     load = pickle.dumps(("load", setup, payload), pickle.HIGHEST_PROTOCOL)  # fails here
     job = object()
     pool = get_pool()
-    team, _ = pool.acquire(max(1, min(workers, len(todo))))
-    kept = set(team)  # a kept worker found dead as the job loads is replaced, once
+    team, warm = pool.acquire(max(1, min(workers, len(todo))))
+    kept = set(team[:warm])  # a kept worker found dead as the job loads is replaced, once
     busy: dict[Worker, T] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
 
