@@ -69,7 +69,21 @@ __all__ = [
     "lmer_many",
     "load_ipython_extension",
     "load_model",
+    "shutdown_workers",
 ]
+
+
+def shutdown_workers() -> None:
+    """End the worker processes the session keeps warm between jobs.
+
+    lmer_many(workers=...), the bootstrap's workers= and isolated fits lend
+    processes from one pool; kept ones end by themselves after
+    ``lmermagic.workers.get_pool().idle_timeout`` seconds without work (300)
+    and at exit. The next job that needs workers starts new ones (about 2 s
+    each)."""
+    from .pool import shutdown
+
+    shutdown()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -262,7 +262,14 @@ def lmer_many(
         the cluster of a ``distributed.Client``. The tables are the same, bit
         for bit, whatever the backend and number of workers.
     workers : int, optional
-        Worker processes (default: up to 4, one per core).
+        Up to this many local worker processes, used only when they pay off:
+        a few models are fitted here and timed first, and the rest go to the
+        workers if they would finish sooner, counting the start of each one
+        not already warm (about 2 s; the session keeps workers warm between
+        batches, see ``lmermagic.shutdown_workers``). ``meta["workers_used"]``
+        and ``meta["workers_reason"]`` say what ran. With
+        ``backend="processes"``: exactly this many processes (default: up to
+        4, one per core); with ``backend="dask"``: the LocalCluster's size.
     p_adjust : str
         R's ``p.adjust`` method for ``p_adjusted``, per term across models:
         ``"BH"`` (default), ``"BY"``, ``"holm"``, ``"hochberg"``, ``"hommel"``,

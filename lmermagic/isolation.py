@@ -14,13 +14,17 @@ and the fit with its data as the bytes of R's ``serialize()``, which become R
 objects in the notebook's R (``unserialize()``) only when a toolbox method
 needs them. No R object is pickled; nothing is read from disk.
 
-One warm worker serves the session: it starts (about 2 s: Python, R, lme4)
-at the first isolated fit and is replaced after it is killed. Threads take
-turns with it: one lock covers each exchange (request, reply, and killing the
-worker when the fit must end), so a thread's timeout or Ctrl-C kills only the
-worker running its own fit, and every request carries a number the reply must
-echo, so a reply can only ever reach the request it answers. The wait for the
-worker counts against the fit's ``timeout``.
+The worker comes from the session's pool of warm workers
+(:mod:`lmermagic.pool`, shared with lmer_many and the bootstrap): lent for
+one fit, given back after it, kept only if it is idle and small (a fit that
+made R grow ends its worker); the first isolated fit of a session may pay its
+start (about 2 s). The memory limit is set for each fit, in the worker, for
+that fit only. Isolated fits take turns: one lock covers each exchange
+(request, reply, and killing the worker when the fit must end), so that two
+fits never hold the limit's share of the available memory at once, a
+thread's timeout or Ctrl-C kills only the worker running its own fit, and
+every request carries a number the reply must echo, so a reply can only ever
+reach the request it answers. The wait counts against the fit's ``timeout``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .errors import FitError, LmerTimeoutError, WorkerMemoryError
 from .fitting import Prepared, fit_fields, prepare, result_fields, run_prepared
 from .rbridge import Serialized, get_r, held, time_left, time_limit, timeout_error
 from .request import FitRequest
+from .pool import get_pool
 from .workers import Worker, WorkerDied
 
 __all__ = ["fit_any", "fit_isolated", "memory_limit", "stop_worker"]
@@ -45,7 +50,6 @@ _NO_MEMORY = ("cannot allocate", "std::bad_alloc", "memory exhausted")
 _DEFAULT_SHARE = 0.8
 _WAITING_FOR = "the isolated fits' worker process"
 
-_worker: Worker | None = None
 # One exchange with the worker at a time; held while it may be killed.
 _exchange = threading.Lock()
 _request_ids = itertools.count(1)
@@ -67,10 +71,6 @@ def memory_limit(request: FitRequest) -> float | None:
     return None if avail is None else _DEFAULT_SHARE * avail
 
 
-def _start_r(_: Any) -> None:
-    get_r()
-
-
 def _fit_in_worker(state: None, task: tuple[Any, ...]
                    ) -> tuple[int, dict[str, Any], bytes | None]:
     request_id, request, columns, nrow, options = task
@@ -81,19 +81,11 @@ def _fit_in_worker(state: None, task: tuple[Any, ...]
     return request_id, res, None if raw is None else get_r().raw_bytes(raw)
 
 
-def _get_worker() -> Worker:
-    global _worker
-    if _worker is None:
-        _worker = Worker(_start_r)
-    return _worker
-
-
 def stop_worker() -> None:
-    """End the session's worker process, if one runs (the next isolated fit
-    starts another). An isolated fit running in another thread ends first."""
+    """End the worker of the isolated fit under way, if any, and the pool's
+    kept workers. An isolated fit running in another thread ends first."""
     with _exchange:
-        if _worker is not None:
-            _worker.stop()
+        get_pool().shutdown()
 
 
 def fit_isolated(request: FitRequest, data: Any) -> dict[str, Any]:
@@ -111,7 +103,16 @@ def fit_isolated(request: FitRequest, data: Any) -> dict[str, Any]:
 def _exchange_with_worker(request: FitRequest, prep: Prepared, limit: float | None
                           ) -> tuple[dict[str, Any], bytes | None]:
     """One request and its reply; the caller holds ``_exchange``."""
-    worker = _get_worker()
+    pool = get_pool()
+    worker = pool.acquire(1)[0][0]
+    try:
+        return _exchange_with(worker, request, prep, limit)
+    finally:
+        pool.release([worker])  # kept only if alive, idle and small
+
+
+def _exchange_with(worker: Worker, request: FitRequest, prep: Prepared, limit: float | None
+                   ) -> tuple[dict[str, Any], bytes | None]:
     request_id = next(_request_ids)
     task = (request_id, request, prep.columns, prep.nrow, prep.options)
     try:

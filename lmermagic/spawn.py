@@ -16,12 +16,18 @@ socket, which ends that write and wakes whoever waits for the child.
 In the child (:func:`child_main`): a session of its own (a terminal's Ctrl-C
 or SIGHUP is the parent's to handle) with SIGINT ignored, death with the
 parent (Linux: ``PR_SET_PDEATHSIG``), then ``setup(payload)`` once and one
-task per message, each under its memory limit, until the socket closes.
+message at a time until the socket closes: a task (``work(state, task)``
+under its memory limit, answered), a new job (``state = setup(payload)``,
+answered: a kept worker serves one batch after another) or "drop the state"
+(not answered).
+
+The parent's side, :class:`lmermagic.pool.Worker`, keeps one such process.
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import pickle
 import signal
@@ -166,15 +172,19 @@ def child_main() -> None:
     except (EOFError, OSError):
         return
     except BaseException as exc:  # e.g. a function defined in the caller's __main__
-        _reply(conn, "error", RuntimeError(
-            f"the worker process could not load its job: {type(exc).__name__}: {exc} (the "
-            "functions sent to a worker must be importable from a module, not __main__)"))
+        _reply(conn, "error", _unloadable(exc))
         return
     _serve(conn, setup, payload)
 
 
+def _unloadable(exc: BaseException) -> RuntimeError:
+    return RuntimeError(
+        f"the worker process could not load its job: {type(exc).__name__}: {exc} (the "
+        "functions sent to a worker must be importable from a module, not __main__)")
+
+
 def _serve(conn: Connection, setup: Callable[[Any], Any], payload: Any) -> None:
-    """Set up, then one task per message until the socket closes."""
+    """Set up, then one message at a time until the socket closes."""
     import resource
 
     try:
@@ -190,14 +200,29 @@ def _serve(conn: Connection, setup: Callable[[Any], Any], payload: Any) -> None:
         except (EOFError, OSError):
             return
         try:
-            work, task, memory = pickle.loads(message)
-            if memory is not None:
-                cap = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
-                resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-            try:
-                status, value = "ok", work(state, task)
-            finally:
-                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+            kind, *rest = pickle.loads(message)
+        except BaseException as exc:  # e.g. a function defined in the caller's __main__
+            _reply(conn, "error", _unloadable(exc))
+            continue
+        try:
+            if kind == "drop":  # the batch is over: its data go, no answer
+                state = rest = None
+                gc.collect()
+                continue
+            if kind == "load":  # a new batch: its state replaces the last one's
+                state = None
+                gc.collect()
+                state = rest[0](rest[1])
+                status, value = "ok", None
+            else:
+                work, task, memory = rest
+                if memory is not None:
+                    cap = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
+                    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+                try:
+                    status, value = "ok", work(state, task)
+                finally:
+                    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
         except BaseException as exc:
             status, value = "error", exc
         _reply(conn, status, value)

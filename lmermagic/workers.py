@@ -12,6 +12,14 @@ object.
 Results come back as they complete; with one worker everything runs here, in
 task order, and nothing is pickled.
 
+The processes come from the session's pool (:mod:`lmermagic.pool`): warm
+workers kept from an earlier job first, new ones for the rest; each loads
+this job's state (``setup(payload)``) and gives it up when the job is over.
+:func:`plan_workers` says whether workers would pay off for the work left,
+from a measured time per task and the pool's state. A new job that may run
+on workers (a power simulation, say) calls ``run_tasks(..., workers=n)``,
+after ``plan_workers`` if it can time a first piece of its work here.
+
 :class:`Worker` is one such process kept for tasks one at a time, that can be
 ended at any moment: on Ctrl-C or a timeout the process is killed, whatever
 its R is doing (native code included), and the next task starts a new one.
@@ -29,16 +37,19 @@ task from the task itself, never from the process that runs it.
 from __future__ import annotations
 
 import math
-import signal
+import os
+import pickle
 import time
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from typing import Any, TypeVar
 
-from .spawn import Process
+from .pool import Worker, WorkerDied, get_pool
 from .tally import progress
 
-__all__ = ["Worker", "WorkerDied", "chunks", "progress", "run_tasks"]
+__all__ = ["Plan", "Worker", "WorkerDied", "chunks", "get_pool", "plan_workers", "progress",
+           "run_tasks"]
 
 P = TypeVar("P")
 S = TypeVar("S")
@@ -61,14 +72,15 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
 
     ``state`` is ``setup(payload)``, computed once per process. With
     ``workers > 1``, ``work``, ``setup`` and ``payload`` must pickle (functions
-    at module level) and each worker is a :class:`Worker`; ``idle()`` is called at
-    least four times a second while the workers run (a progress line's clock:
-    ``bar.refresh``). An error in a task or in ``done``, Ctrl-C, or ``timeout``
-    seconds (TimeoutError) end every worker process at once, whatever it is
-    doing (the tasks they were running are lost), and the error is raised: no
-    worker outlives the call. A worker that dies during a task raises
-    :class:`WorkerDied`, or, with ``died``, is reported as ``died(task, exc)``
-    and replaced, and the other tasks go on.
+    at module level) and up to ``workers`` processes of the session's pool run
+    the tasks (warm ones first); ``idle()`` is called at least four times a
+    second while they run (a progress line's clock: ``bar.refresh``). An error
+    in a task or in ``done``, Ctrl-C, or ``timeout`` seconds (TimeoutError)
+    kill at once every worker process that is running a task or loading the
+    job, whatever it is doing (the tasks they were running are lost), and the
+    error is raised; idle ones, and ones still starting, go back to the pool.
+    A worker that dies during a task raises :class:`WorkerDied`, or, with ``died``, is reported as
+    ``died(task, exc)`` and replaced, and the other tasks go on.
     """
     if workers == 1:
         state = setup(payload)
@@ -76,23 +88,41 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
             done(task, work(state, task))
         return
     todo = list(reversed(tasks))
-    pool = [Worker(setup, payload) for _ in range(max(1, min(workers, len(todo))))]
+    load = pickle.dumps(("load", setup, payload), pickle.HIGHEST_PROTOCOL)  # fails here
+    job = object()
+    pool = get_pool()
+    team, warm = pool.acquire(max(1, min(workers, len(todo))))
+    kept = set(team[:warm])  # a kept worker found dead as the job loads is replaced, once
     busy: dict[Worker, T] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
+
+    def replace(w: Worker, exc: WorkerDied) -> None:
+        """A worker's process ended: report its task (or raise), take another."""
+        proc = w._proc
+        if proc is not None:
+            proc.join(1)
+        exc = WorkerDied(None if proc is None else proc.exitcode)
+        if w in busy and died is not None:
+            died(busy.pop(w), exc)
+        elif w in busy or w not in kept:
+            raise exc
+        kept.discard(w)
+        w.stop()
+        team[team.index(w)] = pool.acquire(1)[0][0]
+
     try:
-        for w in pool:
-            w.start()
         while todo or busy:
-            for w in pool:
-                if w._ready and w not in busy and todo:
-                    task = todo.pop()
-                    busy[w] = task
-                    try:
-                        w._send((work, task, None))
-                    except WorkerDied:
-                        _replace_dead(w, busy, died)
+            for w in list(team):
+                try:
+                    if w._ready and w.job is not job and todo:
+                        w.load(load, job)
+                    elif w._ready and w not in busy and todo:
+                        busy[w] = todo.pop()
+                        w._send(("task", work, busy[w], None))
+                except WorkerDied as exc:
+                    replace(w, exc)
             handles: dict[Any, Worker] = {}
-            for w in pool:
+            for w in team:
                 if w in busy or not w._ready:
                     handles.update(dict.fromkeys(w._handles(), w))
             left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
@@ -100,21 +130,23 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
                 raise TimeoutError(f"the worker processes were stopped after {timeout:g} s")
             for h in wait(list(handles), left):
                 w = handles[h]
+                if w not in team:
+                    continue  # replaced since
                 assert w._conn is not None
                 if not w.alive and not w._conn.poll():
-                    _replace_dead(w, busy, died)
+                    replace(w, WorkerDied(None))
                     continue
                 if h is not w._conn:
                     continue
                 try:
                     status, value = w._conn.recv()
                 except (EOFError, ConnectionResetError):
-                    _replace_dead(w, busy, died)
+                    replace(w, WorkerDied(None))
                     continue
-                if not w._ready:
+                if not w._ready:  # its start-up or this job's load answered
                     if status != "ok":
                         raise value
-                    w._ready = True
+                    w._answered()
                     continue
                 task = busy.pop(w)
                 if status != "ok":
@@ -122,142 +154,93 @@ def run_tasks(work: Callable[[S, T], R], tasks: Sequence[T], done: Callable[[T, 
                 done(task, value)
             if idle is not None:
                 idle()
+        _finish_loads(team, job)
     finally:
-        for w in pool:
-            w.stop()
+        for w in team:  # a task or a load under way may run long: killed, never kept
+            if w in busy or (not w._ready and w.job is not None):
+                w.stop()
+        pool.release(team)
 
 
-def _replace_dead(w: Worker, busy: dict[Worker, Any],
-                  died: Callable[[Any, WorkerDied], None] | None) -> None:
-    """A worker's process ended: report its task (or raise), start another."""
-    proc = w._proc
-    if proc is not None:
-        proc.join(1)
-    exc = WorkerDied(None if proc is None else proc.exitcode)
-    if w not in busy or died is None:
-        raise exc
-    died(busy.pop(w), exc)
-    w.stop()
-    w.start()
+def _finish_loads(team: list[Worker], job: object) -> None:
+    """Workers still loading the job when its last task is done: their answer
+    is awaited a moment (1 s in all), so that they stay warm for the next job."""
+    grace = time.monotonic() + 1.0
+    for w in team:
+        if not w._ready and w.job is job and w._conn is not None:
+            try:
+                if w._conn.poll(max(0.0, grace - time.monotonic())) and \
+                        w._conn.recv()[0] == "ok":
+                    w._answered()
+            except (EOFError, OSError):
+                pass
 
 
-class WorkerDied(RuntimeError):
-    """The worker process ended during a task: ``signal`` is the signal that
-    ended it (SIGKILL: the operating system's out-of-memory killer, most
-    likely), or None; ``message`` replaces the default text (a Dask worker's
-    death, whose exit code this process never sees)."""
+@dataclass(frozen=True)
+class Plan:
+    """Whether worker processes pay off for the work left: ``workers`` to use
+    (0: run it here), why (``reason``), and the estimates in seconds."""
 
-    def __init__(self, exitcode: int | None, message: str | None = None) -> None:
-        self.exitcode = exitcode
-        self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
-        how = (f"was killed by {signal.Signals(self.signal).name}" if self.signal
-               else f"exited with code {exitcode}")
-        super().__init__(message or f"the worker process {how}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.exitcode, str(self))
+    workers: int
+    reason: str
+    estimate: dict[str, float] = field(default_factory=dict)
 
 
-class Worker:
-    """One process of lmermagic's own that runs tasks one at a time and can be
-    ended at any moment.
+# A task's cost beyond its work: pickling it and its result, one R call.
+TASK_SECONDS = 0.008
 
-    ``setup(payload)`` runs once when the process starts; ``call(work, task)``
-    returns ``work(state, task)`` computed there. The wait for the result is
-    interruptible: Ctrl-C, or ``timeout`` seconds, kill the process (SIGTERM,
-    then SIGKILL) and raise KeyboardInterrupt or TimeoutError in the caller.
-    ``memory`` bytes limit the process's address space during the task (a
-    task that needs more gets MemoryError, or R's "cannot allocate"). A
-    process that dies, while starting or during a task, raises
-    :class:`WorkerDied`. After any of these the next call starts a new
-    process. The process is in a session of its own (a terminal's or
-    Jupyter's Ctrl-C is the caller's to handle) and, on Linux, dies with its
-    parent. It starts from lmermagic's entry point (:mod:`lmermagic.spawn`),
-    never from the caller's ``__main__``: ``work`` and ``setup`` must be
-    importable from a module.
-    """
 
-    def __init__(self, setup: Callable[[Any], Any], payload: Any = None) -> None:
-        self._setup = setup
-        self._payload = payload
-        self._proc: Process | None = None
-        self._conn: Connection | None = None
-        self._ready = False
+def plan_workers(left: int, per_task: float, max_workers: int, *, tasks: int | None = None,
+                 cpu_share: float = 1.0, load_seconds: float = 0.0) -> Plan:
+    """Whether up to ``max_workers`` of the pool's processes would finish
+    ``left`` units of work (models, refits, simulations) sooner than this
+    process, and how many.
 
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+    ``per_task`` is the wall time a unit took here (measured on a first
+    piece), ``tasks`` how many tasks the units make (default ``left``),
+    ``cpu_share`` the share of a core this process had while it was measured
+    (CPU time / wall time: below 1 on a loaded machine) and ``load_seconds``
+    what loading the job costs a worker (shipping and reading its data).
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+    Here: ``left * per_task``. On ``w`` workers: the start-up of the cold ones
+    (the pool's measured start-up; warm ones pay none) + ``load_seconds`` +
+    the work, spread over ``w`` processes but never over more cores than the
+    machine gives (the other processes that compete for them are counted from
+    ``cpu_share``) + ``TASK_SECONDS`` per task. Workers are used when the
+    best ``w`` saves at least 10 % and 0.2 s."""
+    pool = get_pool()
+    warm, start = pool.warm(), pool.start_seconds()
+    cores = _cores()
+    share = min(1.0, max(0.05, cpu_share))
+    others = max(0.0, cores / share - 1) if share < 0.9 else 0.0
+    here = left * per_task
+    tasks = left if tasks is None else tasks
+    est = {"here": here, "per_task": per_task, "start": start, "warm": float(warm),
+           "cores": float(cores), "cpu_share": share}
+    best, best_s = 0, here
+    for w in range(2, max_workers + 1) if max_workers >= 2 else ():
+        speed = w * min(1.0, cores / (others + w))  # cores' worth the w workers get
+        cold = max(0, w - warm)
+        secs = ((start if cold else 0.0) + load_seconds
+                + (here * share + tasks * TASK_SECONDS) / speed)
+        est[f"workers_{w}"] = secs
+        if secs < best_s:
+            best, best_s = w, secs
+    if max_workers < 2:
+        return Plan(0, "one worker asked for: fitted here", est)
+    if best and best_s <= 0.9 * here and here - best_s >= 0.2:
+        warm_used = min(best, warm)
+        how = ("warm" if warm_used == best else
+               f"{warm_used} warm, {best - warm_used} to start ({start:.1f} s each)")
+        return Plan(best, f"{best} workers ({how}): about {best_s:.1f} s against "
+                          f"{here:.1f} s here", est)
+    return Plan(0, f"here: about {here:.1f} s, workers would take "
+                   f"{min(v for k, v in est.items() if k.startswith('workers_')):.1f} s "
+                   f"({warm} warm, {start:.1f} s to start one)", est)
 
-    def start(self) -> None:
-        """Start the process (``call`` does when none runs); its start-up data
-        are sent while the caller goes on."""
-        if self.alive:
-            return
-        self.stop()
-        self._proc = Process((self._setup, self._payload))
-        self._conn, self._ready = self._proc.conn, False
 
-    def stop(self) -> None:
-        """End the process now, whatever it is doing."""
-        proc = self._proc
-        self._proc, self._conn, self._ready = None, None, False
-        if proc is not None:
-            proc.end()
-
-    def _handles(self) -> list[Any]:
-        """What :func:`multiprocessing.connection.wait` watches for this worker."""
-        assert self._proc is not None and self._conn is not None
-        sentinel = self._proc.sentinel
-        return [self._conn] if sentinel is None else [self._conn, sentinel]
-
-    def _send(self, message: Any) -> None:
-        """Send a message; a process that died meanwhile raises WorkerDied."""
-        assert self._conn is not None and self._proc is not None
-        try:
-            self._conn.send(message)
-        except (BrokenPipeError, ConnectionResetError):
-            self._proc.join(1)
-            raise WorkerDied(self._proc.exitcode) from None
-
-    def call(self, work: Callable[[Any, Any], Any], task: Any, *, timeout: float | None = None,
-             memory: float | None = None) -> Any:
-        """``work(state, task)`` in the worker process; its exception re-raised here."""
-        self.start()
-        try:
-            if not self._ready:  # the process's start does not count against timeout
-                status, value = self._receive(None)
-                if status != "ok":
-                    raise value
-                self._ready = True
-            self._send((work, task, None if memory is None else int(memory)))
-            status, value = self._receive(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        if status != "ok":  # the task's own exception: the process lives on
-            raise value
-        return value
-
-    def _receive(self, timeout: float | None) -> tuple[str, Any]:
-        conn, proc = self._conn, self._proc
-        assert conn is not None and proc is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
-            if left <= 0:
-                raise TimeoutError(f"the worker process was stopped after {timeout:g} s")
-            ready = wait(self._handles(), left)
-            if conn in ready:
-                try:
-                    reply: tuple[str, Any] = conn.recv()
-                except (EOFError, ConnectionResetError):
-                    proc.join(1)
-                    raise WorkerDied(proc.exitcode) from None
-                return reply
-            if ready:  # the process ended
-                proc.join(1)
-                raise WorkerDied(proc.exitcode)
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

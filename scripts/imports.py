@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("fit machinery", ["lmermagic.isolation", "lmermagic.fitting", "lmermagic.preflight",
                        "lmermagic.workers", "lmermagic.tally", "lmermagic.cluster",
                        "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn",
-                       "lmermagic.savefile", "lmermagic.warmstart"]),
+                       "lmermagic.pool", "lmermagic.savefile", "lmermagic.warmstart"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
                     "lmermagic.rsyntax", "lmermagic.rformula", "lmermagic.packed",

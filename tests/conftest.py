@@ -151,14 +151,23 @@ def child_processes() -> set[str]:
 
 
 def task_processes() -> list[str]:
-    """Live worker processes (lmermagic/spawn.py's) but the isolated fits' warm
-    worker (lmermagic/isolation.py), which lives for the session by design.
+    """Live worker processes (lmermagic/spawn.py's) but the warm ones the
+    session's pool keeps between jobs (lmermagic/pool.py), by design.
     Kernels other tests keep for their module are not workers."""
-    from lmermagic import isolation
+    from lmermagic.pool import get_pool
 
-    warm = isolation._worker.pid if isolation._worker is not None else None
+    kept = {str(pid) for pid in get_pool().pids()}
     return sorted(p for p in child_processes()
-                  if "lmermagic.spawn" in p and p.split(":")[0] != str(warm))
+                  if "lmermagic.spawn" in p and p.split(":")[0] not in kept)
+
+
+def loose_processes(before: set[str]) -> set[str]:
+    """Child processes that were not there ``before`` and that the pool does
+    not keep (a worker the pool keeps is there by design)."""
+    from lmermagic.pool import get_pool
+
+    kept = {str(pid) for pid in get_pool().pids()}
+    return {p for p in child_processes() - before if p.split(":")[0] not in kept}
 
 
 @pytest.fixture()

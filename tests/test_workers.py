@@ -69,6 +69,12 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""))
 
 
+def _loose(before: set[int]) -> set[int]:
+    """Child processes not there ``before`` but for the ones the session's pool
+    keeps warm between jobs (by design: lmermagic/pool.py)."""
+    return _children() - before - set(workers.get_pool().pids())
+
+
 def _children() -> set[int]:
     """The processes whose parent is this one, zombies too (Linux's /proc)."""
     me, out = str(os.getpid()), set()
@@ -185,7 +191,7 @@ def test_a_worker_dying_in_setup_raises_at_once():
         assert info.value.exitcode == 3 and not w.alive
     finally:
         w.stop()
-    assert _children() == before
+    assert _loose(before) == set()
 
 
 def test_a_worker_killed_before_it_read_its_start_up_data():
@@ -225,7 +231,7 @@ def test_run_tasks_reports_a_task_that_killed_its_worker():
     with pytest.raises(WorkerDied, match="SIGKILL"):  # without died=: raised
         _within(HANG_GUARD, workers.run_tasks, _kill_on_three, list(range(8)),
                 lambda t, r: None, setup=int, payload="10", workers=2)
-    assert _children() == before  # no worker left behind, none a zombie
+    assert _loose(before) == set()  # no worker left behind, none a zombie
 
 
 # -- Dask

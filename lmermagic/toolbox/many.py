@@ -9,6 +9,12 @@ models, and R fits a chunk in one call (many.R), reusing the design where the
 models share it. A model that fails is recorded in ``errors`` and the rest go
 on. The tables are put in model order whatever finished first, so every
 backend and number of workers gives the same tables, bit for bit.
+
+``workers=n`` alone means up to n worker processes, when they pay off: a
+quarter of the first chunk is fitted here, timed, and :func:`lmermagic.workers.plan_workers`
+weighs the rest against the pool's warm workers and measured start-up; the
+rest runs on the workers it chooses, or here. ``backend="processes"`` always
+uses n processes. ``meta`` says what ran and why.
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ from .. import convert
 from ..cluster import local_cluster, run_on_dask
 from ..errors import DataError, FitError, LmerTimeoutError, did_you_mean
 from ..fitting import used_columns
-from ..rbridge import RFrame, get_r, time_limit
+from ..rbridge import RFrame, get_r, time_left, time_limit
 from ..request import FitRequest
 from ..rsyntax import r_symbol
-from ..workers import WorkerDied, progress, run_tasks
+from ..workers import WorkerDied, plan_workers, progress, run_tasks
 from .many_tables import ManyModels, assemble
 
 __all__ = ["ManyModels", "Plan", "fit_many", "plan_models"]
@@ -261,14 +267,16 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
                                      * len(ids)}})
             bar.update(len(ids), failed=len(ids))
 
+        used, why = parallel, f"backend {name!r}: every chunk on {name}"
+        estimate: dict[str, float] = {}
         try:
-            if name == "serial":
+            if name == "serial" or (backend is None and name == "processes"):
                 # R's lock may be another thread's for a while: the wait counts
                 with time_limit(timeout) as limit:
-                    state = _setup(job)
-                    for chunk in chunks:
-                        done(chunk, _work(state, chunk))
+                    used, why, estimate = _run_here_first(job, chunks, done, died, n_workers,
+                                                          bar.refresh)
             elif name == "processes":
+                used = min(n_workers, len(chunks))
                 run_tasks(_work, chunks, done, setup=_setup, payload=job, workers=n_workers,
                           timeout=timeout, died=died, idle=bar.refresh)
             else:
@@ -285,10 +293,58 @@ def fit_many(plan: Plan, *, backend: Any = None, workers: int | None = None,
             raise LmerTimeoutError(
                 f"the models were stopped after the time limit of {timeout:g} s ({len(parts)} "
                 f"of {len(chunks)} chunks done){waits}; every worker was stopped.") from None
-    meta = {"backend": name, "workers": parallel, "chunk_size": size,
+    meta = {"backend": name, "workers": parallel, "workers_used": used,
+            "workers_reason": why, "workers_estimate": estimate, "chunk_size": size,
             "seconds": time.monotonic() - t0, "p_adjust": method, "kind": request.kind,
             "ddf": request.ddf}
     return assemble(plan.keys, parts, method, meta)
+
+
+def _run_here_first(job: _Job, chunks: list[Any], done: Any, died: Any, n_workers: int,
+                    idle: Any) -> tuple[int, str, dict[str, float]]:
+    """The first chunk here, timed; the rest on the workers that pay off, or
+    here. Returns the workers used (0: none), why, and the estimates."""
+    wall, cpu = time.monotonic(), time.process_time()
+    state = _setup(job)
+    if n_workers < 2:
+        for chunk in chunks:
+            done(chunk, _work(state, chunk))
+        return 0, "workers=1 (or left out): fitted here", {}
+    load = time.monotonic() - wall
+    # a quarter of the first chunk (4 models at least) is enough to time a model
+    n0 = len(chunks[0][0])
+    cut = min(n0, max(4, math.ceil(n0 / 4)))
+    if cut < n0:
+        chunks = [*_split(chunks[0], cut), *chunks[1:]]
+    if len(chunks) < 2:
+        done(chunks[0], _work(state, chunks[0]))
+        return 0, "here: a single chunk", {}
+    fit = time.monotonic()
+    done(chunks[0], _work(state, chunks[0]))
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    left = sum(len(c[0]) for c in chunks[1:])
+    per_model = (time.monotonic() - fit) / len(chunks[0][0])
+    plan = plan_workers(left, per_model, min(n_workers, len(chunks) - 1),
+                        tasks=len(chunks) - 1, cpu_share=cpu / max(wall, 1e-9),
+                        load_seconds=load)
+    if plan.workers:
+        run_tasks(_work, chunks[1:], done, setup=_setup, payload=job, workers=plan.workers,
+                  timeout=time_left(), died=died, idle=idle)
+    else:
+        for chunk in chunks[1:]:
+            done(chunk, _work(state, chunk))
+    return plan.workers, plan.reason, plan.estimate
+
+
+def _split(chunk: tuple[np.ndarray, list[str], Any], k: int) -> list[Any]:
+    """A chunk as two: its first ``k`` models and the others."""
+    ids, formulas, rows = chunk
+    if rows is None:
+        return [(ids[:k], formulas[:k], None), (ids[k:], formulas[k:], None)]
+    flat, lengths = rows
+    at = int(lengths[:k].sum())
+    return [(ids[:k], formulas[:k], (flat[:at], lengths[:k])),
+            (ids[k:], formulas[k:], (flat[at:], lengths[k:]))]
 
 
 def _client_workers(client: Any) -> int:

@@ -58,7 +58,10 @@ class ManyModels:
     warnings : DataFrame
         The key, then ``message``: R's warnings and messages, per model.
     meta : dict
-        backend, workers, chunk_size, seconds, p_adjust, kind.
+        backend, workers (asked for), workers_used (the worker processes
+        that fitted models: 0 when every model was fitted here),
+        workers_reason (why, in words), workers_estimate (the estimates in
+        seconds behind the choice), chunk_size, seconds, p_adjust, kind.
     models : dict
         With ``keep_models=True``: key -> the fitted LmerModel.
     """
@@ -119,7 +122,7 @@ class ManyModels:
                 f"{', '.join(self.key) or 'formula'}; {self.n_models - self.n_failed} fitted, "
                 f"{self.n_failed} failed, {int((~self.glance['converged']).sum())} not "
                 f"converged, {int(self.glance['singular'].sum())} singular; "
-                f"{m.get('seconds', 0):.1f} s on {m.get('backend')} x{m.get('workers')}>")
+                f"{m.get('seconds', 0):.1f} s {_where(m)}>")
 
     def _repr_html_(self) -> str:
         head = html.escape(repr(self))
@@ -227,3 +230,10 @@ def _p_adjust(p: np.ndarray, terms: np.ndarray, method: str) -> np.ndarray:
     out = get_r().run("lmm_many_p_adjust", np.ascontiguousarray(p, dtype=np.float64),
                       np.ascontiguousarray(codes, dtype=np.int32), method)
     return np.asarray(out, dtype=float)
+
+
+def _where(m: dict[str, Any]) -> str:
+    used = m.get("workers_used", m.get("workers"))
+    if m.get("backend") in ("serial", "processes") and not used:
+        return "here (no worker processes)"
+    return f"on {m.get('backend')} x{used}"
