@@ -132,9 +132,10 @@ def child_lmermagic(route: str, case: str, nsim: int) -> dict:
         client.wait_for_workers(2)
         out["cluster_start_s"] = time.perf_counter() - t
         kw = {"backend": client}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = _power(m, case, nsim, **kw)
     out["seconds"] = time.perf_counter() - t
+    out["cpu_s"] = time.process_time() - c  # this process only (serial: all of the work)
     if client is not None:
         client.close()
         cluster.close()
@@ -277,7 +278,11 @@ def _r_diff(r: dict, ref: dict) -> str:
 def section(res: dict, quick: bool) -> str:
     lines = [f"## {SECTION}", "",
              (f"Written by `benchmarks/power.py`{' --quick' if quick else ''} on {res['date']}"
-             f" (load average at start {res['started']}, at end {res['ended']}; 2 cores shared "
+             f" (load average at start {res['started']}, at end {res['ended']}"
+             + "".join(f"; measured again on {r['date']}: "
+                       + ", ".join(f"{c} ({', '.join(rs)})" for c, rs in r["what"].items())
+                       + f", load {r['started']} → {r['ended']}" for r in res.get("rounds", []))
+             + "; 2 cores shared "
              "with other work, so ratios move by 10-30 % from run to run). Each route in a "
              "fresh process; timed: the call through to the power table, the simulation "
              "included (R: `simulate()` and the loop). R's loop warms up with one refit, "
@@ -312,6 +317,11 @@ def section(res: dict, quick: bool) -> str:
             if route in GOALS and ratio is not None:
                 goal, met = f"≤ {GOALS[route]:.2f}×", "yes" if ratio <= GOALS[route] else "**no**"
             note = []
+            if route in ("R", "serial") and "cpu_s" in r:
+                r_cpu = r_loop.get("cpu_s")
+                note.append(f"CPU {r['cpu_s']:.1f} s" + (
+                    f" = {r['cpu_s'] / r_cpu:.2f}× R's CPU" if route == "serial" and r_cpu
+                    else ""))
             if route == "R":
                 note.append(f"simulate() {r['simulate_s']:.2f} s")
                 same = "–"
@@ -388,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--json")
     ap.add_argument("--redo", choices=["report"])
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the earlier run's JSON and replace only the routes (and the "
+                         "probe, unless --no-probe) measured now: a second round at a quieter "
+                         "moment")
     ap.add_argument("--notes", help="a file of text put at the section's end (the analysis)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--project-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
@@ -403,6 +417,17 @@ def main(argv: list[str] | None = None) -> int:
             res = json.load(fh)
     else:
         res = measure(args)
+        if args.merge and os.path.exists(args.json):
+            with open(args.json) as fh:
+                old = json.load(fh)
+            for case, routes in res["results"].items():
+                old["results"].setdefault(case, {}).update(routes)
+            old.setdefault("probe", {}).update(res.get("probe") or {})
+            old.setdefault("rounds", []).append({"date": res["date"], "started": res["started"],
+                                                 "ended": res["ended"],
+                                                 "what": {c: list(r) for c, r in
+                                                          res["results"].items()}})
+            res = old
     if args.notes:
         with open(args.notes) as fh:
             res["notes"] = fh.read()

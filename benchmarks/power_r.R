@@ -20,6 +20,7 @@ suppressPackageStartupMessages({
     library(lme4)
     library(lmerTest)
 })
+cpu <- function() sum(proc.time()[c("user.self", "sys.self")])
 loadavg <- function() as.numeric(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3])
 
 extend <- function(d, g, n) {
@@ -49,6 +50,7 @@ if (startsWith(case, "sleep")) {
     }
     warm <- refit(nd$Reaction)
     t0 <- proc.time()[["elapsed"]]
+    c0 <- cpu()
     load0 <- loadavg()
     set.seed(seed)
     sims <- simulate(fit, nsim = nsim, newdata = nd, newparams = params, use.u = FALSE,
@@ -69,6 +71,7 @@ if (startsWith(case, "sleep")) {
     }
     warm <- refit(cbind(d$incidence, d$size - d$incidence))
     t0 <- proc.time()[["elapsed"]]
+    c0 <- cpu()
     load0 <- loadavg()
     sims <- simulate(fit, nsim = nsim, seed = seed, newparams = params, use.u = FALSE)
     t_sim <- proc.time()[["elapsed"]] - t0
@@ -79,6 +82,7 @@ if (startsWith(case, "sleep")) {
 }
 tab <- do.call(rbind, res)
 elapsed <- proc.time()[["elapsed"]] - t0
+cpu_s <- cpu() - c0
 load1 <- loadavg()
 
 steps <- NULL
@@ -116,7 +120,7 @@ if (breakdown > 0) {
 }
 
 writeLines(jsonlite::toJSON(list(
-    seconds = elapsed, simulate_s = t_sim, n = length(res), load_start = load0,
+    seconds = elapsed, cpu_s = cpu_s, simulate_s = t_sim, n = length(res), load_start = load0,
     load_end = load1, p_value = unname(tab[, p_col]), estimate = unname(tab[, "Estimate"]),
     steps = steps, r_version = R.version.string,
     lme4 = as.character(packageVersion("lme4")), lmerTest = as.character(packageVersion("lmerTest"))
