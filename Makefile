@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # ever on --dist loadfile.
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n < 4 ? n : 4)))
 
-.PHONY: setup system demo test matrix bench bench-quick bench-many lint clean
+.PHONY: setup system demo test matrix bench bench-quick bench-many bench-power lint clean
 
 setup: system $(STAMP)
 
@@ -51,6 +51,10 @@ bench-quick: setup
 # the many-models section alone (issue 11); needs the data and peers' venv of a bench run
 bench-many: setup
 	$(PY) benchmarks/many.py
+
+# the power-by-simulation section alone (issue 20)
+bench-power: setup
+	$(PY) benchmarks/power.py
 
 lint: setup
 	$(VENV)/bin/ruff check lmermagic tests

@@ -12,7 +12,10 @@
 #    benchmarks/RESULTS.md (quick: benchmarks/RESULTS-quick.md);
 # 4. runs benchmarks/many.py (issue 11: lmer_many / glmer_many against R's loop and the
 #    peers' loops), which writes its section "Many models (issue #11)" into that report
-#    (skip it with --no-many).
+#    (skip it with --no-many);
+# 5. runs benchmarks/power.py (issue 20: m.power against R's plain power loop), which
+#    writes its section "Power by simulation (issue #20)" into that report (skip it with
+#    --no-power).
 # Benchmarks never fail because something is slow: this script exits non-zero only
 # when it cannot run at all (no R, no project venv).
 set -uo pipefail
@@ -22,11 +25,13 @@ cd "$ROOT"
 
 QUICK=""
 MANY=1
+POWER=1
 BENCH_ARGS=()
 for a in "$@"; do
     case "$a" in
         --quick) QUICK=1; BENCH_ARGS+=("$a") ;;
         --no-many) MANY="" ;;
+        --no-power) POWER="" ;;
         *) BENCH_ARGS+=("$a") ;;
     esac
 done
@@ -91,6 +96,13 @@ fi
 if [ -n "$MANY" ]; then
     "$PROJECT_PY" "$HERE/many.py" ${QUICK:+--quick} \
         || echo "benchmarks: the many-models run failed" >&2
+fi
+
+# ---------------------------------------------------------------- 3c. power
+# after many.py, in the same way: power.py splices its section in
+if [ -n "$POWER" ]; then
+    "$PROJECT_PY" "$HERE/power.py" ${QUICK:+--quick} \
+        || echo "benchmarks: the power run failed" >&2
 fi
 
 # ---------------------------------------------------------------- 4. live status
