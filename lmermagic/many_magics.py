@@ -40,7 +40,8 @@ _OPTIONS = [
              help="fit the formula's right-hand side to each of these columns; shell "
                   "patterns match columns, e.g. --responses 'gene_*'"),
     argument("--by", metavar="COL[,COL...]", help="one model per distinct value of these"),
-    argument("--workers", metavar="N", type=int, help="worker processes (default: 1, here)"),
+    argument("--workers", metavar="N", type=int,
+             help="up to N worker processes, used when they pay off (default: 1, here)"),
     argument("--backend", metavar="NAME", help="serial, processes or dask (a LocalCluster)"),
     argument("--p-adjust", metavar="METHOD", default="BH",
              help="R's p.adjust method across models: BH (default), BY, holm, bonferroni, "
