@@ -192,3 +192,13 @@ def model_method_results(m: Any, data: Any, response: Any) -> dict[str, Any]:
         "confint": m.confint(method="wald"),
         "update": m.update(". ~ . - 1" if m.kind == "lmer" else ". ~ 1 + (1 | herd)").coefs,
     }
+
+
+def run_cell(shell: Any, cell: str) -> Any:
+    """Run ``cell`` in the IPython shell; raise what it raised (before or during
+    execution); return its result."""
+    result = shell.run_cell(cell, store_history=False)
+    for err in (result.error_before_exec, result.error_in_exec):
+        if err is not None:
+            raise err
+    return result.result

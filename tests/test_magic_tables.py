@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import run_cell as run
 from lmermagic.errors import DataError
 from lmermagic.magic_text import at_values
 
@@ -24,14 +25,6 @@ def shown(monkeypatch):
 def ns(shell, dietox, sleepstudy):
     shell.user_ns.update(dietox=dietox, sleep=sleepstudy)
     return shell.user_ns
-
-
-def run(shell, cell):
-    result = shell.run_cell(cell, store_history=False)
-    for err in (result.error_before_exec, result.error_in_exec):
-        if err is not None:
-            raise err
-    return result.result
 
 
 DIETOX = 'e <- new.env(); utils::data("dietox", package = "geepack", envir = e); d <- e$dietox;'

@@ -5,15 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from conftest import run_cell as run
 from lmermagic.errors import DataError
-
-
-def run(shell, cell):
-    result = shell.run_cell(cell, store_history=False)
-    for err in (result.error_before_exec, result.error_in_exec):
-        if err is not None:
-            raise err
-    return result.result
 
 
 @pytest.fixture()
