@@ -132,8 +132,16 @@ def test_matches_effectsize(case, method):
     name, m, ref = case
     if f"es_{method}" not in ref:
         pytest.skip("R package effectsize is not installed")
-    es = ref[f"es_{method}"]
+    es = dict(ref[f"es_{method}"])
     got = _fixed(m, method).loc[es["par"]]
+    if method == "basic" and name == "cbpp":
+        # A GLMM's intercept under "basic": effectsize 0.8 gives 0 (beta times the
+        # SD of a constant column), newer releases NA. lmermagic keeps 0 on every
+        # stack; the other rows must agree.
+        keep = [p != "(Intercept)" for p in es["par"]]
+        assert got.loc["(Intercept)", "std_estimate"] == 0
+        got = got[keep]
+        es = {k: (np.asarray(v)[keep] if k != "par" else v) for k, v in es.items()}
     ci_tol = GLMER_REFIT_CI_TOL if (name == "cbpp" and method == "refit") else TOL
     np.testing.assert_allclose(got["std_estimate"], es["est"], rtol=0, atol=TOL)
     np.testing.assert_allclose(got["std_conf_low"], es["low"], rtol=0, atol=ci_tol)
