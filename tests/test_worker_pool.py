@@ -191,6 +191,7 @@ SCRIPT = textwrap.dedent("""\
     print(" ".join(str(p) for p in workers.get_pool().pids()), flush=True)
     if sys.argv[2] == "killed":
         time.sleep(600)
+    sys.stdin.readline()  # exit when the test has seen the workers alive
 """)
 
 
@@ -201,14 +202,18 @@ def test_no_worker_outlives_the_interpreter(how, tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), str(ROOT), how],
-                            stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stdin is not None
         line = proc.stdout.readline()
         pids = [int(p) for p in line.split()]
         assert len(pids) == 2 and all(_alive(p) for p in pids)
         if how == "killed":
             proc.kill()
+        else:
+            proc.stdin.write("\n")  # let the script end normally (its atexit runs)
+            proc.stdin.flush()
         proc.wait(HANG_GUARD)
     finally:
         proc.kill()
