@@ -11,7 +11,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
 from .errors import DataError, LmerError, did_you_mean
-from .magic_text import _RaisingParser
+from .magics import _parser
 
 if TYPE_CHECKING:
     from .toolbox import PowerResult
@@ -84,9 +84,7 @@ class PowerMagics(Magics):
     def _power(self, line: str) -> PowerResult | None:
         from .model import LmerModel  # not at %load_ext: it imports pandas
 
-        parser = PowerMagics.lmer_power.parser
-        parser.__class__ = _RaisingParser  # a DataError, not argparse's exit
-        args = parser.parse_args(arg_split(line))
+        args = _parser(PowerMagics.lmer_power).parse_args(arg_split(line))
         ns: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
         model = ns.get(args.model)
         if not isinstance(model, LmerModel):

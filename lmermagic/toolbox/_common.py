@@ -84,6 +84,16 @@ def table(value: dict[str, Any], index_name: str | None = "term") -> pd.DataFram
     return df
 
 
+def cached_call(m: FittedModel, key: str, name: str, *args: Any, what: str) -> dict[str, Any]:
+    """``call(name, *args)``'s result, computed once per model (kept in ``m.meta[key]``);
+    a copy of it, so that callers may change theirs."""
+    got = m.meta.get(key)
+    if got is None:
+        got = call(name, *args, what=what)
+        m.meta[key] = got
+    return dict(got)
+
+
 def r_columns(m: FittedModel) -> list[str]:
     """Names of the columns of the model's R data (cached on the model)."""
     cols = m.meta.get("_r_columns")

@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import DataError
 from ..fitted import FittedModel
 from . import _dharma
-from ._common import call, check_model, positive_int, r_options, seed_arg
+from ._common import cached_call, call, check_model, positive_int, r_options, seed_arg
 from ._pvalues import chisq_upper
 from ._rrng import RStream
 
@@ -37,11 +37,8 @@ _INTEGER = ("binomial", "poisson", "Negative Binomial")
 
 
 def _pieces(m: FittedModel) -> dict[str, Any]:
-    got = m.meta.get("_check_pieces")
-    if got is None:
-        got = call("lmm_tb_check_pieces", m.r_object, what="the model checks")
-        m.meta["_check_pieces"] = got
-    return dict(got)
+    return cached_call(m, "_check_pieces", "lmm_tb_check_pieces", m.r_object,
+                       what="the model checks")
 
 
 def _vec(x: Any) -> np.ndarray:

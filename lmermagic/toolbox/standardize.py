@@ -30,7 +30,7 @@ import pandas as pd
 from .. import convert
 from ..errors import DataError
 from ..fitted import FittedModel
-from ._common import call
+from ._common import cached_call
 from ._student import normal_quantile, t_quantile
 from .refitting import update
 
@@ -48,11 +48,8 @@ def check_method(method: Any) -> str:
 
 
 def _info(m: FittedModel) -> dict[str, Any]:
-    info = m.meta.get("_std_info")
-    if info is None:
-        info = call("lmm_tb_std_info", m.r_object, what="standardized coefficients")
-        m.meta["_std_info"] = info
-    return dict(info)
+    return cached_call(m, "_std_info", "lmm_tb_std_info", m.r_object,
+                       what="standardized coefficients")
 
 
 def _quantile(m: FittedModel, info: dict[str, Any], conf_level: float) -> float:
