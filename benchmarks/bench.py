@@ -45,8 +45,19 @@ TOOLS = {
     "rpy2": "rpy2 %%R -i df cell (lmerTest)",
     "pymer4": "pymer4 Lmer.fit",
     "statsmodels": "statsmodels MixedLM",
+    "mixedlm": "mixedlm (Rust, no R)",
+    "lme-python": "lme-python (Rust, no R)",
+    "interlace": "interlace-lme (Python, no R)",
 }
 PEERS = ("rpy2", "pymer4", "statsmodels")
+# the R-free peers (issue 23): their own venv, benchmarks/.venv-rfree, built by run.sh
+RFREE = ("mixedlm", "lme-python", "interlace")
+# one thread for BLAS, OpenMP, Rayon and Polars in the R-free peers' processes, as R's
+THREADS_1 = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                              "RAYON_NUM_THREADS", "POLARS_MAX_THREADS")}
+# an R-free peer's limit on a large model; one that runs past it is not tried on the
+# larger models after it (the issue measured two of them past 570 s on InstEval)
+RFREE_TIMEOUT = 300
 R_MODES = {"R-lme4": "lme4", "R-lme4-table": "lme4table", "R-lmerTest": "lmerTest"}
 # the R route that gives the same output as each lmermagic setting
 SAME_OUTPUT = {"lmermagic": "R-lmerTest", "lmermagic-lme4": "R-lme4-table"}
@@ -120,6 +131,10 @@ def fmt_mb(kb: float | None) -> str:
     return f"{mb:,.0f} MB" if mb < 10240 else f"{mb / 1024:.1f} GB"
 
 
+def fmt_rel(x: float | None) -> str:
+    return "–" if x is None else ("0" if x == 0 else f"{x:.1e}")
+
+
 def fmt_ratio(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}×"
 
@@ -133,6 +148,8 @@ class Bench:
         self.peers_py = args.peers_python
         self.results: list[dict] = []
         self.peer_problems: dict[str, str] = {}
+        self.rfree_py = os.path.join(HERE, ".venv-rfree", "bin", "python")
+        self.too_slow: dict[str, str] = {}  # R-free peer -> the model it ran out of time on
         os.makedirs(LOGS, exist_ok=True)
 
     # -- availability of the peers' venv
@@ -145,6 +162,7 @@ class Bench:
             for t in PEERS:
                 self.peer_problems[t] = reason
             return
+        self.check_rfree()
         probes = {
             "rpy2": "import rpy2, rpy2.robjects; import IPython; print(rpy2.__version__)",
             "pymer4": "import pymer4.models; import pymer4; print(pymer4.__version__)",
@@ -157,6 +175,20 @@ class Bench:
             if r.returncode != 0:
                 err = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
                 self.peer_problems[tool] = ("import failed in benchmarks/.venv-peers: "
+                                            + (err[-1] if err else f"exit {r.returncode}"))
+
+    def check_rfree(self) -> None:
+        status_file = os.path.join(DATA, "rfree-status.txt")
+        problems = open(status_file).read().strip() if os.path.exists(status_file) else ""
+        for tool in RFREE:
+            if not os.path.exists(self.rfree_py):
+                self.peer_problems[tool] = problems or "R-free peers' venv missing"
+                continue
+            r = subprocess.run([self.rfree_py, "-c", f"import rfree; rfree.FACTORIES[{tool!r}]()"],
+                               capture_output=True, text=True, cwd=HERE, timeout=300)
+            if r.returncode != 0:
+                err = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
+                self.peer_problems[tool] = ("import failed in benchmarks/.venv-rfree: "
                                             + (err[-1] if err else f"exit {r.returncode}"))
 
     def repeats_for(self, model: str) -> int | None:
@@ -172,7 +204,8 @@ class Bench:
                     os.path.join(DATA, spec["csv"]), spec["formula"], ",".join(spec["factors"]),
                     spec["family"] or "", str(repeats), out,
                     os.path.join(DATA, w["csv"]), w["formula"], ",".join(w["factors"])]
-        py = self.project_py if tool.startswith("lmermagic") else self.peers_py
+        py = (self.project_py if tool.startswith("lmermagic")
+              else self.rfree_py if tool in RFREE else self.peers_py)
         return [py, os.path.join(HERE, "worker.py"), tool, model, str(repeats), out]
 
     def precheck(self, tool: str, model: str) -> dict:
@@ -182,6 +215,9 @@ class Bench:
             rec["skipped"] = "skipped in quick mode"
         elif tool in self.peer_problems:
             rec["error"] = self.peer_problems[tool]
+        elif tool in self.too_slow:
+            rec["skipped"] = (f"not run: did not finish {self.too_slow[tool]} within "
+                              f"{RFREE_TIMEOUT} s")
         elif tool == "lmermagic-lme4" and MODELS[model]["family"]:
             rec["skipped"] = "n/a: glmer has no ddf option (same as lmermagic)"
         elif tool == "R-lme4-table" and MODELS[model]["family"]:
@@ -200,11 +236,19 @@ class Bench:
         if os.path.exists(out):
             os.remove(out)
         timeout = TIMEOUT[MODELS[model]["size"]] * self.args.timeout_scale
-        rc, wall, rss, timed_out = run_child(self.command(tool, model, repeats, out), log, timeout)
+        env = None
+        if tool in RFREE:
+            env = {**os.environ, **THREADS_1}
+            if MODELS[model]["size"] != "small":
+                timeout = RFREE_TIMEOUT * self.args.timeout_scale
+        rc, wall, rss, timed_out = run_child(self.command(tool, model, repeats, out), log,
+                                             timeout, env)
         rec.update(process_wall=wall, peak_rss_kb=rss, returncode=rc,
                    log=os.path.relpath(log, ROOT))
         if timed_out:
             rec["error"] = f"timed out after {timeout:.0f} s (limit set by bench.py)"
+            if tool in RFREE:
+                self.too_slow[tool] = MODELS[model]["label"]
             return rec
         try:
             with open(out) as fh:
@@ -247,7 +291,8 @@ class Bench:
                     one = self.run_process(tool, model, n, rnd)
                     rec["peak_rss_kb"] = max(rec.get("peak_rss_kb", 0), one.get("peak_rss_kb", 0))
                     rec.setdefault("logs", []).append(one.get("log"))
-                    for k in ("versions", "fixef", "fixef_names", "warmup", "import_s"):
+                    for k in ("versions", "fixef", "fixef_names", "warmup", "import_s",
+                              "se", "df"):
                         if k in one:
                             rec[k] = one[k]
                     if one.get("times"):
@@ -299,6 +344,13 @@ class Bench:
                     rel = max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b))
                     r["max_rel_diff"] = rel
                     r["agree"] = rel < AGREE_TOL
+            # standard errors and Satterthwaite df against lmerTest's summary()
+            lt = by.get((r["model"], "R-lmerTest")) or {}
+            for key in ("se", "df"):
+                a, b = r.get(key), lt.get(key)
+                if a and b and len(a) == len(b) and r["tool"] != "R-lmerTest":
+                    r[f"{key}_rel_diff"] = max(abs(x - y) / max(abs(y), 1e-12)
+                                               for x, y in zip(a, b))
 
 
 # ---------------------------------------------------------------- extra measurements
@@ -364,6 +416,14 @@ def machine_info(project_py: str, peers_py: str) -> dict:
             "print(', '.join(out))")])
     else:
         info["peers"] = "(no peers venv)"
+    rfree_py = os.path.join(HERE, ".venv-rfree", "bin", "python")
+    info["rfree"] = capture([rfree_py, "-c", (
+        "import platform, importlib.metadata as md\n"
+        "out = ['Python ' + platform.python_version()]\n"
+        "for p in ('mixedlm', 'lme-python', 'interlace-lme', 'pandas', 'numpy', 'polars'):\n"
+        "    try: out.append(p + ' ' + md.version(p))\n"
+        "    except Exception: out.append(p + ' (not installed)')\n"
+        "print(', '.join(out))")]) if os.path.exists(rfree_py) else "(no R-free peers' venv)"
     return info
 
 
@@ -380,6 +440,10 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
     L.append(f"Written by `benchmarks/bench.py`, mode: {mode}, on {info['date']}; "
              f"the whole run took {total_s / 60:.1f} min. Regenerate with `make bench` "
              "(full) or `make bench-quick`.\n")
+    left = [MODELS[m]["label"] for m in MODELS if m not in models]
+    if left and not bench.quick:
+        L.append(f"Not in this run (`--only`): {', '.join(left)}; `make bench` runs "
+                 "every model.\n")
     L.append("Every tool reads the same CSV files (exported from R's lme4/geepack by "
              "`benchmarks/export_data.R`; the synthetic design by "
              "`benchmarks/make_synthetic.py`, seeded). Each tool-model pair runs in a fresh "
@@ -388,7 +452,11 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
              "through to the coefficient table in hand. *Peak RSS* is the largest resident "
              "memory of that whole process (interpreter, R, data, warm-up and all "
              "repeats). *Agrees* compares the fixed-effect estimates with R's `lme4::lmer` "
-             f"(max relative difference < {AGREE_TOL:g}).\n")
+             f"(max relative difference < {AGREE_TOL:g}); *SE* and *df vs lmerTest* are the "
+             "largest relative differences of the standard errors and Satterthwaite df "
+             "from `summary()` of `lmerTest::lmer` (for a GLMM: `lme4::glmer`'s). The "
+             "R-free peers (mixedlm, lme-python, interlace-lme) run with BLAS, OpenMP, "
+             "Rayon and Polars pinned to one thread, as R's BLAS is.\n")
     # overview
     L.append("## Overview: median wall time (× R lmerTest + summary)\n")
     L.append("| tool | " + " | ".join(MODELS[m]["label"] for m in models) + " |")
@@ -458,8 +526,9 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
         L.append(f"### {spec['label']}\n")
         L.append(f"`{spec['formula']}`{fam}\n")
         L.append("| tool | median | min | n | × R lme4 | × R lme4+summary | "
-                 "× R lmerTest+summary | peak RSS | max rel. diff of fixef vs R | agrees |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
+                 "× R lmerTest+summary | peak RSS | max rel. diff of fixef vs R | agrees | "
+                 "SE vs lmerTest | df vs lmerTest |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for t in tools:
             r = by.get((m, t))
             if not r:
@@ -469,7 +538,7 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
                 why = " ".join(why.split())
                 short = why if len(why) < 90 else why[:87] + "…"
                 L.append(f"| {TOOLS[t]} | {short} | | | | | | {fmt_mb(r.get('peak_rss_kb'))} "
-                         "| | |")
+                         "| | | | |")
                 continue
             rel = r.get("max_rel_diff")
             reltxt = "–" if rel is None else ("0" if rel == 0 else f"{rel:.1e}")
@@ -480,7 +549,8 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
                      f"{len(r['times'])} | {fmt_ratio(r.get('ratio_lme4'))} | "
                      f"{fmt_ratio(r.get('ratio_lme4table'))} | "
                      f"{fmt_ratio(r.get('ratio_lmertest'))} | {fmt_mb(r.get('peak_rss_kb'))} | "
-                     f"{reltxt} | {agree} |")
+                     f"{reltxt} | {agree} | {fmt_rel(r.get('se_rel_diff'))} | "
+                     f"{fmt_rel(r.get('df_rel_diff'))} |")
         L.append("")
     # startup
     L.append("## Start-up (issue 3, item 4)\n")
@@ -557,7 +627,9 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
     L.append(f"- R: {info.get('R')}")
     L.append(f"- lmermagic route (project .venv): {info.get('project')}")
     L.append(f"- peers (benchmarks/.venv-peers): {info.get('peers')}")
+    L.append(f"- R-free peers (benchmarks/.venv-rfree): {info.get('rfree', '–')}")
     L.append(f"- repeats: small models {REPEATS['small'][1 if bench.quick else 0]}, InstEval "
+             f"and 100k rows "
              f"{REPEATS['large'][1 if bench.quick else 0]}, 1M rows "
              f"{REPEATS['huge'][1 if bench.quick else 0] or 'skipped'}; raw numbers in "
              f"`benchmarks/data/{os.path.basename(bench.args.json)}` (not committed)")
@@ -601,6 +673,17 @@ def targets(by: dict, startup: dict | None, memory: dict | None,
     if r is not None:
         rows.append(("#3.3 InstEval: Satterthwaite p-values in ≤ 0.70× R lmerTest + summary",
                      fmt_ratio(r), r <= 0.70))
+        rows.append(("#23.3 InstEval: Satterthwaite p-values in ≤ 0.50× R lmerTest + summary",
+                     fmt_ratio(r), r <= 0.50))
+    p, n = ratio("InstEval", "lmermagic", "median"), ratio("InstEval", "lmermagic-lme4", "median")
+    if p and n:
+        rows.append(("#23.3 InstEval: with p-values ≤ 1.10× lmermagic.lmer(ddf=\"lme4\")",
+                     fmt_ratio(p / n), p / n <= 1.10))
+    for model in ("sleepstudy", "dietox"):
+        r = ratio(model, "lmermagic", "ratio_lmertest")
+        if r is not None:
+            rows.append((f"#23.3 {model}: lmermagic (Satterthwaite) ≤ 0.55× R lmerTest + "
+                         "summary", fmt_ratio(r), r <= 0.55))
     if startup and startup.get("rows"):
         med = {row["what"]: row.get("median") for row in startup["rows"]}
         for what, v in med.items():

@@ -43,8 +43,10 @@ fit_once <- function(f, d, family) {
         co <- summary(m)$coefficients   # Satterthwaite df and p-values
         vc <- as.data.frame(lme4::VarCorr(m))
     }
+    if (mode != "lme4") last_table <<- co
     m
 }
+last_table <- NULL
 
 now <- function() as.numeric(Sys.time())
 
@@ -72,6 +74,9 @@ str_ <- function(x) paste0('"', gsub('"', '\\\\"', x), '"', collapse = ", ")
 json <- paste0(
     '{"times": [', num(times), '], "warmup": [', num(warm), ']',
     ', "fixef": [', num(unname(fe)), '], "fixef_names": [', str_(names(fe)), ']',
+    if (!is.null(last_table)) paste0(', "se": [', num(last_table[, "Std. Error"]), ']') else "",
+    if (!is.null(last_table) && "df" %in% colnames(last_table))
+        paste0(', "df": [', num(last_table[, "df"]), ']') else "",
     ', "nobs": ', nobs(m),
     ', "versions": {"R": "', paste(R.version$major, R.version$minor, sep = "."),
     '", "lme4": "', as.character(packageVersion("lme4")),

@@ -48,6 +48,20 @@ MODELS: dict[str, dict] = {
             "Bayes BinomialBayesMixedGLM, which estimates a different quantity)"
         ),
     },
+    "synthetic100k": {
+        "csv": "synthetic_100k.csv",
+        "formula": "y ~ x1 + x2 + cond + (1|g1) + (1|g2)",
+        "factors": ["g1", "g2", "cond"],
+        "family": None,
+        "label": "synthetic (100,000 rows, 2 crossed factors)",
+        "size": "large",
+        "sm": None,
+        "sm_reason": (
+            "crossed factors need variance components in one all-covering group, whose "
+            "gradient forms the nearly dense V^-1 Z (n x levels); already InstEval (73k "
+            "rows) exhausts a 6 GB cap"
+        ),
+    },
     "InstEval": {
         "csv": "InstEval.csv",
         "formula": "y ~ service + (1|s) + (1|d) + (1|dept)",

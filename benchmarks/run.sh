@@ -5,7 +5,8 @@
 #
 # 1. builds (idempotently) benchmarks/.venv-peers, the peers' own virtual environment
 #    (rpy2 3.5.17, pymer4 0.8.2 with pandas<3, statsmodels, IPython) -- never the
-#    project's .venv; a failed install is recorded, not fatal;
+#    project's .venv -- and benchmarks/.venv-rfree, the R-free peers' (mixedlm,
+#    lme-python, interlace-lme); a failed install is recorded, not fatal;
 # 2. writes the data once under benchmarks/data/ (R's data sets via Rscript, the
 #    seeded 1M-row synthetic design via numpy);
 # 3. runs benchmarks/bench.py, which times every tool in its own process and writes
@@ -81,8 +82,38 @@ if [ ! -f "$PEER_STAMP" ] || [ "$(cat "$PEER_STAMP")" != "$want" ]; then
     [ -s "$PEER_STATUS" ] && cat "$PEER_STATUS" >&2
 fi
 
+# ---------------------------------------------------------------- 1b. R-free peers' venv
+# Python packages that fit lme4's models without R (issue 23): their own venv, so that
+# their numpy/pandas/polars pins never meet pymer4's. pyarrow: lme-python converts a
+# pandas frame with categorical columns through Polars, which needs it.
+RFREE_REQS=("mixedlm==1.3.0" "lme-python==0.2.7" "interlace-lme==0.3.2" "pandas" "pyarrow")
+RFREE="$HERE/.venv-rfree"
+RFREE_STAMP="$RFREE/.bench-installed"
+RFREE_STATUS="$DATA/rfree-status.txt"
+want="${RFREE_REQS[*]}"
+if [ ! -f "$RFREE_STAMP" ] || [ "$(cat "$RFREE_STAMP")" != "$want" ]; then
+    echo "benchmarks: building the R-free peers' venv in benchmarks/.venv-rfree ..."
+    : > "$RFREE_STATUS"
+    log="$DATA/logs/rfree-install.log"
+    if [ ! -x "$RFREE/bin/python" ] && ! "$PYTHON" -m venv "$RFREE" >"$log" 2>&1; then
+        echo "could not create benchmarks/.venv-rfree with $PYTHON" > "$RFREE_STATUS"
+    elif "$RFREE/bin/python" -m pip install -q "${RFREE_REQS[@]}" >>"$log" 2>&1; then
+        echo "$want" > "$RFREE_STAMP"
+    else
+        for r in "${RFREE_REQS[@]}"; do
+            "$RFREE/bin/python" -m pip install -q "$r" >>"$log" 2>&1 \
+                || echo "pip install '$r' failed (see benchmarks/data/logs/rfree-install.log)" >> "$RFREE_STATUS"
+        done
+    fi
+    [ -s "$RFREE_STATUS" ] && cat "$RFREE_STATUS" >&2
+fi
+
 # ---------------------------------------------------------------- 2. data
 Rscript "$HERE/export_data.R" "$DATA" || echo "benchmarks: exporting R data sets failed" >&2
+if [ ! -f "$DATA/synthetic_100k.csv" ]; then
+    "$PROJECT_PY" "$HERE/make_synthetic.py" "$DATA/synthetic_100k.csv" --rows 100000 \
+        || echo "benchmarks: writing the 100k synthetic data failed" >&2
+fi
 if [ -z "$QUICK" ] && [ ! -f "$DATA/synthetic_1M.csv" ]; then
     "$PROJECT_PY" "$HERE/make_synthetic.py" "$DATA/synthetic_1M.csv" \
         || echo "benchmarks: writing the synthetic data failed" >&2

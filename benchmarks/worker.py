@@ -8,6 +8,8 @@ TOOL is one of
   rpy2             rpy2's ``%%R -i df -o coefs -o vc`` cell in an IPython shell
   pymer4           pymer4.models.Lmer(...).fit()
   statsmodels      statsmodels MixedLM (where it can fit the model)
+  mixedlm, lme-python, interlace
+                   the R-free peers (``rfree.py``, in benchmarks/.venv-rfree)
 
 Timed: the call a user makes in a notebook with the data already in a DataFrame,
 through to the coefficient table (and variance components) in Python. Not timed:
@@ -67,7 +69,10 @@ def make_lmermagic(ddf: str | None):
         meta = getattr(m, "meta", {})
         if "r_fit_seconds" in meta:  # R's own time inside this call
             R_CORE.append(meta["r_fit_seconds"] + meta["r_tables_seconds"])
-        return list(coefs.index), [float(x) for x in coefs["estimate"]]
+        extra = {"se": [float(x) for x in coefs["std_error"]]}
+        if "df" in coefs and not spec["family"] and ddf is None:
+            extra["df"] = [float(x) for x in coefs["df"]]
+        return list(coefs.index), [float(x) for x in coefs["estimate"]], extra
 
     return fit, versions
 
@@ -191,6 +196,14 @@ FACTORIES = {
 }
 
 
+def factory(tool: str):
+    if tool in FACTORIES:
+        return FACTORIES[tool]()
+    import rfree  # the R-free peers, in their own venv
+
+    return rfree.FACTORIES[tool]()
+
+
 def main(argv: list[str]) -> int:
     tool, name, repeats, out = argv[0], argv[1], int(argv[2]), argv[3]
     datadir = argv[argv.index("--datadir") + 1] if "--datadir" in argv else None
@@ -198,7 +211,7 @@ def main(argv: list[str]) -> int:
     warnings.simplefilter("ignore")
     try:
         t0 = time.perf_counter()
-        fit, versions = FACTORIES[tool]()
+        fit, versions = factory(tool)
         result["import_s"] = time.perf_counter() - t0
         result["versions"] = versions
         kw = {"datadir": datadir} if datadir else {}
@@ -216,9 +229,11 @@ def main(argv: list[str]) -> int:
         for _ in range(repeats):
             gc.collect()
             t0 = time.perf_counter()
-            names, est = fit(name, df)
+            names, est, *extra = fit(name, df)
             times.append(time.perf_counter() - t0)
         result.update(times=times, fixef=est, fixef_names=names)
+        if extra:  # standard errors and df, for the agreement columns
+            result.update({k: [float(x) for x in v] for k, v in extra[0].items()})
         if len(R_CORE) == len(times):
             result["r_core"] = list(R_CORE)
     except NotSupported as e:
