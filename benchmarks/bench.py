@@ -53,8 +53,8 @@ PEERS = ("rpy2", "pymer4", "statsmodels")
 # the R-free peers (issue 23): their own venv, benchmarks/.venv-rfree, built by run.sh
 RFREE = ("mixedlm", "lme-python", "interlace")
 # one thread for BLAS, OpenMP, Rayon and Polars in the R-free peers' processes, as R's
-THREADS_1 = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                              "RAYON_NUM_THREADS", "POLARS_MAX_THREADS")}
+THREADS_1 = dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                           "RAYON_NUM_THREADS", "POLARS_MAX_THREADS"), "1")
 # an R-free peer's limit on a large model; one that runs past it is not tried on the
 # larger models after it (the issue measured two of them past 570 s on InstEval)
 RFREE_TIMEOUT = 300
@@ -682,8 +682,8 @@ def targets(by: dict, startup: dict | None, memory: dict | None,
     for model in ("sleepstudy", "dietox"):
         r = ratio(model, "lmermagic", "ratio_lmertest")
         if r is not None:
-            rows.append((f"#23.3 {model}: lmermagic (Satterthwaite) ≤ 0.55× R lmerTest + "
-                         "summary", fmt_ratio(r), r <= 0.55))
+            rows.append(((f"#23.3 {model}: lmermagic (Satterthwaite) ≤ 0.55× R lmerTest + "
+                          "summary"), fmt_ratio(r), r <= 0.55))
     if startup and startup.get("rows"):
         med = {row["what"]: row.get("median") for row in startup["rows"]}
         for what, v in med.items():
