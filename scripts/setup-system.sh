@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages lmermagic needs (R, lme4, lmerTest, pbkrtest, ...)
 # when any is missing (broom.mixed: the tests compare tidy tables with it;
-# performance, car, effectsize: R2, ICC and model checks). Debian 12 has no DHARMa
+# performance, car, effectsize: R2, ICC and model checks; glmmTMB and ordinal: the
+# models beyond lme4). Debian 12 has no DHARMa
 # or MuMIn: the tests that need them skip. Idempotent: does nothing when all are present.
 set -euo pipefail
 PKGS="r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack r-cran-emmeans r-cran-broom.mixed
-r-cran-performance r-cran-car r-cran-effectsize chromium chromium-driver"
+r-cran-performance r-cran-car r-cran-effectsize r-cran-glmmtmb r-cran-ordinal chromium chromium-driver"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

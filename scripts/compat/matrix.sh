@@ -55,7 +55,7 @@ declare -A SUITE_LINES=([trixie]="3.5 3.6" [sid]="3.5 3.6")
 # headless Chromium) needs chromium and chromium-driver. A root without one of these is
 # an ERROR.
 PACKAGES="r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-geepack r-cran-emmeans
-r-cran-broom.mixed r-cran-numderiv r-cran-car python3 python3-venv python3-dev gcc libc6-dev make
+r-cran-broom.mixed r-cran-numderiv r-cran-car r-cran-glmmtmb r-cran-ordinal python3 python3-venv python3-dev gcc libc6-dev make
 libffi-dev pkg-config libpcre2-dev libdeflate-dev libzstd-dev liblzma-dev libbz2-dev zlib1g-dev
 libtirpc-dev libicu-dev libblas-dev chromium chromium-driver"
 # Per suite, the optional R packages (model checks, R2/ICC, simulated residuals, AICc) as far
@@ -287,6 +287,44 @@ build_root() {   # build into SUITE.tmp; stamp, then rename into place
     echo "root $suite built in $((SECONDS - t0)) s" >>"$blog"
 }
 
+# A root whose stamp differs from this recipe only by packages added to PACKAGES or to its
+# EXTRAS gets them installed in place (a minute, against a rebuild's many); any other
+# difference (recipe, suite, mirror, a package taken away) rebuilds it.
+stamp_field() { sed -n "s/^$2=//p" <<<"$1"; }
+root_can_grow() {
+    local r=$ROOTS/$1 old new f p
+    [[ -f $r/$STAMP && -x $r/usr/bin/Rscript && -x $r/usr/bin/python3 ]] || return 1
+    old=$(cat "$r/$STAMP"); new=$(stamp_text "$1")
+    for f in recipe suite mirror; do
+        [[ "$(stamp_field "$old" $f)" == "$(stamp_field "$new" $f)" ]] || return 1
+    done
+    for p in $(stamp_field "$old" packages) $(stamp_field "$old" extras); do
+        [[ " $(stamp_field "$new" packages) $(stamp_field "$new" extras) " == *" $p "* ]] || return 1
+    done
+}
+
+grow_root() {   # install what the recipe added; the new stamp only once it is all in
+    local suite=$1 r=$ROOTS/$1 blog=$OUT/root-$1.log t0=$SECONDS p
+    log "adding the recipe's new packages to root $suite (log: $blog)"
+    : >"$blog"
+    enter_root "$r"
+    # shellcheck disable=SC2046
+    in_root "$r" apt-get $(apt_opts "$suite") -q update >>"$blog" 2>&1 ||
+        { tail -n 15 "$blog" >&2; die "apt-get update in the $suite root failed: see $blog"; }
+    # shellcheck disable=SC2086,SC2046
+    in_root "$r" apt-get $(apt_opts "$suite") -q -y --no-install-recommends install $PACKAGES \
+        >>"$blog" 2>&1 || { tail -n 25 "$blog" >&2; die "apt-get install in the $suite root failed: see $blog"; }
+    for p in ${EXTRAS[$suite]-}; do
+        # shellcheck disable=SC2046
+        in_root "$r" apt-get $(apt_opts "$suite") -q -y --no-install-recommends install "$p" \
+            >>"$blog" 2>&1 || log "WARNING: $suite root without $p (not in $suite, or not installable): see $blog"
+    done
+    in_root "$r" apt-get clean >>"$blog" 2>&1 || true
+    umount_all
+    stamp_text "$suite" >"$r/$STAMP"
+    log "root $suite grown in $((SECONDS - t0)) s"
+}
+
 # ---------------------------------------------------------------- stacks
 copy_tree() {   # the working tree as it is: tracked + untracked-not-ignored files
     local dest=$1
@@ -393,8 +431,11 @@ for stack in "${STACKS[@]}"; do   # no stale record stands in for this run's
 done
 declare -A ROOT_ERR=() PID=()
 BUILD=()
+GROW=()
 for suite in "${SUITES[@]}"; do
-    if ((REBUILD)) || ! root_ok "$suite"; then
+    if ((!REBUILD)) && ! root_ok "$suite" && root_can_grow "$suite"; then
+        GROW+=("$suite")
+    elif ((REBUILD)) || ! root_ok "$suite"; then
         BUILD+=("$suite")
     else
         log "reusing root $ROOTS/$suite (stamp matches recipe $RECIPE)"
@@ -409,6 +450,8 @@ fi
 # the roots side by side (downloads are seconds; dpkg's unpacking is the time), each in a
 # subshell with its own EXIT trap so that one suite's failure lets the other run
 for suite in ${BUILD[@]+"${BUILD[@]}"}; do background build_root "$suite"; PID[$suite]=$!; done
+for suite in ${GROW[@]+"${GROW[@]}"}; do background grow_root "$suite"; PID[$suite]=$!; done
+BUILD+=(${GROW[@]+"${GROW[@]}"})
 for suite in ${BUILD[@]+"${BUILD[@]}"}; do
     wait "${PID[$suite]}" || { ROOT_ERR[$suite]=1; FAILED=1; }
 done
