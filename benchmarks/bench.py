@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import statistics
@@ -634,8 +635,25 @@ def write_report(path: str, bench: Bench, info: dict, startup: dict | None,
              f"{REPEATS['huge'][1 if bench.quick else 0] or 'skipped'}; raw numbers in "
              f"`benchmarks/data/{os.path.basename(bench.args.json)}` (not committed)")
     L.append("")
+    text = "\n".join(L)
+    kept = spliced_sections(path)
+    if kept:
+        text = text.replace("\n## Machine", "\n" + kept + "## Machine", 1)
     with open(path, "w") as fh:
-        fh.write("\n".join(L))
+        fh.write(text)
+
+
+# sections that many.py and power.py splice into the report after bench.py wrote it
+SPLICED = re.compile(r"^## (?:Many models \(issue #11\)|Power by simulation \(issue #20\))\n"
+                     r".*?(?=^## |\Z)", re.S | re.M)
+
+
+def spliced_sections(path: str) -> str:
+    """The other scripts' sections of the report at ``path``, kept when bench.py
+    rewrites it (``--redo``); empty when there are none."""
+    if not os.path.exists(path):
+        return ""
+    return "".join(m.group(0) for m in SPLICED.finditer(open(path).read()))
 
 
 def targets(by: dict, startup: dict | None, memory: dict | None,
@@ -705,6 +723,23 @@ def targets(by: dict, startup: dict | None, memory: dict | None,
     return rows
 
 
+def redo_pairs(bench: Bench, args, info: dict) -> None:
+    """Measure the pairs --only/--tools select again, in place of the earlier run's."""
+    again = Bench(args)
+    again.run()
+    new = {(r["model"], r["tool"]): r for r in again.results}
+    bench.results = [new.pop((r["model"], r["tool"]), r) for r in bench.results]
+    bench.results.extend(new.values())
+    bench.peer_problems.update(again.peer_problems)
+    la = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    models = sorted({r["model"] for r in again.results})
+    tools = sorted({r["tool"] for r in again.results})
+    at = next(i for i, line in enumerate(info["redone"]) if line.startswith("pairs:"))
+    info["redone"][at] += (f" ({', '.join(models)}: {', '.join(tools)}; load average at "
+                           f"the end {la})")
+    bench.analyse()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, skip the 1M-row case")
@@ -720,9 +755,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-fitcache", action="store_true")
     ap.add_argument("--timeout-scale", type=float, default=1.0)
     ap.add_argument("--redo", action="append",
-                    choices=["startup", "memory", "fitcache", "report"],
+                    choices=["startup", "memory", "fitcache", "pairs", "report"],
                     help="measure only this part again (or, with 'report', nothing) and take "
-                         "everything else from the earlier run's --json; the report says "
+                         "everything else from the earlier run's --json; 'pairs': the "
+                         "tool-model pairs that --only and --tools select; the report says "
                          "what was redone and when")
     args = ap.parse_args(argv)
     suffix = "-quick" if args.quick else ""
@@ -743,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
         args.no_fitcache = "fitcache" not in args.redo
         startup, memory = old.get("startup"), old.get("memory")
         fitcache = old.get("fitcache")
+        if "pairs" in args.redo:
+            redo_pairs(bench, args, info)
     else:
         info = machine_info(args.project_python, args.peers_python)
         print(f"machine: {info.get('nproc')} cores, load {info['loadavg_start']}; "
