@@ -92,16 +92,19 @@ def shutdown_workers() -> None:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register %lmer, %%lmer, %glmer, %%glmer, %lmer_many, %glmer_many (line
-    and cell), %lmer_power and their Tab completion (called by %load_ext)."""
+    and cell), %lmer_power, %glmmtmb and %%glmmtmb and their Tab completion
+    (called by %load_ext)."""
     from .completion import register
     from .magics import LmerMagics
     from .many_magics import ManyMagics
     from .power_magics import PowerMagics
+    from .tmb_magics import TmbMagics
 
     magics = LmerMagics(shell=ipython)
     ipython.register_magics(magics)
     ipython.register_magics(ManyMagics(shell=ipython))
     ipython.register_magics(PowerMagics(shell=ipython))
+    ipython.register_magics(TmbMagics(shell=ipython))
     # %config LmerMagics.timeout = ... reaches the instance through this list.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)

@@ -107,7 +107,8 @@ lmm_tmb_coefs <- function(fit) {
 }
 
 # As as.data.frame(VarCorr(lmer)): one row per sd and per correlation, for each
-# component's grouping factors; a residual row for families with a scale.
+# component's grouping factors; a residual row for a gaussian model with one
+# residual variance (no dispformula), as lmer's.
 lmm_tmb_varcorr <- function(fit) {
     vc <- glmmTMB::VarCorr(fit)
     rows <- list()
@@ -125,8 +126,7 @@ lmm_tmb_varcorr <- function(fit) {
             }
         }
     }
-    if (isTRUE(attr(vc$cond, "useSc")) && fit$modelInfo$family$family == "gaussian" &&
-        is.null(fit$call$dispformula)) {
+    if (fit$modelInfo$family$family == "gaussian" && is.null(fit$call$dispformula)) {
         s <- stats::sigma(fit)
         add("cond", "Residual", NA_character_, NA_character_, s^2, s)
     }
@@ -160,7 +160,8 @@ lmm_tmb_tables <- function(fit) {
         aic = stats::AIC(fit),
         bic = stats::BIC(fit),
         deviance = -2 * as.numeric(ll),
-        sigma = stats::sigma(fit),
+        # no one dispersion parameter with a dispersion model: NA
+        sigma = { s <- stats::sigma(fit); if (length(s) == 1L) as.numeric(s) else NA_real_ },
         reml = isTRUE(fit$modelInfo$REML),
         converged = identical(as.integer(conv), 0L) && pd,
         pd_hess = pd,
