@@ -126,7 +126,8 @@ lmm_tmb_varcorr <- function(fit) {
             }
         }
     }
-    if (fit$modelInfo$family$family == "gaussian" && is.null(fit$call$dispformula)) {
+    if (fit$modelInfo$family$family == "gaussian" &&
+        sum(names(fit$fit$par) == "betad") == 1L) {
         s <- stats::sigma(fit)
         add("cond", "Residual", NA_character_, NA_character_, s^2, s)
     }
