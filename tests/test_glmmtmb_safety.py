@@ -137,3 +137,21 @@ def test_html_and_repr(sal: pd.DataFrame) -> None:
     html = m._repr_html_()
     assert "zero-inflation ~ mined" in html and "minedno" in html
     assert "glmmTMB" in repr(m) and m.r_code().endswith("summary(fit)\n")
+
+
+def test_r_side_checks_side_formulas_too(tmp_path: Any) -> None:
+    """R/tmb.R builds ziformula/dispformula through the allowlist itself (a
+    second line behind tmb_fit's check): called directly, it refuses."""
+    from lmermagic import convert
+    from lmermagic.rbridge import RFrame, get_r
+
+    target = tmp_path / "pwned"
+    df = pd.DataFrame({"y": [0, 1, 2, 0], "x": [1.0, 2.0, 3.0, 4.0]})
+    r = get_r()
+    frame = RFrame([convert.encode_column(c, df[c]) for c in df.columns], len(df))
+    for part in ("zi", "disp"):
+        texts = {"cond": "y ~ x", "zi": "", "disp": "", part: f"~ system('touch {target}')"}
+        res = r.run("lmm_tmb_fit", frame, texts, {"family": "poisson", "link": "log"},
+                    r.allowed(()), packed=True)
+        assert "safety check" in str(res["error"][0])
+    assert not target.exists()
