@@ -15,7 +15,8 @@ lmm_constants <- c("pi", "Inf", "T", "F")
 # Parse the formula text without evaluating it and walk the call tree.
 # Returns list(ok, message, vars, calls): vars are the symbols used as values,
 # calls the names of functions called. Nothing here evaluates user text.
-lmm_check_formula <- function(text, columns, allowed) {
+# one_sided: the formula is '~ rhs' (glmmTMB's ziformula and dispformula).
+lmm_check_formula <- function(text, columns, allowed, one_sided = FALSE) {
     exprs <- tryCatch(parse(text = text, keep.source = FALSE),
                       error = function(e) e)
     if (inherits(exprs, "error")) {
@@ -27,7 +28,12 @@ lmm_check_formula <- function(text, columns, allowed) {
                                       length(exprs))))
     }
     f <- exprs[[1L]]
-    if (!is.call(f) || !identical(f[[1L]], as.name("~")) || length(f) != 3L) {
+    if (isTRUE(one_sided)) {
+        if (!is.call(f) || !identical(f[[1L]], as.name("~")) || length(f) != 2L) {
+            return(list(ok = FALSE, kind = "shape",
+                        message = "this formula has a right-hand side only: '~ rhs'"))
+        }
+    } else if (!is.call(f) || !identical(f[[1L]], as.name("~")) || length(f) != 3L) {
         return(list(ok = FALSE, kind = "shape",
                     message = "a formula needs a response and a right-hand side: 'lhs ~ rhs'"))
     }
@@ -95,8 +101,8 @@ lmm_safe_env <- function(allowed) {
     list2env(lmm_cache$funs, envir = new.env(parent = emptyenv()))
 }
 
-lmm_make_formula <- function(text, columns, allowed) {
-    chk <- lmm_check_formula(text, columns, allowed)
+lmm_make_formula <- function(text, columns, allowed, one_sided = FALSE) {
+    chk <- lmm_check_formula(text, columns, allowed, one_sided)
     if (!isTRUE(chk$ok)) stop("the formula did not pass lmermagic's safety check")
     env <- lmm_safe_env(allowed)
     f <- parse(text = text, keep.source = FALSE)[[1L]]

@@ -251,6 +251,10 @@ def compare(*models: FittedModel, names: Sequence[str] | None = None,
             while label in labels:
                 label, k = f"{base}_{k}", k + 1
             labels.append(label)
+    if any(m.kind == "glmmTMB" for m in models):
+        from ..tmb_toolbox import compare as compare_tmb
+
+        return compare_tmb(list(models), labels)
     value = call("lmm_tb_compare",
                  {lab: m.r_object for lab, m in zip(labels, models)},
                  {lab: m.r_data for lab, m in zip(labels, models)},

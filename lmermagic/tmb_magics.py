@@ -1,0 +1,91 @@
+"""``%glmmtmb`` and ``%%glmmtmb``: glmmTMB fits in the notebook (glue only: parse,
+call :func:`lmermagic.tmb.glmmtmb`, present)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand, \
+    output_can_be_silenced
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .errors import DataError, LmerError
+from .magic_text import resolve_data, split_options, strip_comments
+from .magics import _parser
+
+__all__ = ["TmbMagics"]
+
+
+@magics_class
+class TmbMagics(Magics):
+    """``%glmmtmb`` and ``%%glmmtmb``."""
+
+    @output_can_be_silenced
+    @no_var_expand
+    @magic_arguments()
+    @argument("-d", "--data", metavar="EXPR",
+              help="the DataFrame: a name or a Python expression in the notebook (required)")
+    @argument("-o", "--out", metavar="NAME", help="store the fitted model as NAME")
+    @argument("--family", metavar="F", default="gaussian",
+              help="gaussian (default), binomial, poisson, nbinom1, nbinom2, Gamma, "
+                   "beta_family, tweedie, truncated_poisson, truncated_nbinom2; a link as "
+                   "\"Gamma(link='log')\"")
+    @argument("--zi", metavar="FORMULA", help="zero-inflation (hurdle with a truncated "
+              "family) formula, one-sided: '~ x'")
+    @argument("--disp", metavar="FORMULA", help="dispersion formula, one-sided: '~ x'")
+    @argument("--reml", action="store_true", help="REML instead of maximum likelihood")
+    @argument("--weights", metavar="COL", help="column of prior weights")
+    @argument("--offset", metavar="COL", help="column to use as offset")
+    @argument("--factors", metavar="COL[,COL...]", help="columns to turn into R factors")
+    @argument("--allow", metavar="NAME", action="append", default=[],
+              help="allow this R function in the formulas (repeatable)")
+    @argument("--timeout", metavar="SECONDS", type=float, help="stop R after this long")
+    @argument("-q", "--quiet", action="store_true", help="return nothing, display nothing")
+    @line_cell_magic
+    def glmmtmb(self, line: str, cell: str | None = None) -> Any:
+        """Fit a mixed model with R's glmmTMB (zero-inflated, hurdle, dispersion models).
+
+        Usage::
+
+            %glmmtmb -d DATA [-o NAME] [--family F] [--zi FORMULA] [--disp FORMULA] FORMULA
+
+            %%glmmtmb -d DATA [options]
+            FORMULA (over several lines, # comments allowed)
+
+        Example::
+
+            %glmmtmb -d sal -o zinb --family nbinom2 --zi "~ mined" count ~ mined + (1 | site)
+
+        is ``glmmTMB(count ~ mined + (1 | site), data = sal, family = nbinom2,
+        ziformula = ~ mined)`` in R.
+        """
+        try:
+            return self._run(line, cell)
+        except LmerError as exc:
+            raise exc.with_traceback(None) from None
+
+    def _run(self, line: str, cell: str | None) -> Any:
+        from .tmb import glmmtmb  # not at %load_ext: it imports pandas
+
+        parser = _parser(TmbMagics.glmmtmb)
+        tokens, rest = split_options(line, parser)
+        args = parser.parse_args(tokens)
+        if cell is not None and rest:
+            raise DataError("%%glmmtmb: options go on the first line and the formula in the "
+                            f"cell body; found {rest!r} after the options.")
+        formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
+        if not formula:
+            raise DataError("%glmmtmb: no formula given. Example: %glmmtmb -d df --family "
+                            "poisson y ~ x + (1 | g)")
+        if not args.data:
+            raise DataError("%glmmtmb: give the data with -d NAME.")
+        ns: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
+        data = resolve_data(ns, args.data)
+        model = glmmtmb(formula, data, family=args.family, ziformula=args.zi,
+                        dispformula=args.disp, reml=args.reml, weights=args.weights,
+                        offset=args.offset, factors=args.factors,
+                        allow_functions=tuple(args.allow), timeout=args.timeout,
+                        data_name=args.data, name=args.out)
+        if args.out:
+            ns[args.out] = model
+        return None if args.quiet else model
