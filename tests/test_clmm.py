@@ -246,3 +246,24 @@ def test_display_summary_and_r_code(wine: pd.DataFrame, tmp_path: Any, rref: Any
     assert 'ordered = TRUE' in script
     ll = rref(f"{script.replace('summary(fit)', '')}\nas.numeric(logLik(fit))")
     assert ll[0] == pytest.approx(m.loglik, rel=1e-10)
+
+
+def test_predict_proba_with_an_offset(wine: pd.DataFrame, rref: Any) -> None:
+    """An offset() moves the linear predictor as in ordinal's predict.clm."""
+    df = wine.assign(o=np.random.default_rng(1).normal(0, 0.3, len(wine)))
+    m = lmermagic.clmm("rating ~ temp + contact + offset(o) + (1 | judge)", df)
+    new = NEW.assign(o=[0.5, -0.5, 0.0, 1.0])
+    ref = rref(f"""
+        wine <- ordinal::wine
+        wine$o <- c({", ".join(repr(float(v)) for v in df["o"])})
+        m <- ordinal::clmm(rating ~ temp + contact + offset(o) + (1 | judge), data = wine)
+        fm <- ordinal::clm(rating ~ temp + contact + offset(o), data = wine)
+        fm$coefficients <- c(m$alpha, m$beta)
+        nd <- data.frame(temp = factor(c("cold", "warm", "warm", "cold")),
+                         contact = factor(c("no", "no", "yes", "yes")),
+                         o = c(0.5, -0.5, 0, 1))
+        list(p = as.vector(predict(fm, newdata = nd, type = "prob")$fit),
+             b = as.vector(m$beta))""")
+    np.testing.assert_allclose(m.coefs["estimate"], ref["b"], rtol=1e-8)
+    np.testing.assert_allclose(m.predict_proba(new).to_numpy(),
+                               np.asarray(ref["p"]).reshape(5, 4).T, rtol=1e-7)

@@ -190,7 +190,7 @@ lmm_clmm_predict <- function(fit, newdata) {
         eta <- if (length(beta)) drop(X[, names(beta), drop = FALSE] %*% beta)
                else rep(0, nrow(X))
         off <- stats::model.offset(mf)
-        if (!is.null(off)) eta <- eta - off
+        if (!is.null(off)) eta <- eta + off  # P(Y <= j) = F(theta_j - x'beta - offset)
         cdf <- lmm_clmm_cdf(fit$link)
         theta <- as.numeric(fit$Theta)
         cum <- cdf(outer(-eta, theta, "+"))
