@@ -10,14 +10,15 @@ the levels of R's ordered factor.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from . import convert, tables
+from . import cache, convert, tables
 from .errors import DataError, FitError, RPackageMissingError, excerpt
 from .rbridge import RFrame, get_r
 from .request import raise_formula_problem
@@ -72,7 +73,8 @@ class ClmmRequest:
                    extra_functions=tuple(extra_functions), timeout=timeout)
 
     def r_options(self) -> dict[str, object]:
-        return {"link": self.link, "threshold": self.threshold}
+        # "kind" keeps the cache keys of clmm fits apart from lme4's
+        return {"kind": "clmm", "link": self.link, "threshold": self.threshold}
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -171,29 +173,41 @@ def fit_fields(request: ClmmRequest, data: Any) -> dict[str, Any]:
     if lhs:
         _check_response(df, lhs, request.data_name)
     used = list(chk.get("vars") or [])
-    frame = RFrame([convert.encode_column(c, df[c]) for c in used], len(df))
-    res = r.run("lmm_clmm_fit", frame, request.formula, request.r_options(), allowed,
-                keep=("fit", "data"), timeout=request.timeout, packed=True)
-    texts = list(res.get("warnings") or []) + list(res.get("messages") or [])
-    if "error" in res:
-        msg, klass = str(res["error"][0]), str(res["error_class"][0])
-        if klass == "lmm_preflight":
-            raise DataError(f"'{request.data_name}': {msg}")
-        raise FitError(f"R could not fit {request.formula!r} with ordinal::clmm: "
-                       f"{excerpt(msg)}", r_message=msg)
-    t = res["tables"]
+    columns_r = [convert.encode_column(c, df[c]) for c in used]
     versions = {**r.stack_versions(), "ordinal": ordinal_version}
     versions.pop("lmerTest", None)
+    # The session's fit cache (memory), as lmer's: same request, same column
+    # contents, same versions -> the same fit, R's objects shared, tables copied.
+    key = cache.fit_key(cast(Any, request), columns_r, len(df), versions)
+    entry = cache.recall(key)
+    source = "memory"
+    if entry is None:
+        source = "miss"
+        res = r.run("lmm_clmm_fit", RFrame(columns_r, len(df)), request.formula,
+                    request.r_options(), allowed, keep=("fit", "data"),
+                    timeout=request.timeout, packed=True)
+        if "error" in res:
+            msg, klass = str(res["error"][0]), str(res["error_class"][0])
+            if klass == "lmm_preflight":
+                raise DataError(f"'{request.data_name}': {msg}")
+            raise FitError(f"R could not fit {request.formula!r} with ordinal::clmm: "
+                           f"{excerpt(msg)}", r_message=msg)
+        texts = list(res.get("warnings") or []) + list(res.get("messages") or [])
+        entry = cache.Entry(res["fit"], res["data"], res["tables"], tuple(texts),
+                            len(df) * len(columns_r))
+        cache.remember(key, entry)
+    fields = table_fields(copy.deepcopy(entry.tables), list(entry.texts), df.index)
+    fields["meta"]["cache"] = source
     return {
         "formula": request.formula,
         "data_name": request.data_name,
         "name": request.name,
         "request": request,
         "data": data,
-        "r_object": res["fit"],
-        "r_data": res["data"],
+        "r_object": entry.fit,
+        "r_data": entry.data,
         "versions": versions,
-        **table_fields(t, texts, df.index),
+        **fields,
     }
 
 

@@ -185,3 +185,26 @@ def test_clmm_magic(shell: Any, wine: pd.DataFrame, rref: Any) -> None:
     with pytest.raises(lmermagic.DataError, match="ordered"):
         shell.user_ns["plain"] = wine.assign(rating=wine["rating"].astype(int))
         run_cell(shell, "%clmm -d plain rating ~ temp + (1 | judge)")
+
+
+def test_wine_loads_without_naming_ordinal() -> None:
+    wine = lmermagic.datasets.load("wine")
+    assert wine.shape == (72, 6) and wine["rating"].cat.ordered
+
+
+def test_the_session_cache_returns_the_same_fit_with_its_own_tables(
+        wine: pd.DataFrame, empty_fit_cache: Any) -> None:
+    m1 = lmermagic.clmm(FORMULA, wine)
+    m2 = lmermagic.clmm(FORMULA, wine.copy())
+    assert (m1.meta["cache"], m2.meta["cache"]) == ("miss", "memory")
+    assert m2.r_object is m1.r_object
+    m1.coefs.loc["tempwarm", "estimate"] = 0.0
+    assert m2.coefs.loc["tempwarm", "estimate"] == pytest.approx(3.062997, abs=1e-5)
+    # another link, another threshold, other data: other fits
+    assert lmermagic.clmm(FORMULA, wine, link="probit").meta["cache"] == "miss"
+    assert lmermagic.clmm(FORMULA, wine, threshold="equidistant").meta["cache"] == "miss"
+    changed = wine.copy()
+    changed.loc[0, "contact"] = "yes"
+    assert lmermagic.clmm(FORMULA, changed).meta["cache"] == "miss"
+    lmermagic.clear_cache()
+    assert lmermagic.clmm(FORMULA, wine).meta["cache"] == "miss"
