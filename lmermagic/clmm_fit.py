@@ -130,13 +130,28 @@ def _require_ordinal(r: Any) -> str:
     return str(version)
 
 
-def _check_response(df: pd.DataFrame, column: str, data_name: str) -> None:
+def _polars_enum(data: Any, column: str) -> bool:
+    """Whether ``data`` is a polars frame whose ``column`` is an Enum: polars'
+    categorical with a fixed order, which lmermagic's conversion makes an
+    (unordered) pandas Categorical in that order."""
+    if not type(data).__module__.startswith("polars"):
+        return False
+    return type(data.schema[column]).__name__ == "Enum"
+
+
+def _check_response(df: pd.DataFrame, column: str, data_name: str, polars: bool) -> None:
     """An ordered Categorical, or a DataError that says how to make one."""
     s = df[column]
     dtype = s.dtype
     if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
         return
     fix = f"{data_name}[{column!r}]"
+    if polars:
+        raise DataError(
+            f"the response '{column}' is a polars column "
+            "without an order; clmm needs an ordered categorical whose order you state, "
+            f"lowest first: {data_name}.with_columns(pl.col({column!r}).cast("
+            "pl.Enum([...]))) (an Enum's categories are its order; ordered=True for pandas).")
     if isinstance(dtype, pd.CategoricalDtype):
         cats = list(dtype.categories)
         raise DataError(
@@ -170,8 +185,10 @@ def fit_fields(request: ClmmRequest, data: Any) -> dict[str, Any]:
     chk = r.run("lmm_clmm_check", request.formula, columns, allowed, packed=True)
     raise_formula_problem(chk, request.formula, columns, data=f"'{request.data_name}'")
     lhs = (chk.get("lhs") or [""])[0]
+    if lhs and _polars_enum(data, lhs):
+        df = df.assign(**{lhs: df[lhs].cat.as_ordered()})  # df is our own copy
     if lhs:
-        _check_response(df, lhs, request.data_name)
+        _check_response(df, lhs, request.data_name, df is not data)
     used = list(chk.get("vars") or [])
     columns_r = [convert.encode_column(c, df[c]) for c in used]
     versions = {**r.stack_versions(), "ordinal": ordinal_version}

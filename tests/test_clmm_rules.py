@@ -208,3 +208,21 @@ def test_the_session_cache_returns_the_same_fit_with_its_own_tables(
     assert lmermagic.clmm(FORMULA, changed).meta["cache"] == "miss"
     lmermagic.clear_cache()
     assert lmermagic.clmm(FORMULA, wine).meta["cache"] == "miss"
+
+
+def test_a_polars_enum_response_keeps_its_order(wine: pd.DataFrame) -> None:
+    pl = pytest.importorskip("polars")
+    order = ["awful", "poor", "fair", "good", "great"]
+    df = _words(wine, order)
+    frame = pl.DataFrame({"temp": df["temp"].astype(str).tolist(),
+                          "contact": df["contact"].astype(str).tolist(),
+                          "judge": df["judge"].astype(str).tolist(),
+                          "rating": pl.Series(df["rating"].astype(str).tolist(),
+                                              dtype=pl.Enum(order))})
+    m = lmermagic.clmm(FORMULA, frame)
+    assert m.levels == order
+    np.testing.assert_allclose(m.coefs["estimate"],
+                               lmermagic.clmm(FORMULA, df).coefs["estimate"], rtol=1e-12)
+    plain = frame.with_columns(pl.col("rating").cast(pl.String))
+    with pytest.raises(lmermagic.DataError, match=r"pl\.Enum"):
+        lmermagic.clmm(FORMULA, plain)
