@@ -201,9 +201,6 @@ lmm_clmm_predict <- function(fit, newdata) {
     })
 }
 
-# broom's tidy.clmm and glance.clmm, when broom is installed (tests compare).
-lmm_clmm_has_broom <- function() nzchar(system.file(package = "broom"))
-
 # anova(m0, m1, ...) of clmm fits (ordinal's anova.clm): the models are bound
 # to symbols .m1, .m2, ... (anova.clm names its rows after the call's
 # arguments) and the rows are renamed to the labels.
