@@ -21,6 +21,8 @@ from .request import ALLOWED_FUNCTIONS
 if TYPE_CHECKING:
     from . import datasets
     from .api import clear_cache, glmer, glmer_many, lmer, lmer_many, load_model
+    from .clmm_api import clmm
+    from .clmm_model import ClmmModel
     from .model import LmerModel
     from .tmb import glmmtmb
     from .tmb_model import TmbModel
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 # pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
 _LAZY = {"lmer": "api", "glmer": "api", "lmer_many": "api", "glmer_many": "api",
          "clear_cache": "api", "load_model": "api", "LmerModel": "model", "anova": "toolbox",
-         "ManyModels": "toolbox.many_tables",
+         "ManyModels": "toolbox.many_tables", "clmm": "clmm_api", "ClmmModel": "clmm_model",
          "PowerResult": "toolbox.power", "glmmtmb": "tmb", "TmbModel": "tmb_model"}
 
 
@@ -58,6 +60,7 @@ __version__ = "0.1.0"
 __all__ = [
     *_error_names,
     "ALLOWED_FUNCTIONS",
+    "ClmmModel",
     "LmerModel",
     "ManyModels",
     "PowerResult",
@@ -65,6 +68,7 @@ __all__ = [
     "__version__",
     "anova",
     "clear_cache",
+    "clmm",
     "datasets",
     "glmer",
     "glmer_many",
@@ -92,8 +96,9 @@ def shutdown_workers() -> None:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register %lmer, %%lmer, %glmer, %%glmer, %lmer_many, %glmer_many (line
-    and cell), %lmer_power, %glmmtmb and %%glmmtmb and their Tab completion
-    (called by %load_ext)."""
+    and cell), %lmer_power, %glmmtmb and %%glmmtmb, %clmm and %%clmm, and their Tab
+    completion (called by %load_ext)."""
+    from .clmm_magics import ClmmMagics
     from .completion import register
     from .magics import LmerMagics
     from .many_magics import ManyMagics
@@ -105,6 +110,7 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(ManyMagics(shell=ipython))
     ipython.register_magics(PowerMagics(shell=ipython))
     ipython.register_magics(TmbMagics(shell=ipython))
+    ipython.register_magics(ClmmMagics(shell=ipython))
     # %config LmerMagics.timeout = ... reaches the instance through this list.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)

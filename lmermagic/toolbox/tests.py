@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import clmm_tools
+from ..clmm_fit import ClmmFitted
 from ..errors import DataError
 from ..fitted import FittedModel
 from ..rbridge import get_r
@@ -291,11 +293,14 @@ def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
     >>> lmermagic.anova(m0, m1)             # LRT, rows 'm0', 'm1'
     >>> lmermagic.anova(small=m0, big=m1)   # rows 'small', 'big'
     """
-    named = {k: v for k, v in named_models.items() if isinstance(v, FittedModel)}
+    named = {k: v for k, v in named_models.items()
+             if isinstance(v, (FittedModel, ClmmFitted))}
     options = {k: v for k, v in named_models.items() if k not in named}
-    everything = list(models) + list(named.values())
+    everything: list[Any] = list(models) + list(named.values())
     if not everything:
         raise DataError("anova() needs a model: lmermagic.anova(m) or anova(m0, m1).")
+    if any(isinstance(m, ClmmFitted) for m in everything) and len(everything) == 1:
+        return clmm_tools.compare(everything, [])  # raises: ordinal has no such test
     if len(everything) == 1 and not named:
         bad = set(options) - {"type", "ddf", "engine", "statistic"}
         if bad:
@@ -315,4 +320,6 @@ def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
             label, k = f"{base}_{k}", k + 1
         labels.append(label)
     labels += list(named)
+    if any(isinstance(m, ClmmFitted) for m in everything):
+        return clmm_tools.compare(everything, labels)  # ordinal's anova.clm
     return compare(*everything, names=labels, refit=bool(options.get("refit", True)))
