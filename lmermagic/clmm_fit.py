@@ -22,59 +22,13 @@ from . import cache, convert, tables
 from .errors import DataError, FitError, RPackageMissingError, excerpt
 from .rbridge import RFrame, get_r
 from .request import raise_formula_problem
-from .rformula import formula_text, no_nul
+from .clmm_request import LINKS, THRESHOLDS, ClmmRequest
 
 __all__ = ["LINKS", "THRESHOLDS", "ClmmFitted", "ClmmRequest", "fit_fields"]
 
-LINKS = ("logit", "probit", "cloglog", "loglog", "cauchit")
-THRESHOLDS = ("flexible", "symmetric", "symmetric2", "equidistant")
 
 _ADVICE = ("apt-get install r-cran-ordinal  |  conda install -c conda-forge r-ordinal  |  "
            "in R: install.packages('ordinal')")
-
-
-def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in allowed:
-        raise DataError(f"{what}={value!r} is not one of ordinal's: {', '.join(allowed)}.")
-    return value.strip().lower()
-
-
-@dataclass(frozen=True)
-class ClmmRequest:
-    """One ordinal mixed model to fit."""
-
-    formula: str
-    link: str = "logit"
-    threshold: str = "flexible"
-    data_name: str = "data"
-    name: str | None = None
-    extra_functions: tuple[str, ...] = ()
-    timeout: float | None = None
-
-    @classmethod
-    def build(cls, formula: Any, *, link: Any = "logit", threshold: Any = "flexible",
-              data_name: str = "data", name: str | None = None,
-              extra_functions: tuple[str, ...] | list[str] = (),
-              timeout: float | None = None) -> ClmmRequest:
-        for what, value in (("the data's name", data_name), ("the model's name", name)):
-            if isinstance(value, str):
-                no_nul(value, what)
-        if timeout is not None:
-            try:
-                timeout = float(timeout)
-            except (TypeError, ValueError):
-                raise DataError(f"timeout={timeout!r} is not a number of seconds.") from None
-            if not timeout >= 0:
-                raise DataError(f"timeout={timeout!r}: give a positive number of seconds.")
-            timeout = None if timeout in (0.0, float("inf")) else timeout
-        return cls(formula=formula_text(formula), link=_choice(link, LINKS, "link"),
-                   threshold=_choice(threshold, THRESHOLDS, "threshold"),
-                   data_name=data_name, name=name,
-                   extra_functions=tuple(extra_functions), timeout=timeout)
-
-    def r_options(self) -> dict[str, object]:
-        # "kind" keeps the cache keys of clmm fits apart from lme4's
-        return {"kind": "clmm", "link": self.link, "threshold": self.threshold}
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                        "lmermagic.tmb_fit", "lmermagic.clmm_fit"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
+                    "lmermagic.clmm_request",
                     "lmermagic.rsyntax", "lmermagic.rformula", "lmermagic.packed",
                     "lmermagic.fitted", "lmermagic.rdsguard", "lmermagic.rdswalk",
                     "lmermagic.rdsbytecode", "lmermagic.tmb_request"]),

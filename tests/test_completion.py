@@ -91,6 +91,19 @@ def texts(text: str, cursor: int | None = None) -> list[str]:
     ("%lmer -d sleep --at D", ["Days", "Dose"]),
     ("%lmer -d sleep --at Days=", []),
     ("%lmer -d sl", ["sleep"]),  # not sub: a DataFrame subclass could run code
+    # %glmmtmb: glmmTMB's families, its one-sided formulas; %clmm: links, thresholds
+    ("%glmmtmb -d sleep --family nb", ["nbinom1", "nbinom2"]),
+    ("%glmmtmb -d sleep --family tr", ["truncated_poisson", "truncated_nbinom2"]),
+    ("%glmmtmb -d sleep --zi D", ["Days", "Dose"]),
+    ('%glmmtmb -d sleep --disp "~ Da', ["Days"]),
+    ("%glmmtmb -d sleep --zi ~Days Reaction ~ Da", ["Days"]),
+    ("m = %glmmtmb -d sleep --re", ["--reml"]),
+    ("%%glmmtmb -d sleep --family beta\nReaction ~ (1 | Su", ["Subject"]),
+    ("%clmm -d sleep --link c", ["cloglog", "cauchit"]),
+    ("%clmm -d sleep --threshold sym", ["symmetric", "symmetric2"]),
+    ("%clmm -d sleep --fam", []),  # %clmm has no --family
+    ("%%clmm -d sleep --th", ["--threshold"]),
+    ("%%clmm -d sleep\nReaction ~ Days + (1 | Su", ["Subject"]),
     # outside our magics nothing
     ("x = lo", []),
     ("%time Reaction ~ Da", []),

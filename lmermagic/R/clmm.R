@@ -4,7 +4,7 @@
 # called through its namespace, never attached.
 
 # The links and threshold structures ordinal::clmm takes; Python checks the
-# same lists (clmm_fit.LINKS, clmm_fit.THRESHOLDS) before R sees a name.
+# same lists (clmm_request.LINKS, clmm_request.THRESHOLDS) before R sees a name.
 lmm_clmm_links <- c("logit", "probit", "cloglog", "loglog", "cauchit")
 lmm_clmm_thresholds <- c("flexible", "symmetric", "symmetric2", "equidistant")
 
