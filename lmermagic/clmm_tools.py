@@ -173,7 +173,7 @@ def compare(models: Sequence[Any], labels: Sequence[str]) -> pd.DataFrame:
     heading = df.attrs["heading"]
     df = add_aicc_columns(df, df["npar"].to_numpy(dtype=float),
                           np.full(len(df), models[0].nobs), groups=[])
-    df["npar"] = df["npar"].astype("int64")
+    df["npar"] = df["npar"].astype(float)  # as lmer's comparison table
     df.attrs["heading"] = heading
     return df
 
