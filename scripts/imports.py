@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                        "lmermagic.workers", "lmermagic.tally", "lmermagic.cluster",
                        "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn",
                        "lmermagic.pool", "lmermagic.savefile", "lmermagic.warmstart",
-                       "lmermagic.tmb_fit"]),
+                       "lmermagic.tmb_fit", "lmermagic.tmb_cache"]),
     ("bridge", ["lmermagic.rbridge", "lmermagic._rpy2"]),
     ("conversion", ["lmermagic.convert", "lmermagic.tables", "lmermagic.request",
                     "lmermagic.rsyntax", "lmermagic.rformula", "lmermagic.packed",
