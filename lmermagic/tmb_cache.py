@@ -23,11 +23,11 @@ from .isolation import run_in_worker
 from .rbridge import RFrame, Serialized, get_r
 from .tmb_request import TmbRequest
 
-__all__ = ["bundle", "from_disk", "known", "run", "run_isolated", "to_disk"]
+__all__ = ["TABLES", "bundle", "from_disk", "known", "run", "run_isolated", "to_disk"]
 
 _KNOWN: dict[tuple[str, ...], rdsguard.Known] = {}
 # What tmb_fit.table_fields reads (R/tmb.R's lmm_tmb_tables).
-_TABLES = {"coefs", "varcorr", "ranef", "fitted", "residuals", "dropped", "nobs", "ngroups",
+TABLES = {"coefs", "varcorr", "ranef", "fitted", "residuals", "dropped", "nobs", "ngroups",
            "loglik", "df_model", "df_resid", "aic", "bic", "deviance", "sigma", "reml",
            "converged", "pd_hess", "family", "link"}
 
@@ -122,7 +122,7 @@ def from_disk(request: TmbRequest, disk: Any, key: bytes, cells: int) -> cache.E
         return None
     try:
         tables, texts = cache.stored_tables(parts)
-        if not (_TABLES <= set(tables) and isinstance(tables["coefs"], dict)
+        if not (TABLES <= set(tables) and isinstance(tables["coefs"], dict)
                 and "component" in tables["coefs"]):
             raise packed.PackError("it does not hold the tables of a glmmTMB fit")
     except packed.PackError as exc:
