@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .fitting import issue_warnings
@@ -26,6 +27,9 @@ def glmmtmb(
     factors: str | list[str] | None = None,
     allow_functions: list[str] | tuple[str, ...] = (),
     timeout: float | None = None,
+    isolate: bool = False,
+    memory_limit: float | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     data_name: str | None = None,
     name: str | None = None,
 ) -> TmbModel:
@@ -58,6 +62,15 @@ def glmmtmb(
         Functions to allow in the formulas beyond the built-in allowlist.
     timeout : float, optional
         Seconds after which R is stopped and LmerTimeoutError raised.
+    isolate, memory_limit : bool, float
+        Fit in a worker process with its own R (memory_limit GB at most), as
+        for :func:`lmermagic.lmer`: Ctrl-C and ``timeout`` end the worker,
+        not the notebook.
+    cache_dir : str or path, optional
+        Also keep the fit in this directory, as for :func:`lmermagic.lmer`;
+        fits are always remembered in memory for the session, and
+        ``model.meta["cache"]`` says whether this one came from ``"memory"``,
+        ``"disk"`` or was fitted (``"miss"``).
     data_name, name : str, optional
         The data's name (shown, and in ``r_code()``) and the model's.
 
@@ -77,7 +90,8 @@ def glmmtmb(
                                offset=offset, factors=factors,
                                data_name=data_name or getattr(data, "name", None) or "data",
                                name=name, extra_functions=tuple(allow_functions),
-                               timeout=timeout)
+                               timeout=timeout, isolate=isolate,
+                               memory_limit=memory_limit, cache_dir=cache_dir)
     return fit_tmb(request, data)
 
 

@@ -8,18 +8,20 @@ the columns they use are sent to R; the caller's frame is read, never changed.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import convert, tables
+from . import cache, convert, tables, tmb_cache
 from .errors import DataError, FitError, RPackageMissingError, did_you_mean, excerpt
-from .rbridge import RFrame, get_r
+from .rbridge import get_r
 from .request import raise_formula_problem
 from .tmb_request import TmbRequest
 
-__all__ = ["GLMMTMB_ADVICE", "coef_table", "require_glmmtmb", "tmb_fields", "varcorr_table"]
+__all__ = ["GLMMTMB_ADVICE", "coef_table", "require_glmmtmb", "table_fields", "tmb_fields",
+           "varcorr_table"]
 
 GLMMTMB_ADVICE = ("apt-get install r-cran-glmmtmb  |  conda install -c conda-forge "
                   "r-glmmtmb  |  in R: install.packages('glmmTMB')")
@@ -95,7 +97,11 @@ def _used(request: TmbRequest, columns: list[str]) -> list[str]:
 
 def tmb_fields(request: TmbRequest, data: Any) -> dict[str, Any]:
     """Fit ``request`` on ``data`` with glmmTMB: the model's fields (R's
-    warnings in ``warnings``, not yet issued)."""
+    warnings in ``warnings``, not yet issued).
+
+    As lmer's fits (fitting.fit_fields): the same request on the same column
+    contents comes from the fit cache, in memory or (``cache_dir``) on disk;
+    ``meta["cache"]`` says from where. ``isolate``: fitted in a worker."""
     df = convert.as_pandas(data, request.data_name)
     convert.check_labels(df, request.data_name)
     if len(df) == 0:
@@ -104,25 +110,55 @@ def tmb_fields(request: TmbRequest, data: Any) -> dict[str, Any]:
     used = _used(request, list(df.columns))
     r = get_r()
     columns = [convert.encode_column(c, df[c]) for c in used]
-    res = r.run("lmm_tmb_fit", RFrame(columns, len(df)), request.formulas(),
-                request.r_options(), r.allowed(request.extra_functions),
-                keep=("fit", "data"), timeout=request.timeout, packed=True)
-    texts = list(res.get("warnings") or []) + list(res.get("messages") or [])
-    if "error" in res:
-        msg = str(res["error"][0])
-        if str(res["error_class"][0]) == "lmm_preflight":
-            raise DataError(f"'{request.data_name}': {msg}")
-        raise FitError(f"R could not fit {request.formula!r} with glmmTMB: {excerpt(msg)}",
-                       r_message=msg)
-    t = res["tables"]
+    versions = {**r.stack_versions(), "glmmTMB": version}
+    key = cache.fit_key(request, columns, len(df), versions)
+    cells = len(df) * len(columns)
+    source = "memory"
+    entry = cache.recall(key)
+    disk = cache.directory(request.cache_dir) if request.cache_dir else None
+    if entry is None and disk is not None:
+        source = "disk"
+        entry = tmb_cache.from_disk(request, disk, key, cells)
+    if entry is None:
+        source = "miss"
+        run = tmb_cache.run_isolated if request.isolate else tmb_cache.run
+        res = run(request, columns, len(df), disk is not None)
+        if "error" in res:
+            _raise(request, res)
+        texts = list(res.get("warnings") or []) + list(res.get("messages") or [])
+        entry = cache.Entry(res["fit"], res["data"], res["tables"], tuple(texts), cells)
+        if disk is not None:
+            tmb_cache.to_disk(disk, key, res["cache_tables"], res["fit"], res["data"],
+                              res.get("payload"))
+    cache.remember(key, entry)
+    # copies: a model's tables are its own, whoever else got the same entry
+    fields = table_fields(request, data, df.index, copy.deepcopy(entry.tables),
+                          list(entry.texts), version, versions)
+    fields.update(r_object=entry.fit, r_data=entry.data)
+    fields["meta"]["cache"] = source
+    if request.isolate and source == "miss":
+        fields["meta"]["isolated"] = True
+    return fields
+
+
+def _raise(request: TmbRequest, res: dict[str, Any]) -> None:
+    msg = str(res["error"][0])
+    if str(res["error_class"][0]) == "lmm_preflight":
+        raise DataError(f"'{request.data_name}': {msg}")
+    raise FitError(f"R could not fit {request.formula!r} with glmmTMB: {excerpt(msg)}",
+                   r_message=msg)
+
+
+def table_fields(request: TmbRequest, data: Any, index: pd.Index, t: dict[str, Any],
+                 texts: list[str], version: str, versions: dict[str, str]
+                 ) -> dict[str, Any]:
+    """The model's fields from R's tables (lmm_tmb_tables), but its R objects."""
     dropped = np.asarray(t["dropped"] if t["dropped"] is not None else [], dtype=np.int64)
-    index = df.index
     conv = str((t.get("opt_message") or [""])[0])
     warn = list(dict.fromkeys(texts))
     meta = {k: (v[0] if isinstance(v, (list, np.ndarray)) and len(v) == 1 else v)
             for k, v in (t.get("meta") or {}).items()}
     meta["glmmTMB"] = version
-    versions = {**r.stack_versions(), "glmmTMB": version}
     return {
         "formula": request.formula,
         "kind": "glmmTMB",
@@ -153,8 +189,6 @@ def tmb_fields(request: TmbRequest, data: Any) -> dict[str, Any]:
         "missing": {k: int(v) for k, v in (t.get("na_counts") or {}).items() if v},
         "theta": np.zeros(0),
         "data_name": request.data_name,
-        "r_object": res["fit"],
-        "r_data": res["data"],
         "request": request,
         "data": data,
         "name": request.name,

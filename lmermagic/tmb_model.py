@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import tmb_toolbox
+from . import tmb_save, tmb_toolbox
 from .fitted import FittedModel
 from .toolbox.rcode import versions_line
 
@@ -99,6 +99,11 @@ class TmbModel(FittedModel):
     def r_code(self, path: str | os.PathLike[str] | None = None, write: bool = False) -> str:
         """A self-contained R script reproducing this fit with glmmTMB."""
         return tmb_toolbox.r_code(self, path, write=write)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model to one file; ``lmermagic.load_model(path)`` reads
+        it back with every method working (see lmermagic.tmb_save)."""
+        tmb_save.save(self, path)
 
     def summary(self) -> str:
         """glmmTMB's own ``summary()`` of the model, as text."""

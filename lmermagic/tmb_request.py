@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DataError
-from .request import _names, _timeout
+from .request import _names, _positive, _timeout
 from .rformula import formula_text, no_nul
 
 __all__ = ["TMB_FAMILIES", "TmbRequest", "parse_tmb_family"]
@@ -82,6 +82,10 @@ class TmbRequest:
     name: str | None = None
     extra_functions: tuple[str, ...] = field(default=())
     timeout: float | None = None
+    # a worker process (isolation.py's pool) with at most memory_limit GB
+    isolate: bool = False
+    memory_limit: float | None = None
+    cache_dir: str | None = None
     kind: str = "glmmTMB"
     ddf: str = "asymptotic"
 
@@ -92,7 +96,9 @@ class TmbRequest:
               weights: str | None = None, offset: str | None = None,
               data_name: str = "data", name: str | None = None,
               extra_functions: tuple[str, ...] | list[str] = (),
-              timeout: float | None = None) -> TmbRequest:
+              timeout: float | None = None, isolate: bool = False,
+              memory_limit: float | None = None,
+              cache_dir: str | os.PathLike[str] | None = None) -> TmbRequest:
         fam, link = parse_tmb_family(family)
         for what, col in (("weights", weights), ("offset", offset)):
             if col is not None and not isinstance(col, str):
@@ -108,7 +114,10 @@ class TmbRequest:
                    dispformula=_side(dispformula, "dispformula"), reml=reml,
                    factors=_names(factors, "factors"), weights=weights, offset=offset,
                    data_name=data_name, name=name, extra_functions=tuple(extra_functions),
-                   timeout=_timeout(timeout))
+                   timeout=_timeout(timeout), isolate=bool(isolate),
+                   memory_limit=None if memory_limit is None else _positive(
+                       memory_limit, "memory_limit"),
+                   cache_dir=os.fspath(cache_dir) if cache_dir else None)
 
     def formulas(self) -> dict[str, str]:
         """The formula texts R builds: cond, zi, disp ("" when not given)."""
@@ -116,11 +125,10 @@ class TmbRequest:
                 "disp": self.dispformula or ""}
 
     def r_options(self) -> dict[str, object]:
-        """The options lmm_tmb_fit() takes in R (values only, no R code)."""
+        """The options lmm_tmb_fit() takes in R (values only, no R code); the
+        other formulas too, for the fit cache's key (R reads them from
+        formulas())."""
         return {"family": self.family, "link": self.link, "reml": self.reml,
                 "weights": self.weights, "offset": self.offset,
-                "factors": list(self.factors), "kind": self.kind}
-
-    @property
-    def cache_dir(self) -> str | os.PathLike[str] | None:
-        return None
+                "factors": list(self.factors), "kind": self.kind,
+                "ziformula": self.ziformula or "", "dispformula": self.dispformula or ""}
