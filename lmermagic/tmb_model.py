@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import tmb_save, tmb_toolbox
+from . import tmb_goodness, tmb_save, tmb_toolbox
 from .fitted import FittedModel
 from .toolbox.rcode import versions_line
 
@@ -89,6 +89,15 @@ class TmbModel(FittedModel):
     def augment(self) -> pd.DataFrame:
         """broom.mixed's ``augment(m)`` in snake_case."""
         return tmb_toolbox.augment(self)
+
+    def r2(self) -> pd.Series:
+        """Marginal and conditional R² (Nakagawa & Schielzeth), as performance's
+        ``r2(m)`` (``r2_nakagawa``) for a glmmTMB mixed model."""
+        return tmb_goodness.r2(self)
+
+    def icc(self) -> pd.Series:
+        """Adjusted and unadjusted intra-class correlation, as performance's ``icc(m)``."""
+        return tmb_goodness.icc(self)
 
     @property
     def ranef_table(self) -> pd.DataFrame:

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("api", ["lmermagic.api", "lmermagic.datasets", "lmermagic.tmb", "lmermagic.clmm_api"]),
     ("model", ["lmermagic.model", "lmermagic.tmb_model", "lmermagic.clmm_model"]),
     ("toolbox", ["lmermagic.toolbox", "lmermagic.toolbox.*", "lmermagic.tmb_toolbox",
-                 "lmermagic.clmm_tools"]),
+                 "lmermagic.tmb_goodness", "lmermagic.tmb_checks", "lmermagic.clmm_tools"]),
     ("fit machinery", ["lmermagic.isolation", "lmermagic.fitting", "lmermagic.preflight",
                        "lmermagic.workers", "lmermagic.tally", "lmermagic.cluster",
                        "lmermagic.cache", "lmermagic.cachedir", "lmermagic.spawn",
