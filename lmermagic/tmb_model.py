@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import tmb_goodness, tmb_save, tmb_toolbox
+from . import tmb_checks, tmb_goodness, tmb_save, tmb_toolbox
 from .fitted import FittedModel
 from .toolbox.rcode import versions_line
 
@@ -89,6 +89,11 @@ class TmbModel(FittedModel):
     def augment(self) -> pd.DataFrame:
         """broom.mixed's ``augment(m)`` in snake_case."""
         return tmb_toolbox.augment(self)
+
+    def check(self) -> pd.DataFrame:
+        """Model checks, one row each (lmer's schema): singular fit, convergence,
+        positive-definite Hessian, VIFs, overdispersion, zero-inflation (performance's)."""
+        return tmb_checks.check(self)
 
     def r2(self) -> pd.Series:
         """Marginal and conditional R² (Nakagawa & Schielzeth), as performance's

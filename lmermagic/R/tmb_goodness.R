@@ -133,3 +133,43 @@ lmm_tmb_goodness <- function(fit, data, texts, opts, allowed) {
         out
     })
 }
+
+# The pieces of m.check() (tmb_checks.py computes the rows): the conditional
+# model's variances, the optimizer's code and message, pdHess, the fixed
+# effects' covariance and term layout (VIFs), Pearson residuals, the response,
+# the fitted means and sigma.
+lmm_tmb_check_pieces <- function(fit) {
+    lmm_tb_run(function() {
+        fam <- stats::family(fit)
+        vc <- glmmTMB::VarCorr(fit)$cond
+        mf <- stats::model.frame(fit)
+        tt <- fit$modelInfo$reTrms$cond$terms$fixed
+        x <- stats::model.matrix(tt, mf, contrasts.arg = fit$modelInfo$contrasts)
+        labels <- attr(tt, "term.labels")
+        term_df <- vapply(labels, function(lab) {
+            col <- mf[[lab]]
+            if (is.factor(col)) nlevels(col) - 1 else 1
+        }, numeric(1))
+        pearson <- tryCatch(unname(as.numeric(stats::residuals(fit, type = "pearson"))),
+                            error = function(e) numeric())
+        y <- stats::model.response(mf)
+        bernoulli <- fam$family == "binomial" && !is.matrix(y) &&
+            all(as.numeric(y) %in% c(0, 1)) && is.null(mf[["(weights)"]])
+        if (is.factor(y)) y <- as.numeric(y) - 1
+        if (is.matrix(y)) y <- y[, 1L]
+        sig <- tryCatch(stats::sigma(fit), error = function(e) NA_real_)
+        list(family = fam$family, link = fam$link,
+             variances = if (length(vc)) unlist(lapply(vc, function(s) diag(as.matrix(s))),
+                                                use.names = FALSE) else numeric(),
+             code = as.integer(fit$fit$convergence),
+             message = as.character(c(fit$fit$message, "")[1L]),
+             pd_hess = isTRUE(fit$sdr$pdHess),
+             vcov = unname(as.matrix(stats::vcov(fit)$cond)), coef_names = colnames(x),
+             assign = as.integer(attr(x, "assign")), term_labels = as.character(labels),
+             term_df = unname(term_df), interactions = any(attr(tt, "order") > 1L),
+             df_residual = as.numeric(stats::df.residual(fit)), pearson = pearson,
+             observed = unname(as.numeric(y)), bernoulli = bernoulli,
+             mu = unname(as.numeric(stats::fitted(fit))),
+             sigma = if (length(sig) == 1L) as.numeric(sig) else NA_real_)
+    })
+}
