@@ -7,7 +7,7 @@ from the term's model matrix, not from Z). Where R's performance package is
 installed: performance::r2() / icc() themselves. lmermagic follows
 insight >= 0.20.2; with an older insight (the host's 0.19) the
 distribution-specific variances of count, cbind() binomial, Gamma-log,
-tweedie and hurdle models differ, and only the fixed and random variances
+tweedie and hurdle Poisson models differ, and only the fixed and random variances
 are compared for them.
 """
 
@@ -90,7 +90,7 @@ CASES: dict[str, tuple[dict[str, Any], str, str, str]] = {
         + "pw <- 1 + plogis(m$fit$par[['psi']])\nlog1p(sigma(m) * mu^pw / mu^2)"),
 }
 # Computed alike by performance before and after insight 0.20.2.
-ALIKE_ON_OLD_INSIGHT = {"gaussian_slopes"}
+ALIKE_ON_OLD_INSIGHT = {"gaussian_slopes", "hurdle_nbinom2"}
 
 # Johnson's variance of the conditional model's random terms from their own
 # model matrices (glmmTMB's VarCorr in term order; every term here has its
@@ -116,7 +116,8 @@ list(r2_marginal = var_fixed / total, r2_conditional = (var_fixed + var_random) 
 
 PERFORMANCE_R = """
 if (!requireNamespace("performance", quietly = TRUE)) return(list(installed = FALSE))
-m <- suppressWarnings({fit})
+# the data in the fit's call, so that insight's null model (update()) finds it
+m <- suppressWarnings(eval(do.call(substitute, list(quote({fit}), list(d = d)))))
 r2 <- suppressWarnings(performance::r2(m, tolerance = 1e-8))
 icc <- suppressWarnings(performance::icc(m, tolerance = 1e-8))
 v <- suppressWarnings(insight::get_variance(m, tolerance = 1e-8))
