@@ -11,7 +11,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import DataError, LmerError
 from .magic_text import resolve_data, split_options, strip_comments
-from .magics import _parser
+from .magics import LmerMagics, _parser
 
 __all__ = ["TmbMagics"]
 
@@ -40,6 +40,13 @@ class TmbMagics(Magics):
     @argument("--allow", metavar="NAME", action="append", default=[],
               help="allow this R function in the formulas (repeatable)")
     @argument("--timeout", metavar="SECONDS", type=float, help="stop R after this long")
+    @argument("--isolate", action="store_true",
+              help="fit in a worker process that Ctrl-C and --timeout end within a second "
+                   "and whose running out of memory spares the notebook (default: "
+                   "%%config LmerMagics.isolate)")
+    @argument("--memory-limit", metavar="GB", type=float,
+              help="with --isolate: the worker's memory limit (default: %%config "
+                   "LmerMagics.memory_limit, 0 = 80%% of the available memory)")
     @argument("-q", "--quiet", action="store_true", help="return nothing, display nothing")
     @line_cell_magic
     def glmmtmb(self, line: str, cell: str | None = None) -> Any:
@@ -47,7 +54,8 @@ class TmbMagics(Magics):
 
         Usage::
 
-            %glmmtmb -d DATA [-o NAME] [--family F] [--zi FORMULA] [--disp FORMULA] FORMULA
+            %glmmtmb -d DATA [-o NAME] [--family F] [--zi FORMULA] [--disp FORMULA]
+                     [--isolate [--memory-limit GB]] FORMULA
 
             %%glmmtmb -d DATA [options]
             FORMULA (over several lines, # comments allowed)
@@ -81,10 +89,19 @@ class TmbMagics(Magics):
             raise DataError("%glmmtmb: give the data with -d NAME.")
         ns: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
         data = resolve_data(ns, args.data)
+        # LmerMagics' settings (%config LmerMagics.isolate, .memory_limit,
+        # .cache_dir) apply to %glmmtmb as to %lmer
+        lm = next((c for c in getattr(self.shell, "configurables", [])
+                   if isinstance(c, LmerMagics)), None)
+        limit = args.memory_limit if args.memory_limit is not None else (
+            lm.memory_limit if lm is not None else None)
         model = glmmtmb(formula, data, family=args.family, ziformula=args.zi,
                         dispformula=args.disp, reml=args.reml, weights=args.weights,
                         offset=args.offset, factors=args.factors,
                         allow_functions=tuple(args.allow), timeout=args.timeout,
+                        isolate=bool(args.isolate or (lm is not None and lm.isolate)),
+                        memory_limit=limit or None,
+                        cache_dir=(lm.cache_dir if lm is not None else "") or None,
                         data_name=args.data, name=args.out)
         if args.out:
             ns[args.out] = model

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import tmb_save, tmb_toolbox
+from . import tmb_checks, tmb_goodness, tmb_plots, tmb_save, tmb_toolbox
 from .fitted import FittedModel
 from .toolbox.rcode import versions_line
 
@@ -90,11 +90,45 @@ class TmbModel(FittedModel):
         """broom.mixed's ``augment(m)`` in snake_case."""
         return tmb_toolbox.augment(self)
 
+    def check(self) -> pd.DataFrame:
+        """Model checks, one row each (lmer's schema): singular fit, convergence,
+        positive-definite Hessian, VIFs, overdispersion, zero-inflation (performance's)."""
+        return tmb_checks.check(self)
+
+    def r2(self) -> pd.Series:
+        """Marginal and conditional R² (Nakagawa & Schielzeth), as performance's
+        ``r2(m)`` (``r2_nakagawa``) for a glmmTMB mixed model."""
+        return tmb_goodness.r2(self)
+
+    def icc(self) -> pd.Series:
+        """Adjusted and unadjusted intra-class correlation, as performance's ``icc(m)``."""
+        return tmb_goodness.icc(self)
+
     @property
     def ranef_table(self) -> pd.DataFrame:
         """component, group, term, level, condval, condsd (glmmTMB's ``ranef(m)``
         with its conditional variances)."""
         return tmb_toolbox.ranef_table(self)
+
+    # -- plots: a matplotlib Figure each (pip install 'lmermagic[plots]') ---------
+
+    def plot_ranef(self, group: str | None = None, term: str | None = None,
+                   level: float = 0.95, component: str = "cond", ax: Any = None) -> Any:
+        """Caterpillar plot of one component's random effects (conditional
+        modes -/+ z conditional SDs), as lmer's ``plot_ranef``."""
+        return tmb_plots.ranef_display(self, group=group, term=term, level=level,
+                                       component=component).plot(ax=ax).figure_
+
+    def plot_coefs(self, intercept: bool = False, exponentiate: bool = False,
+                   component: str = "cond", ax: Any = None) -> Any:
+        """Forest plot of one component's coefficients with their 95 % Wald intervals."""
+        return tmb_plots.coefs_display(self, intercept=intercept, exponentiate=exponentiate,
+                                       component=component).plot(ax=ax).figure_
+
+    def plot_diagnostics(self, panel: str | None = None, ax: Any = None) -> Any:
+        """Residuals vs fitted, scale-location and Q-Q panels of the Pearson
+        residuals (binned residuals for binomial), Q-Q of each random-effect term."""
+        return tmb_plots.diagnostics_display(self, panel=panel).plot(ax=ax).figure_
 
     def r_code(self, path: str | os.PathLike[str] | None = None, write: bool = False) -> str:
         """A self-contained R script reproducing this fit with glmmTMB."""
