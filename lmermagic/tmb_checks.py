@@ -20,8 +20,7 @@ import pandas as pd
 
 from .fitted import FittedModel
 from .toolbox._common import cached_call, check_model
-from .toolbox._pvalues import chisq_upper
-from .toolbox.checks import ALPHA, COLUMNS, ZERO_TOLERANCE, _collinearity_rows, _row
+from .toolbox.checks import _collinearity_rows, _row, check_frame, dispersion_row, vec, zero_row
 
 __all__ = ["SINGULAR_TOLERANCE", "check"]
 
@@ -36,10 +35,6 @@ def _pieces(m: FittedModel) -> dict[str, Any]:
                        what="the model checks")
 
 
-def _vec(x: Any) -> np.ndarray:
-    return np.asarray(x if x is not None else [], dtype=float)
-
-
 def _one(x: Any) -> Any:
     return np.asarray(x).ravel()[0]
 
@@ -50,7 +45,7 @@ def _count(family: str) -> bool:
 
 
 def _fit_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
-    v = _vec(p["variances"])
+    v = vec(p["variances"])
     singular = bool(v.size) and bool(np.min(np.abs(v)) < SINGULAR_TOLERANCE)
     rows = [_row("singular", "singular", float(singular), not singular,
                  f"singular fit: a random-effect variance is below {SINGULAR_TOLERANCE:g}; "
@@ -73,44 +68,22 @@ def _dispersion_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
     family = str(_one(p["family"]))
     if not (_count(family) or family == "binomial") or bool(_one(p["bernoulli"])):
         return []
-    pearson = _vec(p["pearson"])
+    pearson = vec(p["pearson"])
     rdf = float(_one(p["df_residual"]))
     if not pearson.size:
         return [_row("overdispersion", "dispersion ratio", math.nan, True,
                      "not computed: glmmTMB has no Pearson residuals for this model", df=rdf)]
-    chisq = float(np.sum(pearson ** 2))
-    ratio, pval = chisq / rdf, chisq_upper(chisq, rdf)
-    ok = pval > ALPHA
-    return [_row("overdispersion", "dispersion ratio", ratio, ok,
-                 "no overdispersion detected" if ok else
-                 f"overdispersion detected (Pearson χ² / df = {ratio:.2f})",
-                 df=rdf, p_value=pval, observed=chisq)]
+    return [dispersion_row(pearson, rdf)]
 
 
 def _zero_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
     family = str(_one(p["family"]))
     if not _count(family):
         return []
-    y, mu = _vec(p["observed"]), _vec(p["mu"])
-    observed = int(np.count_nonzero(y == 0))
-    if observed == 0:
-        return [_row("zero_inflation", "predicted/observed zeros", math.nan, True,
-                     "the response has no zeros", observed=0.0)]
     # as performance: the fitted means (zero-inflation included) in a Poisson or,
     # for the negative binomial families, a negative binomial of size sigma(m)
     theta = float(_one(p["sigma"])) if family in _NEGBIN else math.nan
-    p0 = np.exp(-mu) if math.isnan(theta) else (theta / (theta + mu)) ** theta
-    predicted = float(np.round(np.sum(p0)))
-    ratio = predicted / observed
-    if ratio < 1 - ZERO_TOLERANCE:
-        ok, verdict = False, "model is underfitting zeros (probable zero-inflation)"
-    elif ratio > 1 + ZERO_TOLERANCE:
-        ok, verdict = False, "model is overfitting zeros"
-    else:
-        ok, verdict = True, "ratio of predicted to observed zeros within the tolerance"
-    return [_row("zero_inflation", "predicted/observed zeros", ratio, ok,
-                 f"{verdict} (±{ZERO_TOLERANCE})", observed=float(observed),
-                 expected=predicted)]
+    return [zero_row(vec(p["observed"]), vec(p["mu"]), theta)]
 
 
 def check(m: FittedModel) -> pd.DataFrame:
@@ -121,10 +94,4 @@ def check(m: FittedModel) -> pd.DataFrame:
     check_model(m)
     p = _pieces(m)
     rows = (_fit_rows(p) + _collinearity_rows(p) + _dispersion_rows(p) + _zero_rows(p))
-    out = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    for c in ("value", "adjusted", "df", "p_value", "observed", "expected"):
-        out[c] = out[c].astype(float)
-    out["ok"] = out["ok"].astype(bool)
-    for c in ("check", "term", "statistic", "verdict"):
-        out[c] = out[c].fillna("").astype(object)
-    return out
+    return check_frame(rows)
