@@ -36,6 +36,8 @@ from .errors import LmerWarning, SingularFitWarning, caller_stacklevel
 from .fitted import FittedModel
 from .rbridge import get_r
 from .toolbox._common import call, check_model, r_options
+from .toolbox.goodness import piece_float as _f
+from .toolbox.goodness import scalar, share_series, shares
 
 __all__ = ["TOLERANCE", "from_pieces", "icc", "pieces", "r2", "variances"]
 
@@ -51,14 +53,6 @@ _BINOMIAL = {"logit": math.pi ** 2 / 3, "probit": 1.0, "cloglog": math.pi ** 2 /
 _NEEDS_V0 = ("poisson", "nbinom1", "nbinom2", "tweedie")
 
 
-def _scalar(v: Any) -> Any:
-    if isinstance(v, (list, tuple)):
-        v = v[0] if len(v) else None
-    if hasattr(v, "item"):
-        v = v.item()
-    return _NAN if v is None else v
-
-
 def pieces(m: FittedModel) -> dict[str, Any]:
     """R's pieces of the glmmTMB fit's variances, computed once per model (the
     null model fitted once where its numbers are used)."""
@@ -68,16 +62,9 @@ def pieces(m: FittedModel) -> dict[str, Any]:
         req = m.request
         value = call("lmm_tmb_goodness", m.r_object, m.r_data, req.formulas(), r_options(m),
                      get_r().allowed(req.extra_functions), what="R²")
-        cached = {k: _scalar(value[k]) for k in PIECES}
+        cached = {k: scalar(value[k]) for k in PIECES}
         m.meta["_tmb_goodness"] = cached
     return dict(cached)
-
-
-def _f(p: dict[str, Any], key: str) -> float:
-    try:
-        return float(p.get(key))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return _NAN
 
 
 def singular(p: dict[str, Any]) -> bool:
@@ -135,15 +122,7 @@ def from_pieces(p: dict[str, Any]) -> dict[str, float]:
     """``r2_marginal, r2_conditional, icc_adjusted, icc_unadjusted``; without a
     random-effect variance the marginal R² is ``fixed / (fixed + residual)``
     (NaN where the distribution variance needs it) and the rest NaN."""
-    v = variances(p)
-    f, r, res = v["var_fixed"], v["var_random"], v["var_residual"]
-    if math.isnan(r):
-        marginal = _NAN if p["family"] in _NEEDS_V0 else f / (f + res)
-        return {"r2_marginal": marginal, "r2_conditional": _NAN,
-                "icc_adjusted": _NAN, "icc_unadjusted": _NAN}
-    total = f + r + res
-    return {"r2_marginal": f / total, "r2_conditional": (f + r) / total,
-            "icc_adjusted": r / (r + res), "icc_unadjusted": r / total}
+    return shares(variances(p), marginal_without_random=p["family"] not in _NEEDS_V0)
 
 
 def _warn(p: dict[str, Any], what: str) -> None:
@@ -166,9 +145,7 @@ def _series(m: FittedModel, keys: tuple[str, str], name: str, what: str) -> pd.S
     p = pieces(m)
     out = from_pieces(p)
     _warn(p, what)
-    s = pd.Series({k: out[k] for k in keys}, dtype=float, name=name)
-    s.attrs["variances"] = variances(p)
-    return s
+    return share_series(out, keys, name, variances(p))
 
 
 def r2(m: FittedModel) -> pd.Series:
