@@ -21,9 +21,9 @@ from . import convert
 from .clmm_fit import ClmmFitted
 from .errors import DataError, FitError, did_you_mean
 from .rbridge import RFrame, get_r
-from .rsyntax import is_r_name, r_string
+from .rsyntax import r_string
 from .toolbox._common import call, table
-from .toolbox.rcode import _args, _check_target, _comment, _read_data, versions_line
+from .toolbox.rcode import _args, script, script_data
 from .toolbox.selection import add_aicc_columns
 
 __all__ = ["compare", "glance", "predict_proba", "r_code", "summary_text", "tidy"]
@@ -191,41 +191,12 @@ def r_code(m: ClmmFitted, path: str | os.PathLike[str] | None = None,
     read from ``path`` (CSV; ``write=True`` writes them), the response an
     ordered factor with the fit's levels, and the ``ordinal::clmm`` call."""
     _check(m)
-    if path is None:
-        path = f"{m.data_name}.csv" if is_r_name(m.data_name) else "data.csv"
-    path = os.fspath(path)
-    spec = {name: {"class": v["class"][0], "levels": list(v["levels"] or [])}
-            for name, v in call("lmm_tb_data_spec", m.r_data, what="r_code()").items()}
-    for name, s in spec.items():
-        if "" in (s["levels"] or []):
-            raise DataError(f"r_code(): column '{name}' has a level that is the empty string, "
-                            "which a CSV file cannot tell from a missing value; rename it.")
-    if write:
-        _check_target(path)
-        call("lmm_tb_write_data", m.r_data, path, what="r_code()")
+    where, spec = script_data(m, path, write)
     req = m.request
     fun = "ordinal::clmm"
     pairs = [("", req.formula), ("data", "data"), ("link", r_string(req.link)),
              ("threshold", r_string(req.threshold))]
     libs = ["ordinal"] + (["splines"] if re.search(r"\b(ns|bs)\s*\(", req.formula) else [])
-    extra = list(req.extra_functions)
-    lines = [
-        _comment(m.formula),
-        _comment(f"fitted by lmermagic on '{m.data_name}'; {versions_line(m.versions)}, "
-                 f"ordinal {m.versions.get('ordinal', '?')}"),
-        _comment(f"Reads the columns the model uses from {r_string(path)}, as lmermagic "
-                 "gave them to ordinal"),
-        "# (m.r_code(path, write=True) writes them there).",
-        *(f"library({lib})" for lib in libs),
-        *([_comment(f"The formula may call {', '.join(extra)} (allowed with --allow or "
-                    "allow_functions): define it before running.")] if extra else []),
-        "",
-        "# R's defaults, which lmermagic sets around every fit",
-        'options(contrasts = c(unordered = "contr.treatment", ordered = "contr.poly"),',
-        '        na.action = "na.omit")',
-        *_read_data(spec, path),
-        "",
-        f"fit <- {fun}({_args(pairs, len(fun) + 8)})",
-        "summary(fit)",
-    ]
-    return "\n".join(lines) + "\n"
+    return script(m, where, spec, package="ordinal", libs=libs,
+                  fit=f"fit <- {fun}({_args(pairs, len(fun) + 8)})",
+                  versions=f", ordinal {m.versions.get('ordinal', '?')}")

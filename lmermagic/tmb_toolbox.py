@@ -14,11 +14,11 @@ from . import convert, tables
 from .errors import DataError
 from .fitted import FittedModel
 from .rbridge import RFrame, get_r
-from .rsyntax import is_r_name, r_string, r_symbol
+from .rsyntax import r_string, r_symbol
 from .toolbox._common import call, check_model, positive_int, r_columns, seed_arg
 from .toolbox._common import table as r_table
 from .toolbox.selection import add_aicc_columns
-from .toolbox.rcode import _args, _comment, _read_data, versions_line
+from .toolbox.rcode import _args, script, script_data
 
 __all__ = ["BROOM_COLUMNS", "augment", "compare", "confint", "glance", "predict",
            "r_code", "ranef_table", "simulate", "summary_text", "tidy"]
@@ -175,16 +175,7 @@ def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
     """A self-contained R script that reproduces the glmmTMB fit."""
     check_model(m)
     req = m.request
-    if path is None:
-        path = f"{m.data_name}.csv" if is_r_name(m.data_name) else "data.csv"
-    path = os.fspath(path)
-    spec = {name: {"class": v["class"][0], "levels": list(v["levels"] or [])}
-            for name, v in call("lmm_tb_data_spec", m.r_data, what="r_code()").items()}
-    if write:
-        from .toolbox.rcode import _check_target
-
-        _check_target(path)
-        call("lmm_tb_write_data", m.r_data, path, what="r_code()")
+    where, spec = script_data(m, path, write, check_levels=False)
     ns = "stats" if req.family in ("gaussian", "binomial", "poisson", "Gamma") else "glmmTMB"
     pairs = [("", req.formula), ("data", "data"),
              ("family", f"{ns}::{req.family}(link = {r_string(req.link)})")]
@@ -198,21 +189,6 @@ def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
             pairs.append((option, r_symbol(col)))
     if req.reml:
         pairs.append(("REML", "TRUE"))
-    lines = [
-        _comment(m.formula),
-        _comment(f"fitted by lmermagic on '{m.data_name}'; {versions_line(m.versions)}, "
-                 f"glmmTMB {m.versions.get('glmmTMB', '')}"),
-        _comment(f"Reads the columns the model uses from {r_string(path)}, as lmermagic "
-                 "gave them to glmmTMB"),
-        "# (m.r_code(path, write=True) writes them there).",
-        "library(glmmTMB)",
-        "",
-        "# R's defaults, which lmermagic sets around every fit",
-        'options(contrasts = c(unordered = "contr.treatment", ordered = "contr.poly"),',
-        '        na.action = "na.omit")',
-        *_read_data(spec, path),
-        "",
-        f"fit <- glmmTMB::glmmTMB({_args(pairs, 24)})",
-        "summary(fit)",
-    ]
-    return "\n".join(lines) + "\n"
+    return script(m, where, spec, package="glmmTMB", libs=["glmmTMB"],
+                  fit=f"fit <- glmmTMB::glmmTMB({_args(pairs, 24)})",
+                  versions=f", glmmTMB {m.versions.get('glmmTMB', '')}", extra=[])
