@@ -3,15 +3,15 @@ only: parse, call :func:`lmermagic.clmm`, present)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand, \
     output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import DataError, LmerError
-from .magic_text import resolve_data, split_options, strip_comments
-from .magics import _parser
+from .magic_text import magic_formula, resolve_data, split_options
+from .magics import _parser, lmer_settings
 
 if TYPE_CHECKING:
     from .clmm_model import ClmmModel
@@ -22,12 +22,6 @@ __all__ = ["ClmmMagics"]
 @magics_class
 class ClmmMagics(Magics):
     """``%clmm``; ``--timeout`` and ``--allow`` default to ``%config LmerMagics``'s."""
-
-    def _config(self, name: str, default: Any) -> Any:
-        for c in getattr(self.shell, "configurables", []):
-            if type(c).__name__ == "LmerMagics":
-                return getattr(c, name, default)
-        return default
 
     @output_can_be_silenced
     @no_var_expand
@@ -76,22 +70,18 @@ class ClmmMagics(Magics):
         parser = _parser(ClmmMagics.clmm)
         tokens, rest = split_options(line, parser)
         args = parser.parse_args(tokens)
-        if cell is not None and rest:
-            raise DataError("%%clmm: options go on the first line and the formula in the cell "
-                            f"body; found {rest!r} after the options.")
-        formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
-        if not formula:
-            raise DataError("%clmm: no formula given. Example: %clmm -d wine rating ~ temp + "
-                            "(1 | judge)")
+        formula = magic_formula("clmm", rest, cell, "-d wine rating ~ temp + (1 | judge)")
         if not args.data:
             raise DataError(f"%clmm: -d/--data is required: %clmm -d df {formula}")
         if self.shell is None:
             raise LmerError("the lmermagic magics need a running IPython shell")
         ns = self.shell.user_ns
         data = resolve_data(ns, args.data)
-        extra = tuple(self._config("allow", ())) + tuple(
+        lm = lmer_settings(self.shell)
+        extra = tuple(lm.allow if lm is not None else ()) + tuple(
             f.strip() for f in (args.allow or "").split(",") if f.strip())
-        timeout = args.timeout if args.timeout is not None else self._config("timeout", None)
+        timeout = args.timeout if args.timeout is not None else (
+            lm.timeout if lm is not None else None)
         request = ClmmRequest.build(formula, link=args.link or "logit",
                                     threshold=args.threshold or "flexible",
                                     data_name=args.data, name=args.out,

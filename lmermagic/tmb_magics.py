@@ -10,8 +10,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import DataError, LmerError
-from .magic_text import resolve_data, split_options, strip_comments
-from .magics import LmerMagics, _parser
+from .magic_text import magic_formula, resolve_data, split_options
+from .magics import _parser, lmer_settings
 
 __all__ = ["TmbMagics"]
 
@@ -78,21 +78,14 @@ class TmbMagics(Magics):
         parser = _parser(TmbMagics.glmmtmb)
         tokens, rest = split_options(line, parser)
         args = parser.parse_args(tokens)
-        if cell is not None and rest:
-            raise DataError("%%glmmtmb: options go on the first line and the formula in the "
-                            f"cell body; found {rest!r} after the options.")
-        formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
-        if not formula:
-            raise DataError("%glmmtmb: no formula given. Example: %glmmtmb -d df --family "
-                            "poisson y ~ x + (1 | g)")
+        formula = magic_formula("glmmtmb", rest, cell, "-d df --family poisson y ~ x + (1 | g)")
         if not args.data:
             raise DataError("%glmmtmb: give the data with -d NAME.")
         ns: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
         data = resolve_data(ns, args.data)
         # LmerMagics' settings (%config LmerMagics.isolate, .memory_limit,
         # .cache_dir) apply to %glmmtmb as to %lmer
-        lm = next((c for c in getattr(self.shell, "configurables", [])
-                   if isinstance(c, LmerMagics)), None)
+        lm = lmer_settings(self.shell)
         limit = args.memory_limit if args.memory_limit is not None else (
             lm.memory_limit if lm is not None else None)
         model = glmmtmb(formula, data, family=args.family, ziformula=args.zi,
