@@ -87,13 +87,7 @@ lmm_clmm_fit <- function(data, formula_text, opts, allowed) {
         tables$na_counts <- vapply(data, function(v) sum(is.na(v)), 1L)
         list(fit = fit, data = data, tables = tables)
     })
-    out <- list(warnings = res$warnings, messages = res$messages)
-    if (inherits(res$value, "error")) {
-        out$error <- conditionMessage(res$value)
-        out$error_class <- class(res$value)[1L]
-        return(out)
-    }
-    c(out, res$value)
+    lmm_fit_outcome(res)
 }
 
 # R's coefficient matrix rows as the columns Python reads (Wald z, 95 %).
@@ -206,12 +200,8 @@ lmm_clmm_predict <- function(fit, newdata) {
 # arguments) and the rows are renamed to the labels.
 lmm_clmm_compare <- function(fits, datas, labels) {
     lmm_tb_run(function() {
-        same <- vapply(datas, function(d) {
-            common <- intersect(names(d), names(datas[[1L]]))
-            nrow(d) == nrow(datas[[1L]]) &&
-                identical(as.list(d[common]), as.list(datas[[1L]][common]))
-        }, logical(1L))
-        if (!all(same)) return(list(mismatch = labels[!same]))
+        bad <- lmm_tb_mismatch(datas, labels)
+        if (length(bad)) return(list(mismatch = bad))
         env <- new.env(parent = baseenv())
         syms <- paste0(".m", seq_along(fits))
         for (i in seq_along(fits)) assign(syms[i], fits[[i]], envir = env)

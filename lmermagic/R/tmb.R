@@ -79,13 +79,7 @@ lmm_tmb_fit <- function(data, texts, opts, allowed) {
         tables$na_counts <- vapply(data, function(v) sum(is.na(v)), 1L)
         list(fit = fit, data = data, tables = tables)
     })
-    out <- list(warnings = res$warnings, messages = res$messages)
-    if (inherits(res$value, "error")) {
-        out$error <- conditionMessage(res$value)
-        out$error_class <- class(res$value)[1L]
-        return(out)
-    }
-    c(out, res$value)
+    lmm_fit_outcome(res)
 }
 
 # The Wald table of every component, as summary(fit)$coefficients.
@@ -260,12 +254,8 @@ lmm_tmb_ranef_table <- function(fit) {
 # Likelihood-ratio tests, as anova(m0, m1): the same data required.
 lmm_tmb_compare <- function(fits, datas, names) {
     lmm_tb_run(function() {
-        same <- vapply(datas, function(d) {
-            common <- intersect(names(d), names(datas[[1L]]))
-            nrow(d) == nrow(datas[[1L]]) &&
-                identical(as.list(d[common]), as.list(datas[[1L]][common]))
-        }, logical(1L))
-        if (!all(same)) return(list(mismatch = names[!same]))
+        bad <- lmm_tb_mismatch(datas, names)
+        if (length(bad)) return(list(mismatch = bad))
         tab <- do.call(glmmTMB:::anova.glmmTMB, c(unname(fits), list(model.names = names)))
         lmm_tb_table(tab)
     })
