@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import clmm_tools
 from .clmm_fit import ClmmFitted
-from .model import _fmt, _fmt_p, _stars
+from .model import _fmt, _fmt_p, _html_head, _html_tail, _stars
 from .toolbox.rcode import versions_line
 
 __all__ = ["ClmmModel"]
@@ -142,24 +142,15 @@ class ClmmModel(ClmmFitted):
         stats = (f"{self.nobs} obs · groups: {groups} · levels "
                  f"{esc(' < '.join(self.levels))} · logLik {self.loglik:.4f} · "
                  f"AIC {self.aic:.2f} · BIC {self.bic:.2f} · cond.H {self.cond_h:.1e}")
-        warn = ""
-        if self.warnings:
-            items = "".join(f"<li>{esc(w)}</li>" for w in self.warnings)
-            warn = ("<div style='background:#fff3cd;border-left:4px solid #e0a800;"
-                    f"padding:4px 8px;margin-top:6px'><b>R warnings</b><ul>{items}</ul></div>")
         version = versions_line(self.versions) + f", ordinal {self.versions.get('ordinal', '?')}"
         return (
-            "<div class='lmermagic-model' style='font-size:0.9em'>"
-            f"<div><b>{esc(self._line())}</b>: <code>{esc(self.formula)}</code>"
-            f" · data <code>{esc(self.data_name)}</code></div>"
-            f"<div style='color:#555'>{stats}</div>"
-            f"<div style='margin-top:6px'><b>Location effects</b></div>{head}"
+            _html_head(self._line(), self.formula, self.data_name, stats)
+            + f"<div style='margin-top:6px'><b>Location effects</b></div>{head}"
             f"{rows(self.coefs)}</tbody></table>"
             f"<div style='margin-top:6px'><b>Thresholds</b></div>{head}"
             f"{rows(self.thresholds)}</tbody></table>"
             "<div style='margin-top:6px'><b>Random effects</b></div><table><thead><tr>"
             "<th style='text-align:left'>group</th><th style='text-align:left'>term</th>"
             f"<th>variance/cov</th><th>sd/corr</th></tr></thead><tbody>{vc}</tbody></table>"
-            f"{warn}<div style='color:#888;font-size:0.85em;margin-top:4px'>"
-            f"{esc(version)}</div></div>"
+            + _html_tail(self.warnings, version)
         )

@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import tmb_checks, tmb_goodness, tmb_plots, tmb_save, tmb_toolbox
 from .fitted import FittedModel
+from .model import _html_head, _html_tail
 from .toolbox.rcode import versions_line
 
 __all__ = ["TmbModel"]
@@ -187,19 +188,10 @@ class TmbModel(FittedModel):
         stats_line = (f"{self.nobs} obs · groups: {groups} · logLik {self.loglik:.4f} · "
                       f"AIC {self.aic:.2f} · BIC {self.bic:.2f} · df.resid "
                       f"{self.df_resid:g}")
-        warn = ""
-        if self.warnings:
-            items = "".join(f"<li>{esc(w)}</li>" for w in self.warnings)
-            warn = ("<div style='background:#fff3cd;border-left:4px solid #e0a800;"
-                    f"padding:4px 8px;margin-top:6px'><b>R warnings</b><ul>{items}</ul></div>")
         return (
-            "<div class='lmermagic-model' style='font-size:0.9em'>"
-            f"<div><b>{esc(self._model_line())}</b>: <code>{esc(self.formula)}</code>"
-            f" · data <code>{esc(self.data_name)}</code></div>"
-            f"<div style='color:#555'>{stats_line}</div>"
-            f"<div style='margin-top:6px'><b>Fixed effects</b> "
+            _html_head(self._model_line(), self.formula, self.data_name, stats_line)
+            + f"<div style='margin-top:6px'><b>Fixed effects</b> "
             f"<span style='color:#777'>Wald z</span></div>{fixed}"
-            f"<div style='margin-top:6px'><b>Random effects</b></div>{random}{warn}"
-            f"<div style='color:#888;font-size:0.85em;margin-top:4px'>"
-            f"{esc(versions_line(self.versions))}, glmmTMB "
-            f"{esc(str(self.versions.get('glmmTMB', '')))}</div></div>")
+            f"<div style='margin-top:6px'><b>Random effects</b></div>{random}"
+            + _html_tail(self.warnings, f"{versions_line(self.versions)}, glmmTMB "
+                         f"{self.versions.get('glmmTMB', '')}"))
