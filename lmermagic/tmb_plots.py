@@ -89,17 +89,5 @@ def diagnostics_display(m: Any, panel: str | None = None) -> DiagnosticsDisplay:
                 sx, sy = smooth(out[key]["x"].to_numpy(), out[key]["y"].to_numpy())
                 smooths[key] = pd.DataFrame({"x": sx, "y": sy})
     t = m.ranef_table
-    t = t[t["component"] == "cond"]
-    for (g, term), block in t.groupby(["group", "term"], sort=False):
-        srt = np.sort(block["condval"].to_numpy(dtype=float))
-        key = f"qq_ranef {g}: {term}"
-        out[key] = pd.DataFrame({"x": normal_quantiles(srt.size), "y": srt})
-        lines[key] = qq_line(srt)
-    if panel is not None:
-        if panel not in out:
-            raise DataError(f"panel={panel!r} is not a panel of this model's diagnostics; "
-                            f"they are {list(out)}." + did_you_mean(panel, list(out)))
-        out = {panel: out[panel]}
-    return DiagnosticsDisplay(panels=out,
-                              smooths={k: v for k, v in smooths.items() if k in out},
-                              lines={k: v for k, v in lines.items() if k in out})
+    return DiagnosticsDisplay.with_ranef(out, smooths, lines, t[t["component"] == "cond"],
+                                         panel)
