@@ -39,21 +39,7 @@ lmm_tmb_term_variances <- function(fit) {
 # ~ 1) and a dispersion formula to ~ 1; the same family, weights and offset,
 # on the rows the fit used.
 lmm_tmb_null_fit <- function(fit, data, texts, opts, allowed) {
-    f <- stats::as.formula(texts$cond)
-    keep <- list()
-    collect <- function(e) {
-        if (is.call(e) && identical(e[[1L]], as.name("+"))) {
-            for (a in as.list(e)[-1L]) collect(a)
-        } else if (is.call(e) && identical(e[[1L]], as.name("offset"))) {
-            keep[[length(keep) + 1L]] <<- e
-        }
-    }
-    fixed <- lmm_nobars(f)
-    if (length(fixed) == 3L) collect(fixed[[3L]])
-    bars <- lapply(lmm_findbars(f), function(b) call("(", b))
-    null <- f
-    rhs <- c(keep, bars)
-    null[[3L]] <- if (length(rhs)) Reduce(function(a, b) call("+", a, b), rhs) else 1
+    null <- lmm_gf_null_formula(stats::as.formula(texts$cond))
     one_sided <- function(text) {
         b <- lmm_findbars(stats::as.formula(text))
         if (!length(b)) return("~ 1")
