@@ -22,9 +22,9 @@ from .clmm_fit import ClmmFitted
 from .errors import DataError, FitError, did_you_mean
 from .rbridge import RFrame, get_r
 from .rsyntax import r_string
-from .toolbox._common import call, table
+from .toolbox._common import call
 from .toolbox.rcode import _args, script, script_data
-from .toolbox.selection import add_aicc_columns
+from .toolbox.selection import lr_table
 
 __all__ = ["compare", "glance", "predict_proba", "r_code", "summary_text", "tidy"]
 
@@ -164,17 +164,8 @@ def compare(models: Sequence[Any], labels: Sequence[str]) -> pd.DataFrame:
     value = call("lmm_clmm_compare", {k: m.r_object for k, m in zip(keys, models)},
                  {k: m.r_data for k, m in zip(keys, models)}, list(labels),
                  what="the model comparison")
-    if "mismatch" in value:
-        raise DataError(
-            "all models must be fit to the same data (as R's anova() requires): "
-            f"{', '.join(value['mismatch'])} differ(s) from {labels[0]} in the rows or "
-            "values of the columns they share.")
-    df = table(value, index_name="model")
-    heading = df.attrs["heading"]
-    df = add_aicc_columns(df, df["npar"].to_numpy(dtype=float),
-                          np.full(len(df), models[0].nobs), groups=[])
+    df = lr_table(value, labels, models[0].nobs)
     df["npar"] = df["npar"].astype(float)  # as lmer's comparison table
-    df.attrs["heading"] = heading
     return df
 
 

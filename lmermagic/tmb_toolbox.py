@@ -17,7 +17,7 @@ from .rbridge import RFrame, get_r
 from .rsyntax import r_string, r_symbol
 from .toolbox._common import call, check_model, positive_int, r_columns, seed_arg
 from .toolbox._common import table as r_table
-from .toolbox.selection import add_aicc_columns
+from .toolbox.selection import lr_table
 from .toolbox.rcode import _args, script, script_data
 
 __all__ = ["BROOM_COLUMNS", "augment", "compare", "confint", "glance", "predict",
@@ -147,21 +147,10 @@ def compare(models: list[FittedModel], labels: list[str]) -> pd.DataFrame:
     value = call("lmm_tmb_compare", {lab: m.r_object for lab, m in zip(labels, models)},
                  {lab: m.r_data for lab, m in zip(labels, models)}, labels,
                  what="the model comparison")
-    if "mismatch" in value:
-        raise DataError(
-            f"all models must be fit to the same data (as R's anova() requires): "
-            f"{', '.join(value['mismatch'])} differ(s) from {labels[0]} in the rows or "
-            "values of the columns they share.")
     # glmmTMB's Df is the parameter count and "Chi Df" the test's df: lme4's
     # npar and Df, named as lmermagic.anova(m0, m1) names them for lmer fits
-    df = r_table(value, index_name="model").rename(columns={"df": "npar", "Chi Df": "df"})
-    heading = df.attrs["heading"]
-    df = add_aicc_columns(df, df["npar"].to_numpy(dtype=float),
-                          np.full(len(df), models[0].nobs), groups=[])
-    df.attrs["heading"] = heading
-    df.attrs["heading"] = df.attrs["heading"].replace("Data: data",
-                                                      f"Data: {models[0].data_name}", 1)
-    return df
+    return lr_table(value, labels, models[0].nobs, rename={"df": "npar", "Chi Df": "df"},
+                    data_name=models[0].data_name)
 
 
 def summary_text(m: FittedModel) -> str:

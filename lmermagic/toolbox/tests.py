@@ -10,7 +10,6 @@ import linecache
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .. import clmm_tools
@@ -20,7 +19,7 @@ from ..fitted import FittedModel
 from ..rbridge import get_r
 from ._anova import plan
 from ._common import call, check_model, lmertest_fit, r_options, table
-from .selection import add_aicc_columns
+from .selection import lr_table
 
 __all__ = ["anova", "compare", "drop1", "model_anova", "ranova"]
 
@@ -262,21 +261,7 @@ def compare(*models: FittedModel, names: Sequence[str] | None = None,
                  {lab: m.r_data for lab, m in zip(labels, models)},
                  {lab: r_options(m) for lab, m in zip(labels, models)},
                  labels, refit, what="the model comparison")
-    if "mismatch" in value:
-        raise DataError(
-            f"all models must be fit to the same data (as R's anova() requires): "
-            f"{', '.join(value['mismatch'])} differ(s) from {labels[0]} in the rows or "
-            "values of the columns they share."
-        )
-    df = table(value, index_name="model")
-    heading = df.attrs["heading"]
-    # anova() refuses models fitted to different numbers of observations
-    df = add_aicc_columns(df, df["npar"].to_numpy(dtype=float), np.full(len(df), models[0].nobs),
-                          groups=[])
-    df.attrs["heading"] = heading
-    data_name = models[0].data_name
-    df.attrs["heading"] = df.attrs["heading"].replace("Data: data", f"Data: {data_name}", 1)
-    return df
+    return lr_table(value, labels, models[0].nobs, data_name=models[0].data_name)
 
 
 def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
