@@ -117,23 +117,11 @@ def from_disk(request: TmbRequest, disk: Any, key: bytes, cells: int) -> cache.E
     """The entry stored under ``key`` (its MAC verified by cache.load), its
     tables read in Python, its fit checked by rdsguard before R reads it;
     None (with a warning, the entry removed) for anything else."""
-    parts = cache.load(disk, key)
-    if parts is None:
-        return None
-    try:
-        tables, texts = cache.stored_tables(parts)
-        if not (TABLES <= set(tables) and isinstance(tables["coefs"], dict)
-                and "component" in tables["coefs"]):
-            raise packed.PackError("it does not hold the tables of a glmmTMB fit")
-    except packed.PackError as exc:
-        cache.warn(f"the stored tables could not be read ({exc}); refitting.")
-        cache.discard(disk, key)
-        return None
-    try:
-        rdsguard.check(parts[1], known(request.extra_functions))
-    except rdsguard.UnsafeStream as exc:
-        cache.warn(f"the stored fit is not one lmermagic writes ({exc}); refitting.")
-        cache.discard(disk, key)
-        return None
-    b = bundle(parts[1], request)
-    return cache.Entry(b.handle("fit"), b.handle("data"), tables, texts, cells)
+    return fitting.stored_entry(disk, key, cells, lambda: known(request.extra_functions),
+                                lambda raw: bundle(raw, request), _check_tables)
+
+
+def _check_tables(tables: dict[str, Any]) -> None:
+    if not (TABLES <= set(tables) and isinstance(tables["coefs"], dict)
+            and "component" in tables["coefs"]):
+        raise packed.PackError("it does not hold the tables of a glmmTMB fit")
