@@ -164,7 +164,7 @@ def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
     """A self-contained R script that reproduces the glmmTMB fit."""
     check_model(m)
     req = m.request
-    where, spec = script_data(m, path, write, check_levels=False)
+    where, spec = script_data(m, path, write)
     ns = "stats" if req.family in ("gaussian", "binomial", "poisson", "Gamma") else "glmmTMB"
     pairs = [("", req.formula), ("data", "data"),
              ("family", f"{ns}::{req.family}(link = {r_string(req.link)})")]
@@ -180,4 +180,4 @@ def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
         pairs.append(("REML", "TRUE"))
     return script(m, where, spec, package="glmmTMB", libs=["glmmTMB"],
                   fit=f"fit <- glmmTMB::glmmTMB({_args(pairs, 24)})",
-                  versions=f", glmmTMB {m.versions.get('glmmTMB', '')}", extra=[])
+                  versions=f", glmmTMB {m.versions.get('glmmTMB', '')}")

@@ -230,3 +230,17 @@ def test_gaussian_residual_row_and_reml(rref: Any) -> None:
                                rtol=1e-6)
     assert m.reml and m.loglik == pytest.approx(ref["ll"][0], rel=1e-9)
     assert "REML" in m._repr_html_() or "REML" in repr(m)
+
+
+def test_r_code_refuses_an_empty_level_and_names_allowed_functions(rref: Any) -> None:
+    """As lmer's r_code(): a level "" cannot survive the script's CSV file, and a
+    function the caller allowed is named in the script (the R side must define it)."""
+    df = pd.DataFrame({"y": [1, 0, 3, 2, 5, 4, 2, 1, 0, 3, 4, 2],
+                       "g": ["", "b", "c"] * 4, "x": np.arange(12.0)})
+    m = lmermagic.glmmtmb("y ~ x + (1 | g)", df, family="poisson")
+    with pytest.raises(lmermagic.DataError, match="empty string"):
+        m.r_code()
+    df["g"] = ["a", "b", "c"] * 4
+    m2 = lmermagic.glmmtmb("y ~ atan2(x, 3) + (1 | g)", df, family="poisson",
+                           allow_functions=["atan2"])
+    assert "The formula may call atan2" in m2.r_code()

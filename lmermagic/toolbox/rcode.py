@@ -194,18 +194,18 @@ class Fit(Protocol):
     def r_data(self) -> Any: ...
 
 
-def script_data(m: Fit, path: str | os.PathLike[str] | None, write: bool,
-                check_levels: bool = True) -> tuple[str, dict[str, dict[str, Any]]]:
+def script_data(m: Fit, path: str | os.PathLike[str] | None,
+                write: bool) -> tuple[str, dict[str, dict[str, Any]]]:
     """A script's data file (``path``, by default named after the data) and the
     classes and levels of the model's columns; ``write=True`` writes them
-    there. ``check_levels``: refuse a level that is the empty string."""
+    there. A level that is the empty string is refused: a CSV file cannot keep it."""
     if path is None:
         path = f"{m.data_name}.csv" if is_r_name(m.data_name) else "data.csv"
     path = os.fspath(path)
     spec = {name: {"class": v["class"][0], "levels": list(v["levels"] or [])}
             for name, v in call("lmm_tb_data_spec", m.r_data, what="r_code()").items()}
     for name, s in spec.items():
-        if check_levels and "" in (s["levels"] or []):
+        if "" in (s["levels"] or []):
             raise DataError(f"r_code(): column '{name}' has a level that is the empty string, "
                             "which a CSV file cannot tell from a missing value; rename it.")
     if write:
