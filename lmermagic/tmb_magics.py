@@ -83,15 +83,18 @@ class TmbMagics(Magics):
             raise DataError("%glmmtmb: give the data with -d NAME.")
         ns: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
         data = resolve_data(ns, args.data)
-        # LmerMagics' settings (%config LmerMagics.isolate, .memory_limit,
-        # .cache_dir) apply to %glmmtmb as to %lmer
+        # LmerMagics' settings (%config LmerMagics.allow, .timeout, .isolate,
+        # .memory_limit, .cache_dir) apply to %glmmtmb as to %lmer
         lm = lmer_settings(self.shell)
+        allow = tuple(lm.allow if lm is not None else ()) + tuple(args.allow)
+        timeout = args.timeout if args.timeout is not None else (
+            lm.timeout if lm is not None else None)
         limit = args.memory_limit if args.memory_limit is not None else (
             lm.memory_limit if lm is not None else None)
         model = glmmtmb(formula, data, family=args.family, ziformula=args.zi,
                         dispformula=args.disp, reml=args.reml, weights=args.weights,
                         offset=args.offset, factors=args.factors,
-                        allow_functions=tuple(args.allow), timeout=args.timeout,
+                        allow_functions=allow, timeout=timeout,
                         isolate=bool(args.isolate or (lm is not None and lm.isolate)),
                         memory_limit=limit or None,
                         cache_dir=(lm.cache_dir if lm is not None else "") or None,

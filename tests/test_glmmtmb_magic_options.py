@@ -49,3 +49,22 @@ def test_lmermagics_settings_apply(shell: Any, sal: pd.DataFrame, tmp_path: Any)
     finally:
         shell.run_cell("%config LmerMagics.cache_dir = ''", store_history=False)
         shell.run_cell("%config LmerMagics.isolate = False", store_history=False)
+
+
+def test_lmermagics_allow_and_timeout_apply(shell: Any, sal: pd.DataFrame) -> None:
+    """%config LmerMagics.allow and .timeout reach %glmmtmb as they reach %lmer."""
+    shell.user_ns["sal"] = sal
+    line = "%glmmtmb -d sal -o allow_m --family poisson count ~ atan2(cover, 3) + (1 | site)"
+    with pytest.raises(lmermagic.UnsafeFormulaError):
+        shell.run_cell(line, store_history=False).raise_error()
+    shell.run_cell("%config LmerMagics.allow = ['atan2']", store_history=False)
+    shell.run_cell("%config LmerMagics.timeout = 1e-9", store_history=False)
+    try:
+        with pytest.raises(lmermagic.LmerTimeoutError):
+            shell.run_cell(line, store_history=False).raise_error()
+        shell.run_cell("%config LmerMagics.timeout = 0", store_history=False)
+        shell.run_cell(line, store_history=False).raise_error()
+        assert "atan2(cover, 3)" in shell.user_ns["allow_m"].fixef.index
+    finally:
+        shell.run_cell("%config LmerMagics.allow = []", store_history=False)
+        shell.run_cell("%config LmerMagics.timeout = 0", store_history=False)
