@@ -196,3 +196,22 @@ lmm_compat_conv_check <- function(fit, derivs, control) {
     }
     fit
 }
+
+# The covariance-structure terms this lme4 reads in a formula: lme4 2.0 added
+# us(x | g), diag(x | g), cs(x | g) and ar1(x | g) (the last three with
+# hom = TRUE/FALSE), listed in its namespace as lme4_specials (lme4 2.1-0,
+# R/utilities.R); lme4 1.1 has none and would read cs(1 | g) as a call to a
+# function cs(). formula.R's check refuses a term not in this list, and names
+# the lme4 needed. Only the terms lmermagic knows (formula.R's lmm_cov_names)
+# are ever allowed, whatever a later lme4 adds.
+lmm_compat_cov_specials <- function() {
+    hit <- .lmm_compat_cache$cov_specials
+    if (!is.null(hit)) return(hit)
+    out <- character()
+    if (utils::packageVersion("lme4") >= "2.0") {
+        sp <- get0("lme4_specials", envir = asNamespace("lme4"), inherits = FALSE)
+        if (is.character(sp)) out <- intersect(lmm_cov_names, sp)
+    }
+    .lmm_compat_cache$cov_specials <- out
+    out
+}
