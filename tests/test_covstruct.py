@@ -178,3 +178,66 @@ def test_doctor_says_not_installed(rref, tmp_path):
         line = next(x for x in lines if x.startswith(pkg + " "))
         assert "not installed" in line and needs in line and "apt-get install" in line
     assert "all required packages present" in proc.stdout
+
+
+# -- exploration (temporary) ---------------------------------------------------
+EXPLORE = r'''
+out <- character()
+add <- function(...) out <<- c(out, paste0(...))
+cap <- function(expr) paste(utils::capture.output(expr), collapse = "\n")
+add("lme4 ", format(packageVersion("lme4")), " lmerTest ", format(packageVersion("lmerTest")))
+ns <- asNamespace("lme4")
+add("specials: ", paste(get0("lme4_specials", ns), collapse = ","))
+add("as_lmerModLT:\n", paste(deparse(lmerTest:::as_lmerModLT), collapse = "\n"))
+add("devfun_vp:\n", paste(deparse(lmerTest:::devfun_vp), collapse = "\n"))
+add("get_covbeta:\n", paste(deparse(lmerTest:::get_covbeta), collapse = "\n"))
+add("lmerTest::lmer:\n", paste(deparse(lmerTest::lmer), collapse = "\n"))
+ss <- lme4::sleepstudy
+ss$Daysf <- factor(ss$Days, ordered = TRUE)
+forms <- list(
+  us = Reaction ~ Days + us(Days | Subject),
+  dg = Reaction ~ Days + diag(Days | Subject),
+  dgh = Reaction ~ Days + diag(Days | Subject, hom = TRUE),
+  cs = Reaction ~ Days + cs(1 + Days | Subject),
+  csh = Reaction ~ Days + cs(1 + Days | Subject, hom = TRUE),
+  ar1 = Reaction ~ Days + ar1(0 + Daysf | Subject),
+  ar1n = Reaction ~ Days + ar1(0 + Daysf | Subject, hom = FALSE))
+for (nm in names(forms)) {
+  add("==== ", nm, ": ", deparse(forms[[nm]]))
+  tryCatch({
+    m <- lme4::lmer(forms[[nm]], data = ss)
+    add("theta: ", paste(format(m@theta, digits = 8), collapse = " "))
+    add("par: ", paste(format(getPar(m), digits = 8), collapse = " "))
+    add("reCovs: ", paste(vapply(lme4:::getReCovs(m), function(x) class(x)[1], ""), collapse = ","))
+    add("profnames T: ", paste(lme4:::profnames(m, TRUE), collapse = " "))
+    add("profnames F: ", paste(lme4:::profnames(m, FALSE), collapse = " "))
+    add("VarCorr df:\n", cap(print(as.data.frame(lme4::VarCorr(m)), digits = 10)))
+    add("ci wald:\n", cap(print(confint(m, method = "Wald"))))
+    t0 <- Sys.time()
+    lt <- lmerTest::as_lmerModLmerTest(m)
+    add("lmerTest secs ", format(Sys.time() - t0))
+    add("lmerTest vcov_varpar dim: ", paste(dim(lt@vcov_varpar), collapse = "x"))
+    add("lmerTest df: ", cap(print(summary(lt)$coefficients, digits = 10)))
+    add("tidy:\n", tryCatch(cap(print(as.data.frame(broom.mixed::tidy(m)), digits = 10)),
+                            error = function(e) conditionMessage(e)))
+  }, error = function(e) add("ERROR ", conditionMessage(e)))
+}
+paste(out, collapse = "\n")
+'''
+
+
+def test_explore(rref, ss) -> None:
+    text = "\n".join(rref(EXPLORE))
+    for formula in WELL_FORMED:
+        text += f"\n#### lmermagic {formula}\n"
+        try:
+            m = lmermagic.lmer(formula, ss)
+            text += f"meta {m.meta}\ncoefs\n{m.coefs.to_string()}\nvarcorr\n{m.varcorr.to_string()}\n"
+            text += f"tidy\n{m.tidy().to_string()}\n"
+            try:
+                text += f"confint\n{m.confint().to_string()}\n"
+            except Exception as exc:  # noqa: BLE001
+                text += f"confint ERROR {type(exc).__name__}: {exc}\n"
+        except Exception as exc:  # noqa: BLE001
+            text += f"ERROR {type(exc).__name__}: {exc}\n"
+    pytest.fail("\n" + text)

@@ -215,3 +215,24 @@ lmm_compat_cov_specials <- function() {
     .lmm_compat_cache$cov_specials <- out
     out
 }
+
+# The parameters lme4's deviance function is optimised over. lme4 1.1 and lme4
+# 2.x's us() and diag() terms optimise over theta itself, the entries of the
+# relative Cholesky factor (diag(hom = TRUE): one theta, repeated by Lind).
+# lme4 2.x's cs() and ar1() terms optimise over par = (relative sd or sds,
+# rho) and map it to theta with getTheta() (lme4 2.1-0, R/covariance.R:
+# mkMkTheta(); getPar() of a fit is optinfo$val). NULL where par is theta,
+# else list(par, to_theta): the Satterthwaite engine then differentiates in
+# par, the model's own parameters (df do not depend on the parametrisation,
+# but differences in theta would leave the model's constraints).
+lmm_compat_par_map <- function(fit) {
+    if (utils::packageVersion("lme4") < "2.0") return(NULL)
+    ns <- asNamespace("lme4")
+    covs <- get("getReCovs", envir = ns)(fit)
+    plain <- vapply(covs, function(x) methods::is(x, "Covariance.us") ||
+                                          methods::is(x, "Covariance.diag"), NA)
+    if (all(plain)) return(NULL)
+    par <- unlist(lapply(covs, get("getPar", envir = ns)), use.names = FALSE)
+    to_theta <- get("mkMkTheta", envir = ns)(covs)
+    list(par = as.numeric(par), to_theta = to_theta)
+}

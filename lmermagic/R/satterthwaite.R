@@ -267,6 +267,8 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     on.exit(devfun(theta_before), add = TRUE)
   }
   reason <- .lmm_sat_unknown_internals()
+  map <- lmm_compat_par_map(fit)
+  x0 <- if (is.null(map)) theta else map$par
   res <- NULL
   derivs <- NULL
   if (!is.null(reason)) {
@@ -288,8 +290,18 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     res <- tryCatch({
       if (isTRUE(force_fallback)) stop("fallback requested")
       if (!same_crit(pieces(theta)$dev)) stop("deviance function does not reproduce the fit")
-      derivs <- .lmm_sat_deriv12(pieces, theta)
-      st <- .lmm_sat_stencil(pieces, theta, sigma, n, p, reml, derivs,
+      # lme4 2.x's cs()/ar1() terms: differences in the model's own parameters
+      # (compat.R's lmm_compat_par_map), theta computed from them by lme4.
+      if (!is.null(map)) {
+        if (!isTRUE(all.equal(map$to_theta(map$par), theta, tolerance = 1e-10))) {
+          stop("lme4's covariance parameters do not reproduce the fit's theta")
+        }
+        at <- function(x) pieces(map$to_theta(x))
+      } else {
+        at <- pieces
+      }
+      derivs <- .lmm_sat_deriv12(at, x0)
+      st <- .lmm_sat_stencil(at, x0, sigma, n, p, reml, derivs,
                              m = n - .lmm_sat_reml_field(fit, devfun))
       H <- st$hessian
       eig <- eigen(H, symmetric = TRUE)
@@ -331,7 +343,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     method = method,
     n_devfun_evals = as.integer(engine$n_evals),
     beta = beta,
-    varpar = c(theta, sigma),
+    varpar = c(x0, sigma),           # theta, or lme4 2.x's par (cs/ar1 terms)
     hessian = res$hessian,           # of lmerTest's devfun_vp at varpar (NULL on fallback)
     derivs = derivs,                 # lme4's deriv12(devfun, theta) (NULL on fallback)
     fallback_reason = reason
