@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -180,64 +181,214 @@ def test_doctor_says_not_installed(rref, tmp_path):
     assert "all required packages present" in proc.stdout
 
 
-# -- exploration (temporary) ---------------------------------------------------
-EXPLORE = r'''
-out <- character()
-add <- function(...) out <<- c(out, paste0(...))
-cap <- function(expr) paste(utils::capture.output(expr), collapse = "\n")
-add("lme4 ", format(packageVersion("lme4")), " lmerTest ", format(packageVersion("lmerTest")))
-ns <- asNamespace("lme4")
-add("specials: ", paste(get0("lme4_specials", ns), collapse = ","))
-add("as_lmerModLT:\n", paste(deparse(lmerTest:::as_lmerModLT), collapse = "\n"))
-add("devfun_vp:\n", paste(deparse(lmerTest:::devfun_vp), collapse = "\n"))
-add("get_covbeta:\n", paste(deparse(lmerTest:::get_covbeta), collapse = "\n"))
-add("lmerTest::lmer:\n", paste(deparse(lmerTest::lmer), collapse = "\n"))
+# -- lme4 2.x: the tables against lmerTest, lme4 and broom.mixed, live ---------
+
+R_DATA = """
 ss <- lme4::sleepstudy
 ss$Daysf <- factor(ss$Days, ordered = TRUE)
-forms <- list(
-  us = Reaction ~ Days + us(Days | Subject),
-  dg = Reaction ~ Days + diag(Days | Subject),
-  dgh = Reaction ~ Days + diag(Days | Subject, hom = TRUE),
-  cs = Reaction ~ Days + cs(1 + Days | Subject),
-  csh = Reaction ~ Days + cs(1 + Days | Subject, hom = TRUE),
-  ar1 = Reaction ~ Days + ar1(0 + Daysf | Subject),
-  ar1n = Reaction ~ Days + ar1(0 + Daysf | Subject, hom = FALSE))
-for (nm in names(forms)) {
-  add("==== ", nm, ": ", deparse(forms[[nm]]))
-  tryCatch({
-    m <- lme4::lmer(forms[[nm]], data = ss)
-    add("theta: ", paste(format(m@theta, digits = 8), collapse = " "))
-    add("par: ", paste(format(getPar(m), digits = 8), collapse = " "))
-    add("reCovs: ", paste(vapply(lme4:::getReCovs(m), function(x) class(x)[1], ""), collapse = ","))
-    add("profnames T: ", paste(lme4:::profnames(m, TRUE), collapse = " "))
-    add("profnames F: ", paste(lme4:::profnames(m, FALSE), collapse = " "))
-    add("VarCorr df:\n", cap(print(as.data.frame(lme4::VarCorr(m)), digits = 10)))
-    add("ci wald:\n", cap(print(confint(m, method = "Wald"))))
-    t0 <- Sys.time()
-    lt <- lmerTest::as_lmerModLmerTest(m)
-    add("lmerTest secs ", format(Sys.time() - t0))
-    add("lmerTest vcov_varpar dim: ", paste(dim(lt@vcov_varpar), collapse = "x"))
-    add("lmerTest df: ", cap(print(summary(lt)$coefficients, digits = 10)))
-    add("tidy:\n", tryCatch(cap(print(as.data.frame(broom.mixed::tidy(m)), digits = 10)),
-                            error = function(e) conditionMessage(e)))
-  }, error = function(e) add("ERROR ", conditionMessage(e)))
-}
-paste(out, collapse = "\n")
-'''
+lt <- suppressMessages(lmerTest::lmer({formula}, data = ss))
+"""
 
 
+def _na(values: list[str | None]) -> list[str | None]:
+    return [None if v is None or v == "NA" else v for v in values]
+
+
+@only_2x
+@pytest.mark.parametrize("formula", WELL_FORMED)
+def test_fits_match_lmertest(ss, rref, formula):
+    before = ss.copy()
+    m = lmermagic.lmer(formula, ss)
+    pd.testing.assert_frame_equal(ss, before)
+    ref = rref(R_DATA.format(formula=formula) + """
+        co <- summary(lt)$coefficients
+        vc <- as.data.frame(lme4::VarCorr(lt))
+        list(terms = rownames(co), est = unname(co[, 1]), se = unname(co[, 2]),
+             df = unname(co[, "df"]), p = unname(co[, "Pr(>|t|)"]),
+             grp = vc$grp, var1 = vc$var1, var2 = vc$var2, vcov = vc$vcov, sdcor = vc$sdcor)
+    """)
+    assert list(m.coefs.index) == ref["terms"]
+    np.testing.assert_allclose(m.coefs["estimate"], ref["est"], rtol=1e-8)
+    np.testing.assert_allclose(m.coefs["std_error"], ref["se"], rtol=1e-6)
+    # lmermagic's engine (in lme4's own parameters for cs/ar1) vs lmerTest's numDeriv
+    assert m.meta["satterthwaite"] == "lmermagic", m.meta
+    np.testing.assert_allclose(m.coefs["df"], ref["df"], rtol=2e-5,
+                               err_msg=f"df {list(m.coefs['df'])} vs lmerTest {ref['df']}")
+    np.testing.assert_allclose(m.coefs["p_value"], ref["p"], rtol=1e-3)
+    vc = m.varcorr
+    assert list(vc.columns) == ["group", "var1", "var2", "vcov", "sdcor"]
+    assert vc["group"].tolist() == ref["grp"]
+    assert _na([None if pd.isna(v) else v for v in vc["var1"]]) == _na(ref["var1"])
+    assert _na([None if pd.isna(v) else v for v in vc["var2"]]) == _na(ref["var2"])
+    np.testing.assert_allclose(vc["vcov"], ref["vcov"], rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(vc["sdcor"], ref["sdcor"], rtol=1e-6, atol=1e-10)
+
+
+@only_2x
+@pytest.mark.parametrize("formula", WELL_FORMED)
+def test_tidy_ran_pars_in_lower_triangle_order(ss, rref, formula):
+    """ran_pars per group: sd of the first term, its correlations with the later
+    terms, the next sd, ... (docs/schema.md), then the residual sd; values from
+    R's VarCorr matrices, and the same rows as broom.mixed's where installed."""
+    m = lmermagic.lmer(formula, ss)
+    ref = rref(R_DATA.format(formula=formula) + """
+        vc <- lme4::VarCorr(lt)
+        rows <- list(group = character(), term = character(), estimate = numeric())
+        for (g in names(vc)) {
+            sd <- attr(vc[[g]], "stddev"); cr <- attr(vc[[g]], "correlation")
+            nm <- names(sd)
+            for (j in seq_along(nm)) {
+                rows$group <- c(rows$group, g); rows$term <- c(rows$term, paste0("sd__", nm[j]))
+                rows$estimate <- c(rows$estimate, sd[[j]])
+                for (k in seq_along(nm)[-seq_len(j)]) {
+                    rows$group <- c(rows$group, g)
+                    rows$term <- c(rows$term, paste0("cor__", nm[j], ".", nm[k]))
+                    rows$estimate <- c(rows$estimate, cr[j, k])
+                }
+            }
+        }
+        rows$group <- c(rows$group, "Residual"); rows$term <- c(rows$term, "sd__Observation")
+        rows$estimate <- c(rows$estimate, stats::sigma(lt))
+        bm <- if (nzchar(system.file(package = "broom.mixed"))) {
+            b <- as.data.frame(broom.mixed::tidy(lt, effects = "ran_pars"))
+            list(group = b$group, term = b$term, estimate = b$estimate)
+        }
+        list(rows = rows, bm = bm)
+    """)
+    rp = m.tidy(effects="ran_pars")
+    assert rp["group"].tolist() == ref["rows"]["group"]
+    assert rp["term"].tolist() == ref["rows"]["term"]
+    np.testing.assert_allclose(rp["estimate"], ref["rows"]["estimate"], rtol=1e-6, atol=1e-10)
+    if ref["bm"] is not None:
+        ours = dict(zip(zip(rp["group"], rp["term"]), rp["estimate"]))
+        theirs = dict(zip(zip(ref["bm"]["group"], ref["bm"]["term"]), ref["bm"]["estimate"]))
+        assert set(ours) == set(theirs)
+        for key, value in theirs.items():
+            assert ours[key] == pytest.approx(value, rel=1e-6, abs=1e-10), key
+
+
+@only_2x
+@pytest.mark.parametrize("formula", WELL_FORMED)
+def test_confint_rows(ss, rref, formula):
+    """Wald rows: lme4's parameters (a structured term's own: sd_*|g for one
+    shared sd, cor_rho|g) with estimates that are the fit's, and lme4's
+    limits."""
+    m = lmermagic.lmer(formula, ss)
+    ci = m.confint(method="wald")
+    ref = rref(R_DATA.format(formula=formula) + """
+        w <- confint(lt, method = "Wald", signames = FALSE)
+        list(rows = rownames(w), low = unname(w[, 1]), high = unname(w[, 2]),
+             sigma = stats::sigma(lt), fixef = unname(lme4::fixef(lt)))
+    """)
+    assert list(ci.columns) == ["parameter", "estimate", "conf_low", "conf_high"]
+    assert sorted(ci["parameter"]) == sorted(ref["rows"])
+    by_name = ci.set_index("parameter")
+    for name, low, high in zip(ref["rows"], ref["low"], ref["high"]):
+        got = by_name.loc[name]
+        np.testing.assert_allclose([got["conf_low"], got["conf_high"]], [low, high],
+                                   rtol=1e-7, err_msg=name)  # NaN == NaN here
+    vc = m.varcorr
+    sub = vc[vc["group"] == "Subject"]
+    sds = sub[sub["var2"].isna()].set_index("var1")["sdcor"]
+    cors = sub[sub["var2"].notna()]
+    for name, est in by_name["estimate"].items():
+        if name == "sigma":
+            assert est == pytest.approx(ref["sigma"], rel=1e-8)
+        elif name.startswith("sd_*|"):
+            np.testing.assert_allclose(sds, est, rtol=1e-6)
+        elif name.startswith("sd_"):
+            assert est == pytest.approx(sds[name[3:].split("|")[0]], rel=1e-6)
+        elif name == "cor_rho|Subject":
+            first = cors.iloc[0]["sdcor"]
+            if formula.split("+ ")[-1].startswith("ar1"):
+                # ar1: adjacent time points correlate rho, the next rho^2
+                lv = list(sds.index)
+                pair = cors[(cors["var1"] == lv[0]) & (cors["var2"] == lv[1])]["sdcor"]
+                assert est == pytest.approx(float(pair.iloc[0]), rel=1e-6)
+            else:
+                np.testing.assert_allclose(cors["sdcor"], est, rtol=1e-6)
+                assert est == pytest.approx(first, rel=1e-6)
+        elif name.startswith("cor_"):
+            a, b = name[4:].split("|")[0].split(".", 1)
+            row = cors[((cors["var1"] == b) & (cors["var2"] == a)) |
+                       ((cors["var1"] == a) & (cors["var2"] == b))]
+            assert est == pytest.approx(float(row["sdcor"].iloc[0]), rel=1e-6, abs=1e-10)
+    np.testing.assert_allclose(m.coefs["estimate"], ref["fixef"], rtol=1e-8)
+
+
+@only_2x
+def test_profile_confint_of_a_structured_term(ss, rref):
+    formula = "Reaction ~ Days + cs(1 + Days | Subject, hom = TRUE)"
+    m = lmermagic.lmer(formula, ss)
+    ci = m.confint(method="profile").set_index("parameter")
+    ref = rref(R_DATA.format(formula=formula) + """
+        p <- confint(lt, method = "profile", signames = FALSE, quiet = TRUE)
+        list(rows = rownames(p), low = unname(p[, 1]), high = unname(p[, 2]))
+    """)
+    assert sorted(ci.index) == sorted(ref["rows"])
+    np.testing.assert_allclose(ci.loc[ref["rows"], "conf_low"], ref["low"], rtol=1e-5)
+    np.testing.assert_allclose(ci.loc[ref["rows"], "conf_high"], ref["high"], rtol=1e-5)
+
+
+SAT = """
+sat <- new.env(parent = baseenv())
+for (f in list.files({path!r}, pattern = "[.]R$", full.names = TRUE)) sys.source(f, envir = sat)
+"""
+
+
+@only_2x
+@pytest.mark.parametrize("formula", [WELL_FORMED[4], WELL_FORMED[5]])
+def test_satterthwaite_engine_in_lme4s_parameters(rref, formula):
+    """cs()/ar1(): lme4 2.x optimises over par = (sd, rho), and theta (the
+    Cholesky factor's entries) is a function of it. The engine differentiates
+    in par and agrees with lmerTest; the fallback gives lmerTest's numbers
+    exactly; differences in theta itself (what the engine did before) leave
+    the model's constraint and give other df."""
+    path = str(Path(lmermagic.__file__).parent / "R")
+    res = rref(R_DATA.format(formula=formula) + SAT.format(path=path) + """
+        fit <- methods::as(lt, "lmerMod")
+        q <- function(x) suppressWarnings(suppressMessages(x))
+        eng <- q(sat$lmm_satterthwaite(fit))
+        fb <- q(sat$lmm_satterthwaite(fit, force_fallback = TRUE))
+        sat$lmm_compat_par_map <- function(fit) NULL
+        raw <- q(sat$lmm_satterthwaite(fit))
+        list(ref = unname(summary(lt)$coefficients[, "df"]), eng = unname(eng$df),
+             fb = unname(fb$df), raw = unname(raw$df), method = eng$method,
+             npar = length(eng$varpar), ntheta = length(fit@theta))
+    """)
+    assert res["method"] == ["lmermagic"]
+    assert res["npar"][0] == 3 and res["ntheta"][0] > 2  # sd, rho, sigma
+    np.testing.assert_allclose(res["fb"], res["ref"], rtol=1e-9)
+    np.testing.assert_allclose(res["eng"], res["ref"], rtol=2e-5)
+    assert np.max(np.abs(res["raw"] / res["ref"] - 1)) > 1e-3, (res["raw"], res["ref"])
+
+
+def test_magic_with_a_covariance_term(shell, ss):
+    """The magic hands the term (and its hom = TRUE) to the same check: a fit on
+    lme4 2.x, the error naming the lme4 needed on lme4 1.1."""
+    from conftest import run_cell
+
+    shell.user_ns["ss"] = ss
+    cell = "%lmer -d ss Reaction ~ Days + cs(1 + Days | Subject, hom = TRUE)"
+    if _lme4_2x():
+        m = run_cell(shell, cell)
+        assert m.coefs.loc["Days", "estimate"] == pytest.approx(10.467286, rel=1e-6)
+    else:
+        with pytest.raises(FormulaError, match=r"needs lme4 >= 2\.0"):
+            run_cell(shell, cell)
+
+
+# -- exploration (temporary) ---------------------------------------------------
+@only_2x
 def test_explore(rref, ss) -> None:
-    text = "\n".join(rref(EXPLORE))
+    text = rref("""paste(c(deparse(lmerTest:::getVarPar), ""), collapse = "\\n")""")[0]
     for formula in WELL_FORMED:
-        text += f"\n#### lmermagic {formula}\n"
-        try:
-            m = lmermagic.lmer(formula, ss)
-            text += f"meta {m.meta}\ncoefs\n{m.coefs.to_string()}\nvarcorr\n{m.varcorr.to_string()}\n"
-            text += f"tidy\n{m.tidy().to_string()}\n"
-            try:
-                text += f"confint\n{m.confint().to_string()}\n"
-            except Exception as exc:  # noqa: BLE001
-                text += f"confint ERROR {type(exc).__name__}: {exc}\n"
-        except Exception as exc:  # noqa: BLE001
-            text += f"ERROR {type(exc).__name__}: {exc}\n"
-    pytest.fail("\n" + text)
+        m = lmermagic.lmer(formula, ss)
+        ref = rref(R_DATA.format(formula=formula) + """
+            list(df = unname(summary(lt)$coefficients[, "df"]), par = lme4::getPar(lt),
+                 theta = lt@theta, vp = getVarPar <- lmerTest:::getVarPar(lt))""")
+        text += (f"\\n{formula}\\n  lmermagic df {list(m.coefs['df'])} {m.meta['satterthwaite']}"
+                 f" evals {m.meta['devfun_evals']}\\n  lmerTest  df {list(ref['df'])}\\n"
+                 f"  par {list(ref['par'])}\\n  theta {list(ref['theta'])}\\n"
+                 f"  getVarPar {list(ref['vp'])}\\n")
+    pytest.fail(text)

@@ -226,13 +226,46 @@ lmm_compat_cov_specials <- function() {
 # par, the model's own parameters (df do not depend on the parametrisation,
 # but differences in theta would leave the model's constraints).
 lmm_compat_par_map <- function(fit) {
-    if (utils::packageVersion("lme4") < "2.0") return(NULL)
+    covs <- lmm_compat_cov_classes(fit)
+    if (all(covs %in% c("Covariance.us", "Covariance.diag"))) return(NULL)
     ns <- asNamespace("lme4")
     covs <- get("getReCovs", envir = ns)(fit)
-    plain <- vapply(covs, function(x) methods::is(x, "Covariance.us") ||
-                                          methods::is(x, "Covariance.diag"), NA)
-    if (all(plain)) return(NULL)
     par <- unlist(lapply(covs, get("getPar", envir = ns)), use.names = FALSE)
     to_theta <- get("mkMkTheta", envir = ns)(covs)
     list(par = as.numeric(par), to_theta = to_theta)
+}
+
+# The covariance class of each random-effect term: "Covariance.us" for every
+# term of lme4 1.1 (and for (x | g) in lme4 2.x), else lme4 2.x's class
+# (Covariance.diag, .cs, .ar1).
+lmm_compat_cov_classes <- function(fit) {
+    n <- length(fit@cnms)
+    if (utils::packageVersion("lme4") < "2.0") return(rep("Covariance.us", n))
+    covs <- get("getReCovs", envir = asNamespace("lme4"))(fit)
+    vapply(covs, function(x) class(x)[1L], "")
+}
+
+# The variance parameters on confint()'s scale, in lmm_compat_varpars()'s
+# order: standard deviations and correlations (scaled by sigma for an LMM:
+# scale_theta), then sigma where the model has one (use_sc). With unstructured
+# terms only that is lme4's Cv_to_Sv(theta); a structured term of lme4 2.x
+# (diag, cs, ar1) has fewer parameters than its Cholesky factor has entries
+# (cs: sds and one rho), and lme4 2.x's own confint() reads them with
+# convParToProfPar(optinfo$val) (R/profile.R, bootFun), in profnames()' order.
+lmm_compat_sdcor <- function(x, scale_theta, use_sc) {
+    if (!all(lmm_compat_cov_classes(x) == "Covariance.us")) {
+        par <- x@optinfo$val[seq_along(x@lower)]
+        conv <- get("convParToProfPar", envir = asNamespace("lme4"))
+        if (scale_theta) return(conv(par, x, profscale = "sdcor", sc = stats::sigma(x)))
+        return(c(conv(par, x, profscale = "sdcor", sc = NULL), if (use_sc) stats::sigma(x)))
+    }
+    th <- x@theta
+    nvec <- lengths(x@cnms)
+    if (scale_theta) {
+        lme4:::Cv_to_Sv(th, n = nvec, s = stats::sigma(x))
+    } else if (use_sc) {
+        c(lme4:::Cv_to_Sv(th, n = nvec), stats::sigma(x))
+    } else {
+        lme4:::Cv_to_Sv(th, n = nvec)
+    }
 }

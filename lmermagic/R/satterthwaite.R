@@ -156,15 +156,19 @@ lmm_sat_internals <- function() {
 
 # A reference-class deviance function for lmerTest's own code (the fallback),
 # counting its calls into the engine's n_evals: the caller's devfun, or one over
-# lme4's $copy() of the fit's modules (same layout as lme4::mkLmerDevfun).
-.lmm_sat_devfun_for_lmertest <- function(engine, fit) {
+# lme4's $copy() of the fit's modules (same layout as lme4::mkLmerDevfun; like
+# lme4 2.x's, a function of par, mapped to theta where they differ: map).
+.lmm_sat_devfun_for_lmertest <- function(engine, fit, map = NULL) {
   rho <- new.env(parent = baseenv())
   rho$engine <- engine
   if (is.null(engine$devfun)) {
     rho$pp <- fit@pp$copy()
     rho$resp <- fit@resp$copy()
     rho$lmer_Deviance <- engine$C$lmer_Deviance
-    inner <- function(theta) .Call(lmer_Deviance, pp$ptr(), resp$ptr(), as.double(theta))
+    rho$to_theta <- if (is.null(map)) identity else map$to_theta
+    inner <- function(par) {
+      .Call(lmer_Deviance, pp$ptr(), resp$ptr(), as.double(to_theta(par)))
+    }
     environment(inner) <- rho
   } else {
     inner <- engine$devfun
@@ -323,7 +327,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   method <- "lmermagic"
   if (is.null(res)) {
     method <- "lmerTest-fallback"
-    lt <- .lmm_sat_lmertest(fit, .lmm_sat_devfun_for_lmertest(engine, fit))
+    lt <- .lmm_sat_lmertest(fit, .lmm_sat_devfun_for_lmertest(engine, fit, map))
     res <- list(vcov_varpar = lt$vcov_varpar, jac = lt$jac, hessian = NULL)
   }
 

@@ -31,17 +31,8 @@ lmm_tb_confint <- function(fit, data, opts, method, level) {
 # lmermagic's order (lmm_compat_varpars), which is Cv_to_Sv's. The refits of
 # the bootstrap skip the names (named = FALSE).
 lmm_tb_bootfun <- function(x, named = TRUE) {
-    th <- x@theta
-    nvec <- lengths(x@cnms)
     useSc <- as.logical(x@devcomp$dims[["useSc"]])
-    scaleTh <- lme4::isLMM(x) || lme4::isNLMM(x)
-    ss <- if (scaleTh) {
-        lme4:::Cv_to_Sv(th, n = nvec, s = stats::sigma(x))
-    } else if (useSc) {
-        c(lme4:::Cv_to_Sv(th, n = nvec), stats::sigma(x))
-    } else {
-        lme4:::Cv_to_Sv(th, n = nvec)
-    }
+    ss <- lmm_compat_sdcor(x, lme4::isLMM(x) || lme4::isNLMM(x), useSc)
     if (!named) return(c(unname(ss), unname(lme4::fixef(x))))
     c(stats::setNames(ss, lmm_compat_varpars(x)$sig), lme4::fixef(x))
 }
