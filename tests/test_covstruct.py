@@ -346,7 +346,7 @@ def test_satterthwaite_engine_in_lme4s_parameters(rref, formula):
     the model's constraint and give other df."""
     path = str(Path(lmermagic.__file__).parent / "R")
     res = rref(R_DATA.format(formula=formula) + SAT.format(path=path) + """
-        fit <- methods::as(lt, "lmerMod")
+        fit <- sat$lmm_compat_as_lmerMod(lt)
         q <- function(x) suppressWarnings(suppressMessages(x))
         eng <- q(sat$lmm_satterthwaite(fit))
         fb <- q(sat$lmm_satterthwaite(fit, force_fallback = TRUE))
@@ -378,17 +378,36 @@ def test_magic_with_a_covariance_term(shell, ss):
             run_cell(shell, cell)
 
 
-# -- exploration (temporary) ---------------------------------------------------
+# -- exploration (temporary): which of engine / lmerTest is off for ar1 --------
 @only_2x
-def test_explore(rref, ss) -> None:
-    text = rref("""paste(c(deparse(lmerTest:::getVarPar), ""), collapse = "\\n")""")[0]
-    for formula in WELL_FORMED:
-        m = lmermagic.lmer(formula, ss)
-        ref = rref(R_DATA.format(formula=formula) + """
-            list(df = unname(summary(lt)$coefficients[, "df"]), par = lme4::getPar(lt),
-                 theta = lt@theta, vp = getVarPar <- lmerTest:::getVarPar(lt))""")
-        text += (f"\\n{formula}\\n  lmermagic df {list(m.coefs['df'])} {m.meta['satterthwaite']}"
-                 f" evals {m.meta['devfun_evals']}\\n  lmerTest  df {list(ref['df'])}\\n"
-                 f"  par {list(ref['par'])}\\n  theta {list(ref['theta'])}\\n"
-                 f"  getVarPar {list(ref['vp'])}\\n")
-    pytest.fail(text)
+@pytest.mark.parametrize("formula", [WELL_FORMED[5], WELL_FORMED[4]])
+def test_explore(rref, formula) -> None:
+    path = str(Path(lmermagic.__file__).parent / "R")
+    res = rref(R_DATA.format(formula=formula) + SAT.format(path=path) + """
+        fit <- sat$lmm_compat_as_lmerMod(lt)
+        q <- function(x) suppressWarnings(suppressMessages(x))
+        out <- list(lmerTest = unname(summary(lt)$coefficients[, "df"]))
+        orig <- sat$.lmm_sat_stencil
+        for (S in c(0.005, 0.01, 0.02, 0.04, 0.08)) {
+            sat$.lmm_sat_stencil <- function(...) orig(..., scale = S)
+            out[[sprintf("engine_scale_%g", S)]] <- unname(q(sat$lmm_satterthwaite(fit))$df)
+        }
+        sat$.lmm_sat_stencil <- orig
+        devfun <- lmerTest::lmer(%s, data = ss, devFunOnly = TRUE)
+        vp <- lmerTest:::getVarPar(lt)
+        V <- as.matrix(vcov(lt)); p <- ncol(V)
+        for (d in c(1e-4, 1e-3, 1e-2)) for (r in c(4, 6)) {
+            ma <- list(d = d, r = r)
+            h <- numDeriv::hessian(lmerTest:::devfun_vp, vp, devfun = devfun, reml = TRUE,
+                                   method.args = ma)
+            J <- numDeriv::jacobian(lmerTest:::get_covbeta, vp, devfun = devfun,
+                                    method.args = ma)
+            A <- 2 * solve(h)
+            df <- vapply(seq_len(p), function(i) {
+                g <- J[(i - 1) * p + i, ]; 2 * V[i, i]^2 / sum(g * (A %%*%% g)) }, 0)
+            out[[sprintf("numDeriv_d%g_r%d", d, r)]] <- df
+        }
+        paste(names(out), vapply(out, function(v) paste(sprintf("%%.9f", v), collapse = " "), ""),
+              collapse = "\\n")
+    """ % formula)
+    pytest.fail("\n" + formula + "\n" + res[0])

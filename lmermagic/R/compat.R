@@ -269,3 +269,15 @@ lmm_compat_sdcor <- function(x, scale_theta, use_sc) {
         lme4:::Cv_to_Sv(th, n = nvec)
     }
 }
+
+# lme4 2.x keeps a fit's covariance structures in the fit's attribute "reCovs"
+# (R/covariance.R: getReCovs()), which an S4 coercion such as
+# as(fit, "lmerMod") drops; without it lme4 2.x reads every term as
+# unstructured (a cs() term's theta then has the wrong length, confint() the
+# wrong rows). lmerTest's class to lme4's with the attribute kept.
+lmm_compat_as_lmerMod <- function(fit) {
+    covs <- attr(fit, "reCovs", exact = TRUE)
+    fit <- methods::as(fit, "lmerMod")
+    if (!is.null(covs)) attr(fit, "reCovs") <- covs
+    fit
+}

@@ -51,7 +51,7 @@ lmm_tb_boot_setup <- function(fit, data, opts, nsim, seed) {
         nm <- lmm_tb_parnames(fit)
         # refit() gives an lme4 fit either way; without lmerTest's class the
         # state also unserializes in a worker without lmerTest loaded.
-        if (inherits(fit, "lmerModLmerTest")) fit <- methods::as(fit, "lmerMod")
+        if (inherits(fit, "lmerModLmerTest")) fit <- lmm_compat_as_lmerMod(fit)
         list(state = list(fit = fit, sims = sims, control = control),
              t0 = unname(t0), names = names(t0), readable = nm$readable)
     })
