@@ -390,7 +390,7 @@ def test_explore(rref, formula) -> None:
         orig <- sat$.lmm_sat_stencil
         for (S in c(0.005, 0.01, 0.02, 0.04, 0.08)) {
             sat$.lmm_sat_stencil <- function(...) orig(..., scale = S)
-            out[[sprintf("engine_scale_%g", S)]] <- unname(q(sat$lmm_satterthwaite(fit))$df)
+            out[[sprintf("engine_scale_%%g", S)]] <- unname(q(sat$lmm_satterthwaite(fit))$df)
         }
         sat$.lmm_sat_stencil <- orig
         devfun <- lmerTest::lmer(%s, data = ss, devFunOnly = TRUE)
@@ -405,9 +405,31 @@ def test_explore(rref, formula) -> None:
             A <- 2 * solve(h)
             df <- vapply(seq_len(p), function(i) {
                 g <- J[(i - 1) * p + i, ]; 2 * V[i, i]^2 / sum(g * (A %%*%% g)) }, 0)
-            out[[sprintf("numDeriv_d%g_r%d", d, r)]] <- df
+            out[[sprintf("numDeriv_d%%g_r%%d", d, r)]] <- df
         }
         paste(names(out), vapply(out, function(v) paste(sprintf("%%.9f", v), collapse = " "), ""),
               collapse = "\\n")
     """ % formula)
     pytest.fail("\n" + formula + "\n" + res[0])
+
+
+@only_2x
+@pytest.mark.parametrize("formula", [WELL_FORMED[4], WELL_FORMED[6]])
+def test_debug_confint(ss, formula) -> None:
+    from lmermagic.rbridge import get_r
+    from lmermagic.toolbox._common import r_options
+
+    r = get_r()
+    m = lmermagic.lmer(formula, ss)
+    out = [formula]
+    for name, args in [("lmm_compat_cov_classes", (m.r_object,)),
+                       ("lmm_compat_varpars", (m.r_object,)),
+                       ("lmm_compat_sdcor", (m.r_object, True, True)),
+                       ("lmm_tb_parnames", (m.r_object,)),
+                       ("lmm_tb_bootfun", (m.r_object,)),
+                       ("lmm_tb_confint", (m.r_object, m.r_data, r_options(m), "wald", 0.95))]:
+        try:
+            out.append(f"{name}: {r.run(name, *args)!r}")
+        except Exception as exc:  # noqa: BLE001
+            out.append(f"{name}: ERROR {exc}")
+    pytest.fail("\n".join(out))
