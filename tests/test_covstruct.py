@@ -212,7 +212,10 @@ def test_fits_match_lmertest(ss, rref, formula):
     np.testing.assert_allclose(m.coefs["std_error"], ref["se"], rtol=1e-6)
     # lmermagic's engine (in lme4's own parameters for cs/ar1) vs lmerTest's numDeriv
     assert m.meta["satterthwaite"] == "lmermagic", m.meta
-    np.testing.assert_allclose(m.coefs["df"], ref["df"], rtol=2e-5,
+    # lmerTest's numDeriv is itself off by up to 3.3e-5 on ar1() (measured on lme4
+    # 2.1-0: its df 32.330736 where converged differences give 32.331790, as
+    # does the engine; test_satterthwaite_engine_in_lme4s_parameters)
+    np.testing.assert_allclose(m.coefs["df"], ref["df"], rtol=1e-4,
                                err_msg=f"df {list(m.coefs['df'])} vs lmerTest {ref['df']}")
     np.testing.assert_allclose(m.coefs["p_value"], ref["p"], rtol=1e-3)
     vc = m.varcorr
@@ -271,27 +274,30 @@ def test_tidy_ran_pars_in_lower_triangle_order(ss, rref, formula):
 @pytest.mark.parametrize("formula", WELL_FORMED)
 def test_confint_rows(ss, rref, formula):
     """Wald rows: lme4's parameters (a structured term's own: sd_*|g for one
-    shared sd, cor_rho|g) with estimates that are the fit's, and lme4's
-    limits."""
+    shared sd, cor_rho|g), estimates that are the fit's, lme4's limits."""
     m = lmermagic.lmer(formula, ss)
     ci = m.confint(method="wald")
     ref = rref(R_DATA.format(formula=formula) + """
-        w <- confint(lt, method = "Wald", signames = FALSE)
+        w <- confint(lt, method = "Wald")
+        nm <- lme4:::profnames(lt, FALSE)
         list(rows = rownames(w), low = unname(w[, 1]), high = unname(w[, 2]),
-             sigma = stats::sigma(lt), fixef = unname(lme4::fixef(lt)))
+             readable = nm[!is.na(nm)], sigma = stats::sigma(lt),
+             fixef = unname(lme4::fixef(lt)))
     """)
     assert list(ci.columns) == ["parameter", "estimate", "conf_low", "conf_high"]
-    assert sorted(ci["parameter"]) == sorted(ref["rows"])
-    by_name = ci.set_index("parameter")
-    for name, low, high in zip(ref["rows"], ref["low"], ref["high"]):
-        got = by_name.loc[name]
+    assert sorted(ci.index) == sorted(ref["rows"])
+    for row, low, high in zip(ref["rows"], ref["low"], ref["high"]):
+        got = ci.loc[row]
         np.testing.assert_allclose([got["conf_low"], got["conf_high"]], [low, high],
-                                   rtol=1e-7, err_msg=name)  # NaN == NaN here
+                                   rtol=1e-7, err_msg=row)  # NaN == NaN here
+    # lme4's readable names (lme4 2.1-0 puts an NA among a homogeneous term's)
+    assert sorted(ci["parameter"].iloc[:len(ref["readable"])]) == sorted(ref["readable"])
+    by_name = ci.set_index("parameter")
     vc = m.varcorr
     sub = vc[vc["group"] == "Subject"]
     sds = sub[sub["var2"].isna()].set_index("var1")["sdcor"]
     cors = sub[sub["var2"].notna()]
-    for name, est in by_name["estimate"].items():
+    for name, est in by_name["estimate"].iloc[:len(ref["readable"])].items():
         if name == "sigma":
             assert est == pytest.approx(ref["sigma"], rel=1e-8)
         elif name.startswith("sd_*|"):
@@ -299,15 +305,13 @@ def test_confint_rows(ss, rref, formula):
         elif name.startswith("sd_"):
             assert est == pytest.approx(sds[name[3:].split("|")[0]], rel=1e-6)
         elif name == "cor_rho|Subject":
-            first = cors.iloc[0]["sdcor"]
-            if formula.split("+ ")[-1].startswith("ar1"):
-                # ar1: adjacent time points correlate rho, the next rho^2
+            if "ar1(" in formula:
+                # ar1: adjacent time points correlate rho (the next rho^2, ...)
                 lv = list(sds.index)
                 pair = cors[(cors["var1"] == lv[0]) & (cors["var2"] == lv[1])]["sdcor"]
                 assert est == pytest.approx(float(pair.iloc[0]), rel=1e-6)
-            else:
+            else:  # cs: every pair correlates rho
                 np.testing.assert_allclose(cors["sdcor"], est, rtol=1e-6)
-                assert est == pytest.approx(first, rel=1e-6)
         elif name.startswith("cor_"):
             a, b = name[4:].split("|")[0].split(".", 1)
             row = cors[((cors["var1"] == b) & (cors["var2"] == a)) |
@@ -317,14 +321,22 @@ def test_confint_rows(ss, rref, formula):
 
 
 @only_2x
-def test_profile_confint_of_a_structured_term(ss, rref):
-    formula = "Reaction ~ Days + cs(1 + Days | Subject, hom = TRUE)"
+@pytest.mark.parametrize("formula", [WELL_FORMED[2], WELL_FORMED[3], WELL_FORMED[4]])
+def test_profile_confint_of_a_structured_term(ss, rref, formula):
+    """lme4's own profile intervals, row for row; where lme4 itself cannot
+    profile the model, lmermagic says so (FitError) rather than guess."""
     m = lmermagic.lmer(formula, ss)
-    ci = m.confint(method="profile").set_index("parameter")
     ref = rref(R_DATA.format(formula=formula) + """
-        p <- confint(lt, method = "profile", signames = FALSE, quiet = TRUE)
-        list(rows = rownames(p), low = unname(p[, 1]), high = unname(p[, 2]))
+        p <- tryCatch(confint(lt, method = "profile", quiet = TRUE),
+                      error = function(e) conditionMessage(e))
+        if (is.character(p)) list(error = p)
+        else list(rows = rownames(p), low = unname(p[, 1]), high = unname(p[, 2]))
     """)
+    if "error" in ref:
+        with pytest.raises(lmermagic.FitError):
+            m.confint(method="profile")
+        return
+    ci = m.confint(method="profile")
     assert sorted(ci.index) == sorted(ref["rows"])
     np.testing.assert_allclose(ci.loc[ref["rows"], "conf_low"], ref["low"], rtol=1e-5)
     np.testing.assert_allclose(ci.loc[ref["rows"], "conf_high"], ref["high"], rtol=1e-5)
@@ -339,28 +351,45 @@ for (f in list.files({path!r}, pattern = "[.]R$", full.names = TRUE)) sys.source
 @only_2x
 @pytest.mark.parametrize("formula", [WELL_FORMED[4], WELL_FORMED[5]])
 def test_satterthwaite_engine_in_lme4s_parameters(rref, formula):
-    """cs()/ar1(): lme4 2.x optimises over par = (sd, rho), and theta (the
-    Cholesky factor's entries) is a function of it. The engine differentiates
-    in par and agrees with lmerTest; the fallback gives lmerTest's numbers
-    exactly; differences in theta itself (what the engine did before) leave
-    the model's constraint and give other df."""
+    """cs()/ar1(): lme4 2.x optimises over par = (sd, rho); theta (the Cholesky
+    factor's entries) is a function of it. The engine differentiates in par:
+    it agrees with converged differences of lmerTest's own deviance
+    (numDeriv at d = 0.01, where lmerTest's default d = 1e-4 is off by up to
+    3e-5 on ar1) and with lmerTest; the fallback is lmerTest's numbers
+    exactly; differences in theta itself (the engine before this change)
+    leave the model's constraint: other df, or an error."""
     path = str(Path(lmermagic.__file__).parent / "R")
     res = rref(R_DATA.format(formula=formula) + SAT.format(path=path) + """
         fit <- sat$lmm_compat_as_lmerMod(lt)
         q <- function(x) suppressWarnings(suppressMessages(x))
         eng <- q(sat$lmm_satterthwaite(fit))
         fb <- q(sat$lmm_satterthwaite(fit, force_fallback = TRUE))
+        devfun <- lmerTest::lmer(FORMULA, data = ss, devFunOnly = TRUE)
+        vp <- lmerTest:::getVarPar(lt)
+        V <- as.matrix(vcov(lt))
+        ma <- list(d = 0.01, r = 4)
+        h <- numDeriv::hessian(lmerTest:::devfun_vp, vp, devfun = devfun, reml = TRUE,
+                               method.args = ma)
+        J <- numDeriv::jacobian(lmerTest:::get_covbeta, vp, devfun = devfun, method.args = ma)
+        A <- 2 * solve(h)
+        p <- ncol(V)
+        conv <- vapply(seq_len(p), function(i) {
+            g <- J[(i - 1) * p + i, ]
+            2 * V[i, i]^2 / sum(g * (A %*% g))
+        }, 0)
         sat$lmm_compat_par_map <- function(fit) NULL
-        raw <- q(sat$lmm_satterthwaite(fit))
+        raw <- tryCatch(unname(q(sat$lmm_satterthwaite(fit))$df), error = function(e) NA_real_)
         list(ref = unname(summary(lt)$coefficients[, "df"]), eng = unname(eng$df),
-             fb = unname(fb$df), raw = unname(raw$df), method = eng$method,
+             fb = unname(fb$df), conv = conv, raw = raw, method = eng$method,
              npar = length(eng$varpar), ntheta = length(fit@theta))
-    """)
+    """.replace("FORMULA", formula))
     assert res["method"] == ["lmermagic"]
     assert res["npar"][0] == 3 and res["ntheta"][0] > 2  # sd, rho, sigma
+    np.testing.assert_allclose(res["eng"], res["conv"], rtol=1e-6)
+    np.testing.assert_allclose(res["eng"], res["ref"], rtol=1e-4)
     np.testing.assert_allclose(res["fb"], res["ref"], rtol=1e-9)
-    np.testing.assert_allclose(res["eng"], res["ref"], rtol=2e-5)
-    assert np.max(np.abs(res["raw"] / res["ref"] - 1)) > 1e-3, (res["raw"], res["ref"])
+    raw = np.asarray(res["raw"], dtype=float)
+    assert np.isnan(raw).any() or np.max(np.abs(raw / res["ref"] - 1)) > 1e-3, raw
 
 
 def test_magic_with_a_covariance_term(shell, ss):
@@ -376,60 +405,3 @@ def test_magic_with_a_covariance_term(shell, ss):
     else:
         with pytest.raises(FormulaError, match=r"needs lme4 >= 2\.0"):
             run_cell(shell, cell)
-
-
-# -- exploration (temporary): which of engine / lmerTest is off for ar1 --------
-@only_2x
-@pytest.mark.parametrize("formula", [WELL_FORMED[5], WELL_FORMED[4]])
-def test_explore(rref, formula) -> None:
-    path = str(Path(lmermagic.__file__).parent / "R")
-    res = rref(R_DATA.format(formula=formula) + SAT.format(path=path) + """
-        fit <- sat$lmm_compat_as_lmerMod(lt)
-        q <- function(x) suppressWarnings(suppressMessages(x))
-        out <- list(lmerTest = unname(summary(lt)$coefficients[, "df"]))
-        orig <- sat$.lmm_sat_stencil
-        for (S in c(0.005, 0.01, 0.02, 0.04, 0.08)) {
-            sat$.lmm_sat_stencil <- function(...) orig(..., scale = S)
-            out[[sprintf("engine_scale_%%g", S)]] <- unname(q(sat$lmm_satterthwaite(fit))$df)
-        }
-        sat$.lmm_sat_stencil <- orig
-        devfun <- lmerTest::lmer(%s, data = ss, devFunOnly = TRUE)
-        vp <- lmerTest:::getVarPar(lt)
-        V <- as.matrix(vcov(lt)); p <- ncol(V)
-        for (d in c(1e-4, 1e-3, 1e-2)) for (r in c(4, 6)) {
-            ma <- list(d = d, r = r)
-            h <- numDeriv::hessian(lmerTest:::devfun_vp, vp, devfun = devfun, reml = TRUE,
-                                   method.args = ma)
-            J <- numDeriv::jacobian(lmerTest:::get_covbeta, vp, devfun = devfun,
-                                    method.args = ma)
-            A <- 2 * solve(h)
-            df <- vapply(seq_len(p), function(i) {
-                g <- J[(i - 1) * p + i, ]; 2 * V[i, i]^2 / sum(g * (A %%*%% g)) }, 0)
-            out[[sprintf("numDeriv_d%%g_r%%d", d, r)]] <- df
-        }
-        paste(names(out), vapply(out, function(v) paste(sprintf("%%.9f", v), collapse = " "), ""),
-              collapse = "\\n")
-    """ % formula)
-    pytest.fail("\n" + formula + "\n" + res[0])
-
-
-@only_2x
-@pytest.mark.parametrize("formula", [WELL_FORMED[4], WELL_FORMED[6]])
-def test_debug_confint(ss, formula) -> None:
-    from lmermagic.rbridge import get_r
-    from lmermagic.toolbox._common import r_options
-
-    r = get_r()
-    m = lmermagic.lmer(formula, ss)
-    out = [formula]
-    for name, args in [("lmm_compat_cov_classes", (m.r_object,)),
-                       ("lmm_compat_varpars", (m.r_object,)),
-                       ("lmm_compat_sdcor", (m.r_object, True, True)),
-                       ("lmm_tb_parnames", (m.r_object,)),
-                       ("lmm_tb_bootfun", (m.r_object,)),
-                       ("lmm_tb_confint", (m.r_object, m.r_data, r_options(m), "wald", 0.95))]:
-        try:
-            out.append(f"{name}: {r.run(name, *args)!r}")
-        except Exception as exc:  # noqa: BLE001
-            out.append(f"{name}: ERROR {exc}")
-    pytest.fail("\n".join(out))

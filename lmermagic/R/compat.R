@@ -38,13 +38,17 @@ lmm_compat_varpars <- function(fit) {
     }))
     if (useSc) readable <- c(readable, "sigma")
     r_read <- lme4:::profnames(fit, FALSE, useSc = useSc)
+    r_sig <- lme4:::profnames(fit, TRUE, useSc = useSc)
+    # lme4 2.1-0 names a homogeneous cs()/ar1() term's parameters with an NA
+    # among them (one name more than it has parameters): drop it.
+    if (anyNA(r_read) && sum(!is.na(r_read)) == length(r_sig)) r_read <- r_read[!is.na(r_read)]
     # A covariance layout we do not know (lme4 2.x's structured covariances):
     # lme4's own names and order.
     if (!setequal(readable, r_read) || anyDuplicated(readable)) readable <- r_read
     nsig <- length(readable) - useSc
     list(sig = c(sprintf(".sig%02d", seq_len(nsig)), if (useSc) ".sigma"),
          readable = readable,
-         from_r = stats::setNames(r_read, lme4:::profnames(fit, TRUE, useSc = useSc)))
+         from_r = stats::setNames(r_read, r_sig))
 }
 
 # A confint() matrix of this lme4 (rows .sigNN in its order, .sigma, fixed
