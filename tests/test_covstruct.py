@@ -405,3 +405,24 @@ def test_magic_with_a_covariance_term(shell, ss):
     else:
         with pytest.raises(FormulaError, match=r"needs lme4 >= 2\.0"):
             run_cell(shell, cell)
+
+
+@only_2x
+def test_disk_cache_keeps_a_structured_fit(ss, tmp_path):
+    """A fit with cs() comes back from the disk cache with its structure (the
+    stored formula's cs() call is known to the cache's check, and the fit's
+    covariance classes travel with it): the same tables, no refit."""
+    import warnings
+
+    formula = "Reaction ~ Days + cs(1 + Days | Subject, hom = TRUE)"
+    d = tmp_path / "fits"
+    first = lmermagic.lmer(formula, ss, cache_dir=d)
+    ci_first = first.confint(method="wald")
+    lmermagic.clear_cache()  # memory only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmermagic.CacheWarning)
+        again = lmermagic.lmer(formula, ss, cache_dir=d)
+    assert again.meta["cache"] == "disk"
+    pd.testing.assert_frame_equal(again.coefs, first.coefs)
+    pd.testing.assert_frame_equal(again.varcorr, first.varcorr)
+    pd.testing.assert_frame_equal(again.confint(method="wald"), ci_first)

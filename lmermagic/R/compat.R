@@ -148,7 +148,12 @@ lmm_compat_family <- function(x) {
 # lmm_fit_call() (the disk cache's check allows their functions, cache.R's
 # lmm_cache_reference): glmer.nb() stores its final family as
 # MASS::negative.binomial(theta = <estimate>) (lme4 1.1-31 to 2.1-0).
-lmm_compat_stored_calls <- function() list(quote(MASS::negative.binomial(theta = 1)))
+# lme4 2.x's covariance terms (cs(1 | g), ...) stay in a fit's formula as calls
+# of their names, which are not functions of the formula's environment.
+lmm_compat_stored_calls <- function() {
+    c(list(quote(MASS::negative.binomial(theta = 1))),
+      lapply(lmm_compat_cov_specials(), function(name) call(name)))
+}
 
 # The packages whose S4 classes a fit holds (the fit's own class, lme4's
 # matrices of its model): an S4 object's class names its package, and the
