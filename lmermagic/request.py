@@ -31,6 +31,8 @@ __all__ = [
 # in real models. Anything else (system, eval, get, ::, $, {, function, ...) is
 # refused before R evaluates the formula. Extend per call with
 # allow_functions=[...] or for the session with %config LmerMagics.allow.
+# lme4 2.x's covariance terms us()/diag()/cs()/ar1() are no functions: R's half
+# (R/formula.R) allows them where lme4 reads them, in lme4's shapes only.
 ALLOWED_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "base": (
         "~", "+", "-", "*", "/", "^", ":", "|", "||", "%in%", "(",

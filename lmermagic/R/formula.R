@@ -13,8 +13,12 @@
 lmm_constants <- c("pi", "Inf", "T", "F")
 
 # Parse the formula text without evaluating it and walk the call tree.
-# Returns list(ok, message, vars, calls): vars are the symbols used as values,
-# calls the names of functions called. Nothing here evaluates user text.
+# Returns list(ok, message, vars, calls, ...): vars are the symbols used as
+# values, calls the names of functions called; covs the covariance terms used
+# (lme4 2.x's us/diag/cs/ar1, allowed only as terms of the right-hand side's
+# sum and only in the shapes lmm_cov_term_problem() accepts), cov_problems
+# what is wrong with them, cov_missing those this lme4 lacks (with its version
+# in lme4). Nothing here evaluates user text.
 lmm_check_formula <- function(text, columns, allowed) {
     exprs <- tryCatch(parse(text = text, keep.source = FALSE),
                       error = function(e) e)
