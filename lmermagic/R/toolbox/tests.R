@@ -99,7 +99,7 @@ lmm_tb_compare <- function(fits, datas, optss, names, refit) {
         mods <- lapply(seq_along(fits), function(i) {
             m <- lmm_tb_prepare(fits[[i]], datas[[i]], optss[[i]])
             # lmerTest's anova() hands several models to lme4's.
-            if (inherits(m, "lmerModLmerTest")) m <- methods::as(m, "lmerMod")
+            if (inherits(m, "lmerModLmerTest")) m <- lmm_compat_as_lmerMod(m)
             m
         })
         tab <- do.call(lme4:::anova.merMod,
