@@ -79,8 +79,10 @@ FORMULA_OPTIONS = ("--zi", "--disp")
 # Options whose value is one column, or a comma-separated list of columns.
 COLUMN_OPTIONS = ("--factors", "--weights", "--offset", "--emmeans", "--emtrends", "--by")
 # Formula functions with a name one can type (operators are left out).
+# lme4 2.x's covariance terms are offered too (on lme4 1.1 the fit says which lme4
+# they need).
 FUNCTIONS = tuple(sorted({f for names in ALLOWED_FUNCTIONS.values() for f in names
-                          if is_r_name(f)}))
+                          if is_r_name(f)} | {"us", "diag", "cs", "ar1"}))
 
 
 def _options(magic: str = "lmer") -> dict[str, str]:

@@ -61,6 +61,9 @@ def texts(text: str, cursor: int | None = None) -> list[str]:
     # functions of the allowlist; the operators are not offered
     ("%lmer -d sleep Reaction ~ lo", ["log", "log10", "log1p", "log2"]),
     ("%lmer -d sleep Reaction ~ as.f", ["as.factor"]),
+    # lme4 2.x's covariance terms
+    ("%lmer -d sleep Reaction ~ Days + cs", ["cs"]),
+    ("%lmer -d sleep Reaction ~ Days + ar", ["ar1"]),
     # names that are not R symbols come in backticks, typed with one or not
     ("%lmer -d sleep Reaction ~ `my", ["`my col`"]),
     ("%lmer -d sleep Reaction ~ my", ["`my col`"]),
