@@ -114,16 +114,24 @@ def tidy(m: FittedModel, conf_int: bool = True, conf_level: float = 0.95) -> pd.
     return _broom(m, "tidy", conf_int, conf_level)
 
 
+# glance's columns whatever broom.mixed adds (newer releases add deviance)
+GLANCE = ["nobs", "sigma", "loglik", "aic", "bic", "df_resid"]
+AUGMENT = ["fitted", "se_fit", "resid"]
+
+
 def glance(m: FittedModel) -> pd.DataFrame:
     """broom.mixed's ``glance(m)`` in snake_case: nobs, sigma, loglik, aic, bic,
     df_resid."""
-    return _broom(m, "glance")
+    return _broom(m, "glance")[GLANCE]
 
 
 def augment(m: FittedModel) -> pd.DataFrame:
-    """broom.mixed's ``augment(m)``: the model frame with fitted, resid (and
-    broom's other columns) in snake_case."""
-    return _broom(m, "augment")
+    """broom.mixed's ``augment(m)``: the model frame, then fitted, se_fit and
+    resid (whatever else a broom.mixed release adds is left out)."""
+    df = _broom(m, "augment")
+    frame = [c for c in df.columns if not str(c).startswith(".") and c not in AUGMENT
+             and c != "rownames"]
+    return df[frame + [c for c in AUGMENT if c in df.columns]]
 
 
 def ranef_table(m: FittedModel) -> pd.DataFrame:

@@ -121,7 +121,8 @@ lmm_tmb_varcorr <- function(fit) {
         }
     }
     if (fit$modelInfo$family$family == "gaussian" &&
-        sum(names(fit$fit$par) == "betad") == 1L) {
+        # one dispersion parameter: "betad" in glmmTMB < 1.1.8, "betadisp" after
+        sum(names(fit$fit$par) %in% c("betad", "betadisp")) == 1L) {
         s <- stats::sigma(fit)
         add("cond", "Residual", NA_character_, NA_character_, s^2, s)
     }
