@@ -21,7 +21,11 @@ from .request import ALLOWED_FUNCTIONS
 if TYPE_CHECKING:
     from . import datasets
     from .api import clear_cache, glmer, glmer_many, lmer, lmer_many, load_model
+    from .clmm_api import clmm
+    from .clmm_model import ClmmModel
     from .model import LmerModel
+    from .tmb import glmmtmb
+    from .tmb_model import TmbModel
     from .toolbox import anova
     from .toolbox.many_tables import ManyModels
     from .toolbox.power import PowerResult
@@ -29,8 +33,8 @@ if TYPE_CHECKING:
 # pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
 _LAZY = {"lmer": "api", "glmer": "api", "lmer_many": "api", "glmer_many": "api",
          "clear_cache": "api", "load_model": "api", "LmerModel": "model", "anova": "toolbox",
-         "ManyModels": "toolbox.many_tables",
-         "PowerResult": "toolbox.power"}
+         "ManyModels": "toolbox.many_tables", "clmm": "clmm_api", "ClmmModel": "clmm_model",
+         "PowerResult": "toolbox.power", "glmmtmb": "tmb", "TmbModel": "tmb_model"}
 
 
 def __getattr__(name: str) -> Any:
@@ -56,15 +60,19 @@ __version__ = "0.1.0"
 __all__ = [
     *_error_names,
     "ALLOWED_FUNCTIONS",
+    "ClmmModel",
     "LmerModel",
     "ManyModels",
     "PowerResult",
+    "TmbModel",
     "__version__",
     "anova",
     "clear_cache",
+    "clmm",
     "datasets",
     "glmer",
     "glmer_many",
+    "glmmtmb",
     "lmer",
     "lmer_many",
     "load_ipython_extension",
@@ -88,16 +96,21 @@ def shutdown_workers() -> None:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register %lmer, %%lmer, %glmer, %%glmer, %lmer_many, %glmer_many (line
-    and cell), %lmer_power and their Tab completion (called by %load_ext)."""
+    and cell), %lmer_power, %glmmtmb and %%glmmtmb, %clmm and %%clmm, and their Tab
+    completion (called by %load_ext)."""
+    from .clmm_magics import ClmmMagics
     from .completion import register
     from .magics import LmerMagics
     from .many_magics import ManyMagics
     from .power_magics import PowerMagics
+    from .tmb_magics import TmbMagics
 
     magics = LmerMagics(shell=ipython)
     ipython.register_magics(magics)
     ipython.register_magics(ManyMagics(shell=ipython))
     ipython.register_magics(PowerMagics(shell=ipython))
+    ipython.register_magics(TmbMagics(shell=ipython))
+    ipython.register_magics(ClmmMagics(shell=ipython))
     # %config LmerMagics.timeout = ... reaches the instance through this list.
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)

@@ -17,6 +17,26 @@ def _os_name() -> str:
     return platform.platform()
 
 
+# R packages behind lmermagic's other model kinds: optional, reported by version.
+OPTIONAL_MODELS = {
+    "glmmTMB": ("lmermagic.glmmtmb",
+                "apt-get install r-cran-glmmtmb  |  in R: install.packages('glmmTMB')"),
+    "ordinal": ("lmermagic.clmm",
+                "apt-get install r-cran-ordinal  |  in R: install.packages('ordinal')"),
+}
+
+
+def optional_lines(versions: dict[str, object]) -> list[str]:
+    """One line per optional model package: its version, or that it is not
+    installed, what needs it and how to install it."""
+    out = []
+    for pkg, (used_by, advice) in OPTIONAL_MODELS.items():
+        version = versions.get(pkg)
+        out.append(f"{pkg:<9} {version}" if version else
+                   f"{pkg:<9} not installed (optional, for {used_by}): {advice}")
+    return out
+
+
 def doctor() -> int:
     """Print the stack lmermagic runs on and what to install or change;
     0 when it can fit models."""
@@ -53,6 +73,8 @@ def doctor() -> int:
             missing += required
             label = "MISSING" if required else "missing (optional)"
             print(f"{pkg:<9} {label}: {PACKAGE_ADVICE.get(pkg, '')}")
+    for line in optional_lines(v):
+        print(line)
     if v.get("lme4"):
         unknown = r.run("lmm_sat_internals")[0]
         print("Satterthwaite df: " + (

@@ -7,13 +7,14 @@ import os
 import warnings
 from typing import Any
 
-from . import cache, convert, savefile, warmstart
+from . import cache, convert, savefile, tmb_save, warmstart
 from .errors import DataError
 from .fitting import issue_warnings
 from .isolation import fit_any
 from .model import LmerModel
 from .rbridge import time_limit
 from .request import FitRequest
+from .tmb_model import TmbModel
 from .toolbox.many import ManyModels, Plan, fit_many, plan_models
 
 __all__ = ["clear_cache", "fit", "glmer", "glmer_many", "lmer", "lmer_many"]
@@ -189,7 +190,7 @@ def fit(request: FitRequest, data: Any) -> LmerModel:
 
 
 def load_model(path: str | os.PathLike[str],
-               allow_functions: list[str] | tuple[str, ...] = ()) -> LmerModel:
+               allow_functions: list[str] | tuple[str, ...] = ()) -> LmerModel | TmbModel:
     """Read a model that ``m.save(path)`` wrote, with every method working.
 
     Parameters
@@ -213,6 +214,9 @@ def load_model(path: str | os.PathLike[str],
     >>> m.save("sleep.lmm")
     >>> m2 = lmermagic.load_model("sleep.lmm")
     """
+    tmb = tmb_save.load_fields(path, tuple(allow_functions))  # a glmmTMB model's file
+    if tmb is not None:
+        return TmbModel(**tmb)
     return LmerModel(**savefile.load_fields(path, tuple(allow_functions)))
 
 

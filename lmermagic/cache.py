@@ -66,7 +66,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -74,7 +74,6 @@ from . import packed
 from .cachedir import Directory, open_private
 from .convert import RColumn
 from .errors import CacheWarning
-from .request import FitRequest
 
 __all__ = ["MAX_BYTES", "MEMORY_ENTRIES", "Directory", "Entry", "clear", "directory",
            "discard", "fit_key", "load", "recall", "remember", "store", "stored_tables", "warn"]
@@ -115,7 +114,20 @@ _memory: OrderedDict[bytes, Entry] = OrderedDict()
 _lock = threading.Lock()
 
 
-def fit_key(request: FitRequest, columns: Sequence[RColumn], nrow: int,
+class Keyed(Protocol):
+    """A request the cache keys: lmer's and glmer's (FitRequest), glmmTMB's
+    (TmbRequest, whose r_options() carry its other formulas)."""
+
+    @property
+    def formula(self) -> str: ...
+
+    @property
+    def extra_functions(self) -> tuple[str, ...]: ...
+
+    def r_options(self) -> dict[str, Any]: ...
+
+
+def fit_key(request: Keyed, columns: Sequence[RColumn], nrow: int,
             versions: dict[str, str]) -> bytes:
     """The cache key of fitting ``request`` on these encoded columns."""
     h = hashlib.blake2b(digest_size=32, person=b"lmermagic-fit")

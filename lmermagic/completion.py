@@ -1,4 +1,5 @@
-"""Tab completion inside ``%lmer``, ``%%lmer``, ``%glmer`` and ``%%glmer``.
+"""Tab completion inside ``%lmer``, ``%glmer``, ``%glmmtmb`` and ``%clmm`` (line
+and cell).
 
 A matcher of IPython's kernel-side API (v2): it sees the whole cell and the
 cursor, so it works in every front end (JupyterLab, Notebook 7, VS Code,
@@ -8,10 +9,12 @@ terminal IPython) and inside a cell magic's body, where IPython's older
 suppressed only where lmermagic has matches inside its own magic (a formula,
 an option name, an option's value other than ``-d``).
 
-What it offers: option names; the values of ``--family``, ``--ddf``,
-``--optimizer`` and ``--contrasts``; the DataFrames of the namespace after
+What it offers: each magic's option names; the values of ``--family``, ``--ddf``,
+``--optimizer`` and ``--contrasts`` (``%glmmtmb``: glmmTMB's families; ``%clmm``:
+``--link`` and ``--threshold``); the DataFrames of the namespace after
 ``-d``; and in the formula (and after ``--factors``, ``--weights``,
-``--offset``, ``--emmeans``, ``--emtrends``, ``--by`` and the column of ``--at``) the
+``--offset``, ``--emmeans``, ``--emtrends``, ``--by``, the column of ``--at``, and
+``%glmmtmb``'s one-sided ``--zi`` and ``--disp``) the
 columns of the frame named by ``-d`` and the functions a
 formula may call. A column that is not a syntactic R name is offered in
 backticks, as R needs it.
@@ -38,9 +41,13 @@ from IPython.core.completer import (
     context_matcher,
 )
 
+from .clmm_magics import ClmmMagics
+from .clmm_request import LINKS, THRESHOLDS
 from .magics import LmerMagics, code_part
 from .request import ALLOWED_FUNCTIONS, CONTRAST_TYPES, FAMILIES, OPTIMIZERS
 from .rsyntax import is_r_name
+from .tmb_magics import TmbMagics
+from .tmb_request import TMB_FAMILIES
 
 __all__ = ["complete", "register"]
 
@@ -50,8 +57,9 @@ MATCHER_ID = "lmermagic.formula"
 Result = dict[str, Any]
 
 # A line magic, possibly assigned: "%lmer ...", "m = %glmer ...".
-_LINE_MAGIC = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\s*=\s*)?%(lmer|glmer)(?=\s|$)")
-_CELL_MAGIC = re.compile(r"^\s*%%(lmer|glmer)(?=\s|$)")
+_LINE_MAGIC = re.compile(
+    r"^\s*(?:[A-Za-z_][\w.]*\s*=\s*)?%(lmer|glmer|glmmtmb|clmm)(?=\s|$)")
+_CELL_MAGIC = re.compile(r"^\s*%%(lmer|glmer|glmmtmb|clmm)(?=\s|$)")
 _TOKEN = re.compile(r"""("[^"]*"?|'[^']*'?|\S+)""")
 _CHAIN = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _WORD_END = re.compile(r"[A-Za-z0-9._]*$")
@@ -61,18 +69,29 @@ VALUES: dict[str, tuple[str, ...]] = {
     "--ddf": ("satterthwaite", "kenward-roger", "lme4"),
     "--optimizer": OPTIMIZERS,
 }
+# Where a magic's closed lists differ from %lmer's.
+MAGIC_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
+    "glmmtmb": {"--family": tuple(TMB_FAMILIES)},
+    "clmm": {"--link": LINKS, "--threshold": THRESHOLDS},
+}
+# Options whose value is a one-sided formula: completed as the formula is.
+FORMULA_OPTIONS = ("--zi", "--disp")
 # Options whose value is one column, or a comma-separated list of columns.
 COLUMN_OPTIONS = ("--factors", "--weights", "--offset", "--emmeans", "--emtrends", "--by")
 # Formula functions with a name one can type (operators are left out).
+# lme4 2.x's covariance terms are offered too (on lme4 1.1 the fit says which lme4
+# they need).
 FUNCTIONS = tuple(sorted({f for names in ALLOWED_FUNCTIONS.values() for f in names
-                          if is_r_name(f)}))
+                          if is_r_name(f)} | {"us", "diag", "cs", "ar1"}))
 
 
-def _options() -> dict[str, str]:
-    """Every option string -> its long name (``-d`` -> ``--data``), or ``""`` if it
-    takes no value."""
+def _options(magic: str = "lmer") -> dict[str, str]:
+    """Every option string of ``magic`` -> its long name (``-d`` -> ``--data``), or
+    ``""`` if it takes no value."""
+    parser = {"glmmtmb": TmbMagics.glmmtmb, "clmm": ClmmMagics.clmm}.get(
+        magic, LmerMagics.lmer).parser
     out: dict[str, str] = {}
-    for action in LmerMagics.lmer.parser._actions:
+    for action in parser._actions:
         long = max(action.option_strings, key=len, default="")
         for opt in action.option_strings:
             out[opt] = long if action.nargs != 0 else ""
@@ -153,14 +172,17 @@ def _nothing() -> Result:
 
 
 def _value(option: str, frag: str, columns: list[str],
-           namespace: dict[str, Any]) -> Result:
+           namespace: dict[str, Any], magic: str = "lmer") -> Result:
     """Completions of the value of ``option`` (its long name) ending in ``frag``."""
+    values = {**VALUES, **MAGIC_VALUES.get(magic, {})}
+    if option in FORMULA_OPTIONS:
+        return _formula(columns, frag)
     if option == "--data":
         names = [k for k, v in namespace.items()
                  if not k.startswith("_") and k.startswith(frag) and is_frame(v)]
         items = [SimpleCompletion(k, type="DataFrame") for k in sorted(names)]
-    elif option in VALUES:
-        items = [SimpleCompletion(v, type="value") for v in VALUES[option]
+    elif option in values:
+        items = [SimpleCompletion(v, type="value") for v in values[option]
                  if v.startswith(frag)]
     elif option == "--at" and "=" not in frag:
         # COL=VALUES: the column before "=" (the values are the user's).
@@ -197,7 +219,7 @@ def _data_name(option_text: str, options: dict[str, str]) -> str | None:
 
 
 def _on_option_line(text: str, options: dict[str, str], columns: list[str],
-                    namespace: dict[str, Any]) -> Result:
+                    namespace: dict[str, Any], magic: str = "lmer") -> Result:
     """Completions at the end of ``text``, the option line after the magic's name."""
     found = list(_TOKEN.finditer(text))
     partial = found.pop().group(1) if found and found[-1].end() == len(text) else ""
@@ -213,11 +235,11 @@ def _on_option_line(text: str, options: dict[str, str], columns: list[str],
         if options[key] and "=" not in tok:
             pending = options[key]
     if pending:
-        return _value(pending, partial, columns, namespace)
+        return _value(pending, partial, columns, namespace, magic)
     if partial.startswith("-"):
         key, eq, value = partial.partition("=")
         if eq and options.get(key):
-            return _value(options[key], value, columns, namespace)
+            return _value(options[key], value, columns, namespace, magic)
         names = sorted({o for o in options if o.startswith("--")})
         return {"completions": [SimpleCompletion(o, type="option") for o in names
                                 if o.startswith(partial)],
@@ -232,24 +254,26 @@ def complete(full_text: str, cursor_line: int, cursor_position: int,
     if cursor_line >= len(lines):
         return _nothing()
     first = next((i for i, line in enumerate(lines) if line.strip()), 0)
-    options = _options()
     cell = _CELL_MAGIC.match(lines[first])
     if cell and cursor_line >= first:
+        options = _options(cell.group(1))
         option_text = lines[first][cell.end():]
         frame = resolve_frame(_data_name(option_text, options) or "", namespace)
         columns = columns_of(frame) if frame is not None else []
         if cursor_line == first:
             return _on_option_line(option_text[:cursor_position - cell.end()], options,
-                                   columns, namespace)
+                                   columns, namespace, cell.group(1))
         line = lines[cursor_line][:cursor_position]
         return _formula(columns, line)
     here = lines[cursor_line]
     magic = _LINE_MAGIC.match(here)
     if not magic or cursor_position < magic.end():
         return _nothing()
+    options = _options(magic.group(1))
     frame = resolve_frame(_data_name(here[magic.end():], options) or "", namespace)
     columns = columns_of(frame) if frame is not None else []
-    return _on_option_line(here[magic.end():cursor_position], options, columns, namespace)
+    return _on_option_line(here[magic.end():cursor_position], options, columns, namespace,
+                           magic.group(1))
 
 
 def register(shell: Any) -> None:

@@ -10,7 +10,7 @@ from .rformula import no_nul
 __all__ = ["SEARCH_PACKAGES", "load"]
 
 # Where load() looks when no package is named, in this order.
-SEARCH_PACKAGES = ("lme4", "lmerTest", "geepack", "pbkrtest", "emmeans", "datasets")
+SEARCH_PACKAGES = ("lme4", "lmerTest", "geepack", "pbkrtest", "emmeans", "ordinal", "datasets")
 
 
 def load(name: str, package: str | None = None) -> pd.DataFrame:
@@ -22,7 +22,8 @@ def load(name: str, package: str | None = None) -> pd.DataFrame:
         The data set's name in R, e.g. ``"sleepstudy"``.
     package : str, optional
         The R package holding it (``"geepack"`` for ``dietox``). Without it,
-        lme4, lmerTest, geepack, pbkrtest, emmeans and datasets are searched.
+        lme4, lmerTest, geepack, pbkrtest, emmeans, ordinal (``wine``) and
+        datasets are searched.
 
     Returns
     -------
@@ -45,8 +46,10 @@ def load(name: str, package: str | None = None) -> pd.DataFrame:
         if isinstance(value, str):
             no_nul(value, f"datasets.load()'s {what}")
     r = get_r()
+    # a package R's version list does not name (ordinal) is tried: a missing one
+    # fails in R like a missing data set
     packages = [package] if package else [p for p in SEARCH_PACKAGES
-                                          if p == "datasets" or r.versions.get(p)]
+                                          if p == "datasets" or r.versions.get(p, True)]
     if package is not None and package in r.versions and not r.versions[package]:
         r.require(package)
     for pkg in packages:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -172,24 +173,39 @@ def _from_disk(request: FitRequest, disk: Any, key: bytes,
                cells: int) -> cache.Entry | None:
     """The entry stored under ``key``: its tables read in Python (no R, no
     lme4), the fit and its data left as R's bytes until a method needs them."""
+    return stored_entry(disk, key, cells, lambda: _known(request.extra_functions),
+                        lambda raw: Serialized(raw, ("fit", "data"),
+                                               reader="lmm_cache_unserialize"))
+
+
+def stored_entry(disk: Any, key: bytes, cells: int, known: Callable[[], rdsguard.Known],
+                 bundle: Callable[[bytes], Serialized],
+                 check: Callable[[dict[str, Any]], None] | None = None) -> cache.Entry | None:
+    """The entry stored under ``key`` (lme4's or glmmTMB's): its tables read in
+    Python (``check`` raises PackError for tables not of this kind of fit), its
+    fit checked by rdsguard against ``known()`` before R reads it and left as
+    R's bytes (``bundle``) until a method needs them; None (with a warning, the
+    entry removed) for anything else."""
     parts = cache.load(disk, key)
     if parts is None:
         return None
     try:
         tables, texts = cache.stored_tables(parts)
+        if check is not None:
+            check(tables)
     except packed.PackError as exc:
         cache.warn(f"the stored tables could not be read ({exc}); refitting.")
         cache.discard(disk, key)
         return None
     try:
         # before R reads a byte of it: R would run what the stream holds
-        rdsguard.check(parts[1], _known(request.extra_functions))
+        rdsguard.check(parts[1], known())
     except rdsguard.UnsafeStream as exc:
         cache.warn(f"the stored fit is not one lmermagic writes ({exc}); refitting.")
         cache.discard(disk, key)
         return None
-    bundle = Serialized(parts[1], ("fit", "data"), reader="lmm_cache_unserialize")
-    return cache.Entry(bundle.handle("fit"), bundle.handle("data"), tables, texts, cells)
+    b = bundle(parts[1])
+    return cache.Entry(b.handle("fit"), b.handle("data"), tables, texts, cells)
 
 
 # What a stored fit may hold (rdsguard.Known), measured once per allowlist

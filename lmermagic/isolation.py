@@ -42,7 +42,7 @@ from .request import FitRequest
 from .pool import get_pool
 from .workers import Worker, WorkerDied
 
-__all__ = ["fit_any", "fit_isolated", "memory_limit", "stop_worker"]
+__all__ = ["fit_any", "fit_isolated", "memory_limit", "run_in_worker", "stop_worker"]
 
 # R's words for a failed allocation (R itself; C++ code through Rcpp).
 _NO_MEMORY = ("cannot allocate", "std::bad_alloc", "memory exhausted")
@@ -63,7 +63,7 @@ def fit_any(request: FitRequest, data: Any) -> dict[str, Any]:
         return fit_isolated(request, data) if request.isolate else fit_fields(request, data)
 
 
-def memory_limit(request: FitRequest) -> float | None:
+def memory_limit(request: Any) -> float | None:
     """The worker's address-space limit in bytes for this fit."""
     if request.memory_limit is not None:
         return request.memory_limit * 1e9
@@ -94,30 +94,32 @@ def fit_isolated(request: FitRequest, data: Any) -> dict[str, Any]:
         prep = prepare(request, data)
         prep = dataclasses.replace(prep, options=warmstart.add_start(
             request, data, prep.options, [c.name for c in prep.columns]))
-        limit = memory_limit(request)
-        with held(_exchange, _WAITING_FOR):
-            res, raw = _exchange_with_worker(request, prep, limit)
+        res, raw = run_in_worker(_fit_in_worker, (request, prep.columns, prep.nrow,
+                                                  prep.options), memory_limit(request))
     return _fields(request, data, prep, res, raw)
 
 
-def _exchange_with_worker(request: FitRequest, prep: Prepared, limit: float | None
-                          ) -> tuple[dict[str, Any], bytes | None]:
-    """One request and its reply; the caller holds ``_exchange``."""
-    pool = get_pool()
-    worker = pool.acquire(1)[0][0]
-    try:
-        return _exchange_with(worker, request, prep, limit)
-    finally:
-        pool.release([worker])  # kept only if alive, idle and small
+def run_in_worker(fn: Any, args: tuple[Any, ...], limit: float | None
+                  ) -> tuple[dict[str, Any], bytes | None]:
+    """``fn((request_id, *args))`` in a worker of the pool, under the fit's
+    time limit and the memory ``limit``: ``fn`` returns (request_id, R's
+    result list, R's serialize() bytes or None). Another engine's isolated
+    fit (glmmTMB's, tmb_cache.py) comes through here too."""
+    with held(_exchange, _WAITING_FOR):
+        pool = get_pool()
+        worker = pool.acquire(1)[0][0]
+        try:
+            return _exchange_with(worker, fn, args, limit)
+        finally:
+            pool.release([worker])  # kept only if alive, idle and small
 
 
-def _exchange_with(worker: Worker, request: FitRequest, prep: Prepared, limit: float | None
+def _exchange_with(worker: Worker, fn: Any, args: tuple[Any, ...], limit: float | None
                    ) -> tuple[dict[str, Any], bytes | None]:
     request_id = next(_request_ids)
-    task = (request_id, request, prep.columns, prep.nrow, prep.options)
+    task = (request_id, *args)
     try:
-        got_id, res, raw = worker.call(_fit_in_worker, task, timeout=time_left(),
-                                       memory=limit)
+        got_id, res, raw = worker.call(fn, task, timeout=time_left(), memory=limit)
     except TimeoutError as exc:
         if isinstance(exc, LmerTimeoutError):  # no time left before the call
             raise

@@ -10,8 +10,8 @@ from typing import Any
 
 from .errors import DataError, did_you_mean
 
-__all__ = ["at_values", "code_part", "resolve_data", "split_options", "strip_comments",
-           "table_calls"]
+__all__ = ["at_values", "code_part", "magic_formula", "resolve_data", "split_options",
+           "strip_comments", "table_calls"]
 
 _TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""")
 # "name = formula" on a --compare line; a formula has no top-level "=".
@@ -75,6 +75,21 @@ def code_part(line: str) -> str:
 def strip_comments(text: str) -> str:
     """Drop ``#`` comments (outside quotes) and join the lines into one."""
     return " ".join(filter(None, (code_part(line).strip() for line in text.splitlines())))
+
+
+def magic_formula(kind: str, rest: str, cell: str | None, example: str) -> str:
+    """The formula of ``%kind`` (``rest``, the line after the options) or
+    ``%%kind`` (the ``cell``), comments dropped; a DataError for text after the
+    options of a cell magic or for no formula (``example``: ``%kind``'s
+    arguments in the message)."""
+    if cell is not None and rest:
+        raise DataError(f"%%{kind}: options go on the first line and the formula in the cell "
+                        f"body; found {rest!r} after the options.")
+    # A trailing ";" only silences the output (IPython); it is not formula.
+    formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
+    if not formula:
+        raise DataError(f"%{kind}: no formula given. Example: %{kind} {example}")
+    return formula
 
 
 class _RaisingParser(argparse.ArgumentParser):

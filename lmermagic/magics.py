@@ -27,6 +27,7 @@ from .magic_text import (
     _RaisingParser,
     code_part,
     resolve_data,
+    magic_formula,
     split_options,
     strip_comments,
     table_calls,
@@ -37,6 +38,13 @@ if TYPE_CHECKING:
     from .model import LmerModel
 
 __all__ = ["LmerMagics", "code_part", "resolve_data", "split_options", "strip_comments"]
+
+def lmer_settings(shell: Any) -> LmerMagics | None:
+    """The shell's ``%config LmerMagics`` (its settings apply to ``%glmmtmb`` and
+    ``%clmm`` too), or None."""
+    return next((c for c in getattr(shell, "configurables", [])
+                 if isinstance(c, LmerMagics)), None)
+
 
 def _parser(func: Any) -> argparse.ArgumentParser:
     parser = func.parser
@@ -165,15 +173,7 @@ class LmerMagics(Magics):
                 raise DataError("--emmeans/--emtrends show one model's tables; with "
                                 "--compare, call them on each model (name = formula).")
             return self._compare(kind, args, rest, cell)
-        # A trailing ";" only silences the output (IPython); it is not formula.
-        formula = strip_comments(cell if cell is not None else rest).rstrip(" ;")
-        if cell is not None and rest:
-            raise DataError(
-                f"%%{kind}: options go on the first line and the formula in the cell body; "
-                f"found {rest!r} after the options."
-            )
-        if not formula:
-            raise DataError(f"%{kind}: no formula given. Example: %{kind} -d df y ~ x + (1 | g)")
+        formula = magic_formula(kind, rest, cell, "-d df y ~ x + (1 | g)")
         try:
             model = self._fit(kind, args, formula, args.out)
         except (FormulaError, DataError) as exc:

@@ -40,6 +40,29 @@ def _fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def _html_head(title: str, formula: str, data_name: str, stats: str) -> str:
+    """The start of a model's HTML display (lmer's, glmmTMB's, clmm's): its
+    title, formula and data, then ``stats`` (HTML) on a grey line."""
+    esc = html.escape
+    return ("<div class='lmermagic-model' style='font-size:0.9em'>"
+            f"<div><b>{esc(title)}</b>: <code>{esc(formula)}</code>"
+            f" · data <code>{esc(data_name)}</code></div>"
+            f"<div style='color:#555'>{stats}</div>")
+
+
+def _html_tail(warnings: list[str], versions: str) -> str:
+    """The end of a model's HTML display: R's warnings in a box, if any, and
+    the ``versions`` line."""
+    esc = html.escape
+    warn = ""
+    if warnings:
+        items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
+        warn = ("<div style='background:#fff3cd;border-left:4px solid #e0a800;"
+                f"padding:4px 8px;margin-top:6px'><b>R warnings</b><ul>{items}</ul></div>")
+    return (f"{warn}<div style='color:#888;font-size:0.85em;margin-top:4px'>"
+            f"{esc(versions)}</div></div>")
+
+
 def _fmt_p(p: float) -> str:
     if p is None or np.isnan(p):
         return ""
@@ -355,22 +378,13 @@ class LmerModel(FittedModel):
             groups += f" · {len(self.dropped)} rows dropped for missing values in {cols}"
         stats_line = (f"{self.nobs} obs · groups: {groups} · logLik {self.loglik:.4f} · "
                       f"AIC {self.aic:.2f} · BIC {self.bic:.2f} · {crit}")
-        warn = ""
-        if self.warnings:
-            items = "".join(f"<li>{esc(w)}</li>" for w in self.warnings)
-            warn = ("<div style='background:#fff3cd;border-left:4px solid #e0a800;"
-                    f"padding:4px 8px;margin-top:6px'><b>R warnings</b><ul>{items}</ul></div>")
         df_note = {"satterthwaite": "Satterthwaite df (lmerTest)",
                    "kenward-roger": "Kenward-Roger df (pbkrtest)",
                    "lme4": ""}.get(self.ddf, "")
         return (
-            "<div class='lmermagic-model' style='font-size:0.9em'>"
-            f"<div><b>{esc(self._model_line())}</b>: <code>{esc(self.formula)}</code>"
-            f" · data <code>{esc(self.data_name)}</code></div>"
-            f"<div style='color:#555'>{stats_line}</div>"
-            f"<div style='margin-top:6px'><b>Fixed effects</b> "
+            _html_head(self._model_line(), self.formula, self.data_name, stats_line)
+            + f"<div style='margin-top:6px'><b>Fixed effects</b> "
             f"<span style='color:#777'>{df_note}</span></div>{fixed}"
-            f"<div style='margin-top:6px'><b>Random effects</b></div>{random}{warn}"
-            f"<div style='color:#888;font-size:0.85em;margin-top:4px'>"
-            f"{esc(rcode.versions_line(self.versions))}</div></div>"
+            f"<div style='margin-top:6px'><b>Random effects</b></div>{random}"
+            + _html_tail(self.warnings, rcode.versions_line(self.versions))
         )

@@ -224,14 +224,16 @@ class Serialized:
 
     ``handle(name)`` is a handle that goes wherever an :class:`RObject` goes.
     ``reader`` is the R function that unserializes ``raw`` into a named list
-    (one of lmermagic's, which may also check what it read and stop).
+    (one of lmermagic's, which may also check what it read and stop);
+    ``args`` are passed to it after ``raw``.
     """
 
     def __init__(self, raw: bytes, names: Sequence[str],
-                 reader: str = "lmm_unserialize") -> None:
+                 reader: str = "lmm_unserialize", args: Sequence[Any] = ()) -> None:
         self._raw: bytes | None = raw
         self._names = tuple(names)
         self._reader = reader
+        self._args = tuple(args)
         self._objects: dict[str, RObject] = {}
 
     @property
@@ -244,7 +246,7 @@ class Serialized:
     def get(self, name: str) -> RObject:
         with held():
             if self._raw is not None:
-                value = get_r().run(self._reader, self._raw, keep=self._names)
+                value = get_r().run(self._reader, self._raw, *self._args, keep=self._names)
                 self._objects = {n: value[n] for n in self._names}
                 self._raw = None  # the R objects hold it all now
             return self._objects[name]

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import DataError, FormulaError, UnsafeFormulaError, did_you_mean
-from .rformula import formula_text, no_nul
+from .errors import DataError
+from .rformula import formula_text, no_nul, raise_formula_problem
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -31,6 +31,8 @@ __all__ = [
 # in real models. Anything else (system, eval, get, ::, $, {, function, ...) is
 # refused before R evaluates the formula. Extend per call with
 # allow_functions=[...] or for the session with %config LmerMagics.allow.
+# lme4 2.x's covariance terms us()/diag()/cs()/ar1() are no functions: R's half
+# (R/formula.R) allows them where lme4 reads them, in lme4's shapes only.
 ALLOWED_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "base": (
         "~", "+", "-", "*", "/", "^", ":", "|", "||", "%in%", "(",
@@ -367,34 +369,3 @@ class FitRequest:
             **({"warm_start": self.warm_start} if self.warm_start else {}),  # old keys hold
         }
 
-
-def raise_formula_problem(check: dict[str, Any], text: str, columns: list[str], *,
-                          what: str = "the formula", data: str = "the model's data") -> None:
-    """Raise the error for R's ``lmm_check_formula`` result, if it found one.
-
-    ``what`` names the formula (``"the formula"``, ``"re_form"``) and ``data``
-    the frame its names must be columns of (``"'sleep'"``).
-    """
-    kind = check["kind"][0]
-    message = (check.get("message") or [""])[0]
-    if kind == "parse":
-        raise FormulaError(f"R cannot parse {what} {text!r}: {message}")
-    if kind == "shape":
-        raise FormulaError(f"{what} {text!r}: {message}")
-    bad = check.get("bad") or []
-    if bad:
-        raise UnsafeFormulaError(
-            f"{what} {text!r} calls {', '.join(bad)}, which lmermagic does not allow in a "
-            "formula (it would run R code). Allowed are formula operators and model "
-            "transformations such as log, poly, ns, scale, factor, I (the full list: "
-            "lmermagic.ALLOWED_FUNCTIONS). To allow more, pass allow_functions=[...] "
-            "(magic: --allow NAME)."
-        )
-    unknown = check.get("unknown") or []
-    if unknown:
-        name = unknown[0]
-        raise FormulaError(
-            f"'{name}' is not a column of {data}." + did_you_mean(name, columns)
-            + ("" if len(unknown) == 1 else
-               f" (also unknown: {', '.join(repr(u) for u in unknown[1:])})")
-        )

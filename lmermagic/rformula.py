@@ -31,10 +31,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DataError, FormulaError
+from .errors import DataError, FormulaError, UnsafeFormulaError, did_you_mean
 
-__all__ = ["MAX_DEPTH", "MAX_TERMS", "Shape", "formula_text", "limit_text", "no_nul", "shape",
-           "strip_comments", "with_dot"]
+__all__ = ["MAX_DEPTH", "MAX_TERMS", "Shape", "formula_text", "limit_text", "no_nul",
+           "raise_formula_problem", "shape", "strip_comments", "with_dot"]
 
 # lme4 1.1-31 on R 4.2 (Rscript, 8 MB stack) stops with "C stack usage too close
 # to the limit" at a sum of about 650 terms; lmermagic allows 400, leaving room
@@ -274,3 +274,47 @@ def formula_text(text: Any, what: str = "the formula", dot: str | None = None) -
         raise FormulaError(f"{what} is too large for R: {too_large}. Split the model, or "
                            "combine predictors (a matrix column from poly()/ns(), a score).")
     return one
+
+
+def raise_formula_problem(check: dict[str, Any], text: str, columns: list[str], *,
+                          what: str = "the formula", data: str = "the model's data") -> None:
+    """Raise the error for R's ``lmm_check_formula`` result, if it found one.
+
+    ``what`` names the formula (``"the formula"``, ``"re_form"``) and ``data``
+    the frame its names must be columns of (``"'sleep'"``).
+    """
+    kind = check["kind"][0]
+    message = (check.get("message") or [""])[0]
+    if kind == "parse":
+        raise FormulaError(f"R cannot parse {what} {text!r}: {message}")
+    if kind == "shape":
+        raise FormulaError(f"{what} {text!r}: {message}")
+    bad = check.get("bad") or []
+    if bad:
+        raise UnsafeFormulaError(
+            f"{what} {text!r} calls {', '.join(bad)}, which lmermagic does not allow in a "
+            "formula (it would run R code). Allowed are formula operators and model "
+            "transformations such as log, poly, ns, scale, factor, I (the full list: "
+            "lmermagic.ALLOWED_FUNCTIONS). To allow more, pass allow_functions=[...] "
+            "(magic: --allow NAME)."
+        )
+    problems = check.get("cov_problems") or []
+    if problems:
+        raise FormulaError(f"{what} {text!r}: " + "; ".join(problems) + ".")
+    missing = check.get("cov_missing") or []
+    if missing:
+        have = (check.get("lme4") or ["?"])[0]
+        terms = ", ".join(f"{name}()" for name in missing)
+        raise FormulaError(
+            f"{what} {text!r} uses the covariance structure {terms}, which needs lme4 >= 2.0 "
+            f"(this R has lme4 {have}). Update lme4, or write the term with plain bars: "
+            "(x | g) is unstructured like us(x | g), (x || g) uncorrelated like diag(x | g)."
+        )
+    unknown = check.get("unknown") or []
+    if unknown:
+        name = unknown[0]
+        raise FormulaError(
+            f"'{name}' is not a column of {data}." + did_you_mean(name, columns)
+            + ("" if len(unknown) == 1 else
+               f" (also unknown: {', '.join(repr(u) for u in unknown[1:])})")
+        )

@@ -52,7 +52,7 @@ from .request import (
     parse_control,
 )
 
-__all__ = ["FORMAT", "MAGIC", "load_fields", "read", "save", "write"]
+__all__ = ["FORMAT", "MAGIC", "index_layout", "load_fields", "read", "save", "write"]
 
 FORMAT = 1
 MAGIC = b"LMMOD\r\n\x1a"  # \r\n: a copy that changed line ends; \x1a: a text viewer's end
@@ -166,16 +166,18 @@ def save(m: Any, path: str | os.PathLike[str]) -> None:
     req: FitRequest = m.request
     r = get_r()
     out = r.run("lmm_save_parts", m.r_object, m.r_data, req.kind, req.ddf, list(m.warnings))
-    index = m.fitted.index
-    if isinstance(index, pd.RangeIndex):
-        layout: dict[str, Any] = {"range": [index.start, index.stop, index.step]}
-    elif all(isinstance(v, (int, str)) for v in index.tolist()):
-        layout = {"values": index.tolist()}
-    else:  # labels JSON cannot carry exactly: positions
-        layout = {"range": [0, len(index), 1]}
-    meta = {"request": {k: getattr(req, k) for k in _SAVED}, "index": layout,
-            "versions": dict(m.versions)}
+    meta = {"request": {k: getattr(req, k) for k in _SAVED},
+            "index": index_layout(m.fitted.index), "versions": dict(m.versions)}
     write(path, [json.dumps(meta).encode(), out["tables"], out["payload"]])
+
+
+def index_layout(index: pd.Index) -> dict[str, Any]:
+    """The row index as JSON can carry it (read back by :func:`_index`)."""
+    if isinstance(index, pd.RangeIndex):
+        return {"range": [index.start, index.stop, index.step]}
+    if all(isinstance(v, (int, str)) for v in index.tolist()):
+        return {"values": index.tolist()}
+    return {"range": [0, len(index), 1]}  # labels JSON cannot carry exactly: positions
 
 
 def _bad(name: str, what: str) -> ModelFileError:

@@ -61,6 +61,9 @@ def texts(text: str, cursor: int | None = None) -> list[str]:
     # functions of the allowlist; the operators are not offered
     ("%lmer -d sleep Reaction ~ lo", ["log", "log10", "log1p", "log2"]),
     ("%lmer -d sleep Reaction ~ as.f", ["as.factor"]),
+    # lme4 2.x's covariance terms
+    ("%lmer -d sleep Reaction ~ Days + cs", ["cs"]),
+    ("%lmer -d sleep Reaction ~ Days + ar", ["ar1"]),
     # names that are not R symbols come in backticks, typed with one or not
     ("%lmer -d sleep Reaction ~ `my", ["`my col`"]),
     ("%lmer -d sleep Reaction ~ my", ["`my col`"]),
@@ -91,6 +94,19 @@ def texts(text: str, cursor: int | None = None) -> list[str]:
     ("%lmer -d sleep --at D", ["Days", "Dose"]),
     ("%lmer -d sleep --at Days=", []),
     ("%lmer -d sl", ["sleep"]),  # not sub: a DataFrame subclass could run code
+    # %glmmtmb: glmmTMB's families, its one-sided formulas; %clmm: links, thresholds
+    ("%glmmtmb -d sleep --family nb", ["nbinom1", "nbinom2"]),
+    ("%glmmtmb -d sleep --family tr", ["truncated_poisson", "truncated_nbinom2"]),
+    ("%glmmtmb -d sleep --zi D", ["Days", "Dose"]),
+    ('%glmmtmb -d sleep --disp "~ Da', ["Days"]),
+    ("%glmmtmb -d sleep --zi ~Days Reaction ~ Da", ["Days"]),
+    ("m = %glmmtmb -d sleep --re", ["--reml"]),
+    ("%%glmmtmb -d sleep --family beta\nReaction ~ (1 | Su", ["Subject"]),
+    ("%clmm -d sleep --link c", ["cloglog", "cauchit"]),
+    ("%clmm -d sleep --threshold sym", ["symmetric", "symmetric2"]),
+    ("%clmm -d sleep --fam", []),  # %clmm has no --family
+    ("%%clmm -d sleep --th", ["--threshold"]),
+    ("%%clmm -d sleep\nReaction ~ Days + (1 | Su", ["Subject"]),
     # outside our magics nothing
     ("x = lo", []),
     ("%time Reaction ~ Da", []),

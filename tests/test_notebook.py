@@ -92,3 +92,13 @@ def test_gallery_notebooks_show_their_plots(name: str, plots: int, tmp_path: Pat
 
 def test_quickstart_shows_a_plot(demo) -> None:  # type: ignore[no-untyped-def]
     assert demo.images == 1
+
+
+def test_beyond_lme4_notebook_runs(tmp_path: Path) -> None:
+    """The glmmTMB and clmm gallery notebook (issue 21) runs in a real kernel."""
+    path = ROOT / "docs" / "examples" / "beyond_lme4.ipynb"
+    assert path in run_demo.gallery()
+    result = run_demo.execute(path, tmp_path, echo=None, check_dietox=False)
+    assert result.ok, result.error
+    text = result.output_text
+    assert "zi" in text and "minedno" in text and "4|5" in text

@@ -21,8 +21,9 @@ import pytest
 ro = pytest.importorskip("rpy2.robjects")
 
 R_FILE = Path(__file__).resolve().parents[1] / "lmermagic" / "R" / "satterthwaite.R"
-# the engine's files: satterthwaite.R and its derivatives
-R_FILES = [R_FILE, R_FILE.with_name("satterthwaite_derivs.R")]
+# the engine's files: satterthwaite.R, its derivatives, and compat.R (lme4 2.x's
+# covariance parameters)
+R_FILES = [R_FILE, R_FILE.with_name("satterthwaite_derivs.R"), R_FILE.with_name("compat.R")]
 
 
 def _r_paths() -> str:

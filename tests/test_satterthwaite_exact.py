@@ -222,6 +222,62 @@ def test_conv_warnings_are_triggered(R):
     assert any("max|grad|" in x for x in w["w_lme4"])
 
 
+# For designs too large for the dense analytic reference: a high-accuracy numerical
+# one, computed in the test. lmerTest's own deviance in (theta, sigma) and its
+# vcov(beta) as functions of them, differentiated by numDeriv's Richardson
+# extrapolation with more levels (r = 6) than lmerTest uses (r = 4), from the same
+# first step (d = 0.1). Smaller first steps are worse, not better: on Penicillin
+# d = 1e-3 puts the df 1.4e-4 off, the deviance's rounding over the step.
+NUMERIC_REF = r"""function(env, form, data) {
+  m <- suppressMessages(lme4::lmer(form, data = data))
+  s <- env$sat$lmm_satterthwaite(m)
+  devfun <- stats::update(m, devFunOnly = TRUE)
+  reml <- lme4::isREML(m)
+  vp <- c(m@theta, stats::sigma(m))
+  args <- list(d = 0.1, r = 6)
+  H <- numDeriv::hessian(function(x) lmerTest:::devfun_vp(x, devfun, reml), vp,
+                         method.args = args)
+  Jl <- numDeriv::jacobian(function(x) as.vector(lmerTest:::get_covbeta(x, devfun)), vp,
+                           method.args = args)
+  p <- length(lme4::fixef(m))
+  J <- lapply(seq_along(vp), function(i) array(Jl[, i], c(p, p)))
+  C <- as.matrix(stats::vcov(m))
+  ref <- env$sat$.lmm_sat_df_core(diag(p), C, J, 2 * solve(H))
+  lt <- summary(lmerTest::as_lmerModLmerTest(m))$coefficients
+  list(df = unname(s$df), df_ref = unname(ref), df_lt = unname(lt[, "df"]),
+       p = unname(s$p), p_lt = unname(lt[, "Pr(>|t|)"]), method = s$method)
+}"""
+
+BIG = {
+    "InstEval": "function() list(y ~ service + (1 | s) + (1 | d) + (1 | dept), lme4::InstEval)",
+    # the benchmarks' 100k crossed design, made here in R (seeded)
+    "100k": """function() {
+      set.seed(20240611); n <- 100000L
+      g1 <- sample.int(2000L, n, TRUE); g2 <- sample.int(300L, n, TRUE)
+      cond <- sample.int(3L, n, TRUE)
+      d <- data.frame(x1 = stats::rnorm(n), x2 = stats::runif(n),
+                      cond = factor(c("A", "B", "C")[cond]),
+                      g1 = factor(g1), g2 = factor(g2))
+      d$y <- 2 + 0.5 * d$x1 - d$x2 + c(0, 0.3, -0.2)[cond] + stats::rnorm(2000L)[g1] +
+        stats::rnorm(300L, 0, 0.5)[g2] + stats::rnorm(n, 0, 2)
+      list(y ~ x1 + x2 + cond + (1 | g1) + (1 | g2), d)
+    }""",
+}
+
+
+@pytest.mark.skipif(os.environ.get("LMERMAGIC_SLOW") != "1", reason="LMERMAGIC_SLOW=1 only")
+@pytest.mark.parametrize("name", list(BIG))
+def test_big_designs_against_a_numerical_reference(R, name):
+    form, data = ro.r(BIG[name])()
+    res = _py(ro.r(NUMERIC_REF)(R, form, data))
+    assert res["method"] == ["lmermagic"]
+    df, ref, lt = (np.asarray(res[k]) for k in ("df", "df_ref", "df_lt"))
+    assert np.max(np.abs(df / ref - 1)) <= 1e-6, (df, ref)
+    assert np.max(np.abs(lt / ref - 1)) <= 2e-6, (lt, ref)  # lmerTest within its error
+    p, plt = np.asarray(res["p"]), np.asarray(res["p_lt"])
+    assert np.all(np.abs(p / plt - 1) <= 1e-4)
+
+
 @pytest.mark.skipif(os.environ.get("LMERMAGIC_SLOW") != "1", reason="LMERMAGIC_SLOW=1 only")
 def test_insteval_within_lmertest(R):
     code = r"""function(env) {

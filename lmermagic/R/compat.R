@@ -38,13 +38,17 @@ lmm_compat_varpars <- function(fit) {
     }))
     if (useSc) readable <- c(readable, "sigma")
     r_read <- lme4:::profnames(fit, FALSE, useSc = useSc)
+    r_sig <- lme4:::profnames(fit, TRUE, useSc = useSc)
+    # lme4 2.1-0 names a homogeneous cs()/ar1() term's parameters with an NA
+    # among them (one name more than it has parameters): drop it.
+    if (anyNA(r_read) && sum(!is.na(r_read)) == length(r_sig)) r_read <- r_read[!is.na(r_read)]
     # A covariance layout we do not know (lme4 2.x's structured covariances):
     # lme4's own names and order.
     if (!setequal(readable, r_read) || anyDuplicated(readable)) readable <- r_read
     nsig <- length(readable) - useSc
     list(sig = c(sprintf(".sig%02d", seq_len(nsig)), if (useSc) ".sigma"),
          readable = readable,
-         from_r = stats::setNames(r_read, lme4:::profnames(fit, TRUE, useSc = useSc)))
+         from_r = stats::setNames(r_read, r_sig))
 }
 
 # A confint() matrix of this lme4 (rows .sigNN in its order, .sigma, fixed
@@ -144,7 +148,12 @@ lmm_compat_family <- function(x) {
 # lmm_fit_call() (the disk cache's check allows their functions, cache.R's
 # lmm_cache_reference): glmer.nb() stores its final family as
 # MASS::negative.binomial(theta = <estimate>) (lme4 1.1-31 to 2.1-0).
-lmm_compat_stored_calls <- function() list(quote(MASS::negative.binomial(theta = 1)))
+# lme4 2.x's covariance terms (cs(1 | g), ...) stay in a fit's formula as calls
+# of their names, which are not functions of the formula's environment.
+lmm_compat_stored_calls <- function() {
+    c(list(quote(MASS::negative.binomial(theta = 1))),
+      lapply(lmm_compat_cov_specials(), function(name) call(name)))
+}
 
 # The packages whose S4 classes a fit holds (the fit's own class, lme4's
 # matrices of its model): an S4 object's class names its package, and the
@@ -194,5 +203,90 @@ lmm_compat_conv_check <- function(fit, derivs, control) {
         cc <- lme4:::checkConv(derivs, par, ctrl = ctrl, lbound = lb)
         fit@optinfo$conv["lme4"] <- list(cc)
     }
+    fit
+}
+
+# The covariance-structure terms this lme4 reads in a formula: lme4 2.0 added
+# us(x | g), diag(x | g), cs(x | g) and ar1(x | g) (the last three with
+# hom = TRUE/FALSE), listed in its namespace as lme4_specials (lme4 2.1-0,
+# R/utilities.R); lme4 1.1 has none and would read cs(1 | g) as a call to a
+# function cs(). formula.R's check refuses a term not in this list, and names
+# the lme4 needed. Only the terms lmermagic knows (formula.R's lmm_cov_names)
+# are ever allowed, whatever a later lme4 adds.
+lmm_compat_cov_specials <- function() {
+    hit <- .lmm_compat_cache$cov_specials
+    if (!is.null(hit)) return(hit)
+    out <- character()
+    if (utils::packageVersion("lme4") >= "2.0") {
+        sp <- get0("lme4_specials", envir = asNamespace("lme4"), inherits = FALSE)
+        if (is.character(sp)) out <- intersect(lmm_cov_names, sp)
+    }
+    .lmm_compat_cache$cov_specials <- out
+    out
+}
+
+# The parameters lme4's deviance function is optimised over. lme4 1.1 and lme4
+# 2.x's us() and diag() terms optimise over theta itself, the entries of the
+# relative Cholesky factor (diag(hom = TRUE): one theta, repeated by Lind).
+# lme4 2.x's cs() and ar1() terms optimise over par = (relative sd or sds,
+# rho) and map it to theta with getTheta() (lme4 2.1-0, R/covariance.R:
+# mkMkTheta(); getPar() of a fit is optinfo$val). NULL where par is theta,
+# else list(par, to_theta): the Satterthwaite engine then differentiates in
+# par, the model's own parameters (df do not depend on the parametrisation,
+# but differences in theta would leave the model's constraints).
+lmm_compat_par_map <- function(fit) {
+    covs <- lmm_compat_cov_classes(fit)
+    if (all(covs %in% c("Covariance.us", "Covariance.diag"))) return(NULL)
+    ns <- asNamespace("lme4")
+    covs <- get("getReCovs", envir = ns)(fit)
+    par <- unlist(lapply(covs, get("getPar", envir = ns)), use.names = FALSE)
+    to_theta <- get("mkMkTheta", envir = ns)(covs)
+    list(par = as.numeric(par), to_theta = to_theta)
+}
+
+# The covariance class of each random-effect term: "Covariance.us" for every
+# term of lme4 1.1 (and for (x | g) in lme4 2.x), else lme4 2.x's class
+# (Covariance.diag, .cs, .ar1).
+lmm_compat_cov_classes <- function(fit) {
+    n <- length(fit@cnms)
+    if (utils::packageVersion("lme4") < "2.0") return(rep("Covariance.us", n))
+    covs <- get("getReCovs", envir = asNamespace("lme4"))(fit)
+    vapply(covs, function(x) class(x)[1L], "")
+}
+
+# The variance parameters on confint()'s scale, in lmm_compat_varpars()'s
+# order: standard deviations and correlations (scaled by sigma for an LMM:
+# scale_theta), then sigma where the model has one (use_sc). With unstructured
+# terms only that is lme4's Cv_to_Sv(theta); a structured term of lme4 2.x
+# (diag, cs, ar1) has fewer parameters than its Cholesky factor has entries
+# (cs: sds and one rho), and lme4 2.x's own confint() reads them with
+# convParToProfPar(optinfo$val) (R/profile.R, bootFun), in profnames()' order.
+lmm_compat_sdcor <- function(x, scale_theta, use_sc) {
+    if (!all(lmm_compat_cov_classes(x) == "Covariance.us")) {
+        par <- x@optinfo$val[seq_along(x@lower)]
+        conv <- get("convParToProfPar", envir = asNamespace("lme4"))
+        if (scale_theta) return(conv(par, x, profscale = "sdcor", sc = stats::sigma(x)))
+        return(c(conv(par, x, profscale = "sdcor", sc = NULL), if (use_sc) stats::sigma(x)))
+    }
+    th <- x@theta
+    nvec <- lengths(x@cnms)
+    if (scale_theta) {
+        lme4:::Cv_to_Sv(th, n = nvec, s = stats::sigma(x))
+    } else if (use_sc) {
+        c(lme4:::Cv_to_Sv(th, n = nvec), stats::sigma(x))
+    } else {
+        lme4:::Cv_to_Sv(th, n = nvec)
+    }
+}
+
+# lme4 2.x keeps a fit's covariance structures in the fit's attribute "reCovs"
+# (R/covariance.R: getReCovs()), which an S4 coercion such as
+# as(fit, "lmerMod") drops; without it lme4 2.x reads every term as
+# unstructured (a cs() term's theta then has the wrong length, confint() the
+# wrong rows). lmerTest's class to lme4's with the attribute kept.
+lmm_compat_as_lmerMod <- function(fit) {
+    covs <- attr(fit, "reCovs", exact = TRUE)
+    fit <- methods::as(fit, "lmerMod")
+    if (!is.null(covs)) attr(fit, "reCovs") <- covs
     fit
 }

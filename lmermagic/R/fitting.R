@@ -182,18 +182,27 @@ lmm_fit <- function(data, formula_text, opts, allowed, progress = FALSE) {
         res$tables$na_counts <- vapply(data, function(v) sum(is.na(v)), 1L)
         c(res, list(data = data))
     })
+    out <- lmm_fit_outcome(res)
+    if (inherits(res$value, "error") && !is.null(wide) &&
+        !identical(out$error_class, "lmm_preflight")) {
+        # lme4 says "objective in x0 returns NA" or worse: say why
+        out$error <- sprintf(paste0(
+            "the fixed effects have %d columns but there are only %d complete rows, ",
+            "so they cannot all be estimated (lme4: %s). Use fewer predictors, or ",
+            "more data."), as.integer(wide[1L]), as.integer(wide[2L]), out$error)
+        out$error_class <- "lmm_preflight"
+    }
+    out
+}
+
+# What a fit function returns of lmm_with_conditions()' result res: the
+# warnings and messages, then the value's parts or the error's message and
+# class (lme4's, glmmTMB's and clmm's fits).
+lmm_fit_outcome <- function(res) {
     out <- list(warnings = res$warnings, messages = res$messages)
     if (inherits(res$value, "error")) {
         out$error <- conditionMessage(res$value)
         out$error_class <- class(res$value)[1L]
-        if (!is.null(wide) && !identical(out$error_class, "lmm_preflight")) {
-            # lme4 says "objective in x0 returns NA" or worse: say why
-            out$error <- sprintf(paste0(
-                "the fixed effects have %d columns but there are only %d complete rows, ",
-                "so they cannot all be estimated (lme4: %s). Use fewer predictors, or ",
-                "more data."), as.integer(wide[1L]), as.integer(wide[2L]), out$error)
-            out$error_class <- "lmm_preflight"
-        }
         return(out)
     }
     c(out, res$value)

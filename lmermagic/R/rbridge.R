@@ -142,7 +142,8 @@ lmm_pack_raw <- function(x) {
 }
 
 lmm_versions <- function() {
-    pk <- c("lme4", "lmerTest", "numDeriv", "pbkrtest", "Matrix", "emmeans", "geepack", "car")
+    pk <- c("lme4", "lmerTest", "numDeriv", "pbkrtest", "Matrix", "emmeans", "geepack", "car",
+            "glmmTMB", "ordinal")
     v <- vapply(pk, function(p) {
         if (nzchar(system.file(package = p))) as.character(utils::packageVersion(p))
         else NA_character_

@@ -156,15 +156,19 @@ lmm_sat_internals <- function() {
 
 # A reference-class deviance function for lmerTest's own code (the fallback),
 # counting its calls into the engine's n_evals: the caller's devfun, or one over
-# lme4's $copy() of the fit's modules (same layout as lme4::mkLmerDevfun).
-.lmm_sat_devfun_for_lmertest <- function(engine, fit) {
+# lme4's $copy() of the fit's modules (same layout as lme4::mkLmerDevfun; like
+# lme4 2.x's, a function of par, mapped to theta where they differ: map).
+.lmm_sat_devfun_for_lmertest <- function(engine, fit, map = NULL) {
   rho <- new.env(parent = baseenv())
   rho$engine <- engine
   if (is.null(engine$devfun)) {
     rho$pp <- fit@pp$copy()
     rho$resp <- fit@resp$copy()
     rho$lmer_Deviance <- engine$C$lmer_Deviance
-    inner <- function(theta) .Call(lmer_Deviance, pp$ptr(), resp$ptr(), as.double(theta))
+    rho$to_theta <- if (is.null(map)) identity else map$to_theta
+    inner <- function(par) {
+      .Call(lmer_Deviance, pp$ptr(), resp$ptr(), as.double(to_theta(par)))
+    }
     environment(inner) <- rho
   } else {
     inner <- engine$devfun
@@ -267,6 +271,8 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     on.exit(devfun(theta_before), add = TRUE)
   }
   reason <- .lmm_sat_unknown_internals()
+  map <- lmm_compat_par_map(fit)
+  x0 <- if (is.null(map)) theta else map$par
   res <- NULL
   derivs <- NULL
   if (!is.null(reason)) {
@@ -288,8 +294,18 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     res <- tryCatch({
       if (isTRUE(force_fallback)) stop("fallback requested")
       if (!same_crit(pieces(theta)$dev)) stop("deviance function does not reproduce the fit")
-      derivs <- .lmm_sat_deriv12(pieces, theta)
-      st <- .lmm_sat_stencil(pieces, theta, sigma, n, p, reml, derivs,
+      # lme4 2.x's cs()/ar1() terms: differences in the model's own parameters
+      # (compat.R's lmm_compat_par_map), theta computed from them by lme4.
+      if (!is.null(map)) {
+        if (!isTRUE(all.equal(map$to_theta(map$par), theta, tolerance = 1e-10))) {
+          stop("lme4's covariance parameters do not reproduce the fit's theta")
+        }
+        at <- function(x) pieces(map$to_theta(x))
+      } else {
+        at <- pieces
+      }
+      derivs <- .lmm_sat_deriv12(at, x0)
+      st <- .lmm_sat_stencil(at, x0, sigma, n, p, reml, derivs,
                              m = n - .lmm_sat_reml_field(fit, devfun))
       H <- st$hessian
       eig <- eigen(H, symmetric = TRUE)
@@ -311,7 +327,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
   method <- "lmermagic"
   if (is.null(res)) {
     method <- "lmerTest-fallback"
-    lt <- .lmm_sat_lmertest(fit, .lmm_sat_devfun_for_lmertest(engine, fit))
+    lt <- .lmm_sat_lmertest(fit, .lmm_sat_devfun_for_lmertest(engine, fit, map))
     res <- list(vcov_varpar = lt$vcov_varpar, jac = lt$jac, hessian = NULL)
   }
 
@@ -331,7 +347,7 @@ lmm_satterthwaite <- function(fit, devfun = NULL, force_fallback = FALSE) {
     method = method,
     n_devfun_evals = as.integer(engine$n_evals),
     beta = beta,
-    varpar = c(theta, sigma),
+    varpar = c(x0, sigma),           # theta, or lme4 2.x's par (cs/ar1 terms)
     hessian = res$hessian,           # of lmerTest's devfun_vp at varpar (NULL on fallback)
     derivs = derivs,                 # lme4's deriv12(devfun, theta) (NULL on fallback)
     fallback_reason = reason

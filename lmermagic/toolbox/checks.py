@@ -41,7 +41,8 @@ def _pieces(m: FittedModel) -> dict[str, Any]:
                        what="the model checks")
 
 
-def _vec(x: Any) -> np.ndarray:
+def vec(x: Any) -> np.ndarray:
+    """``x`` as a float array (``None``: empty)."""
     return np.asarray(x if x is not None else [], dtype=float)
 
 
@@ -68,7 +69,7 @@ def _fit_rows(m: FittedModel, p: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [_row("singular", "singular", float(singular), not singular,
                  "singular fit: a variance is (near) zero or a correlation is ±1; "
                  "consider simplifying the random effects" if singular else "not singular")]
-    grad, hess = _vec(p.get("gradient")), _vec(p.get("hessian"))
+    grad, hess = vec(p.get("gradient")), vec(p.get("hessian"))
     value = math.nan
     if grad.size and hess.size:
         try:
@@ -104,7 +105,7 @@ def vif_table(p: dict[str, Any]) -> pd.DataFrame:
     names = [str(n) for n in p["coef_names"]]
     assign = np.asarray(p["assign"], dtype=int)
     labels = [str(t) for t in p["term_labels"]]
-    dof = _vec(p["term_df"])
+    dof = vec(p["term_df"])
     V = np.asarray(p["vcov"], dtype=float).reshape(len(names), len(names))
     if "(Intercept)" in names:
         keep = [i for i, n in enumerate(names) if n != "(Intercept)"]
@@ -150,26 +151,37 @@ def _dispersion_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
     family = _family(p)
     if not (_count(family) or family == "binomial") or _flag(p["bernoulli"]):
         return []
-    chisq = float(np.sum(_vec(p["pearson"]) ** 2))
-    rdf = float(np.asarray(p["df_residual"]).ravel()[0])
+    return [dispersion_row(vec(p["pearson"]), float(np.asarray(p["df_residual"]).ravel()[0]))]
+
+
+def dispersion_row(pearson: np.ndarray, rdf: float) -> dict[str, Any]:
+    """performance's check_overdispersion: Pearson χ² over the residual df (lmer's
+    and glmmTMB's ``check()``)."""
+    chisq = float(np.sum(pearson ** 2))
     ratio, pval = chisq / rdf, chisq_upper(chisq, rdf)
     ok = pval > ALPHA
-    return [_row("overdispersion", "dispersion ratio", ratio, ok,
-                 "no overdispersion detected" if ok else
-                 f"overdispersion detected (Pearson χ² / df = {ratio:.2f})",
-                 df=rdf, p_value=pval, observed=chisq)]
+    return _row("overdispersion", "dispersion ratio", ratio, ok,
+                "no overdispersion detected" if ok else
+                f"overdispersion detected (Pearson χ² / df = {ratio:.2f})",
+                df=rdf, p_value=pval, observed=chisq)
 
 
 def _zero_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
     family = _family(p)
     if not _count(family):
         return []
-    y, mu = _vec(p["observed"]), _vec(p["mu"])
+    theta = float(vec(p["nb_theta"])[0]) if vec(p["nb_theta"]).size else math.nan
+    return [zero_row(vec(p["observed"]), vec(p["mu"]), theta)]
+
+
+def zero_row(y: np.ndarray, mu: np.ndarray, theta: float) -> dict[str, Any]:
+    """performance's check_zeroinflation: zeros expected under a Poisson of the
+    fitted means or (``theta`` not NaN) a negative binomial of size ``theta``,
+    over the observed zeros (lmer's and glmmTMB's ``check()``)."""
     observed = int(np.count_nonzero(y == 0))
     if observed == 0:
-        return [_row("zero_inflation", "predicted/observed zeros", math.nan, True,
-                     "the response has no zeros", observed=0.0)]
-    theta = float(_vec(p["nb_theta"])[0]) if _vec(p["nb_theta"]).size else math.nan
+        return _row("zero_inflation", "predicted/observed zeros", math.nan, True,
+                    "the response has no zeros", observed=0.0)
     p0 = np.exp(-mu) if math.isnan(theta) else (theta / (theta + mu)) ** theta
     predicted = float(np.round(np.sum(p0)))
     ratio = predicted / observed
@@ -179,9 +191,9 @@ def _zero_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
         ok, verdict = False, "model is overfitting zeros"
     else:
         ok, verdict = True, "ratio of predicted to observed zeros within the tolerance"
-    return [_row("zero_inflation", "predicted/observed zeros", ratio, ok,
-                 f"{verdict} (±{ZERO_TOLERANCE})", observed=float(observed),
-                 expected=predicted)]
+    return _row("zero_inflation", "predicted/observed zeros", ratio, ok,
+                f"{verdict} (±{ZERO_TOLERANCE})", observed=float(observed),
+                expected=predicted)
 
 
 def simulated_residuals(m: FittedModel, nsim: int = 250, seed: int | None = 123,
@@ -202,10 +214,10 @@ def simulated_residuals(m: FittedModel, nsim: int = 250, seed: int | None = 123,
         seed = int(np.random.default_rng().integers(1, 2**31 - 1))
     value = call("lmm_tb_check_simulate", m.r_object, m.r_data, r_options(m), nsim, seed,
                  simulate_re == "conditional", what="the simulated residuals")
-    observed = _vec(p["observed"])
+    observed = vec(p["observed"])
     sims = np.asarray(value["sims"], dtype=float).reshape(observed.size, nsim, order="F")
     integer = _family(p).startswith(_INTEGER)
-    return _dharma.scaled_residuals(sims, observed, _vec(p["predicted"]), integer,
+    return _dharma.scaled_residuals(sims, observed, vec(p["predicted"]), integer,
                                     RStream(np.asarray(value["state"])))
 
 
@@ -248,10 +260,15 @@ def check(m: FittedModel, nsim: int = 250, seed: int | None = 123,
     rows = _fit_rows(m, p) + _collinearity_rows(p) + _dispersion_rows(p) + _zero_rows(p)
     s = simulated_residuals(m, nsim=nsim, seed=seed, simulate_re=simulate_re)
     rows += _simulated_rows(s, _family(p))
+    return check_frame(rows)
+
+
+def check_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows of a ``check()`` in its schema's columns and types."""
     out = pd.DataFrame(rows).reindex(columns=COLUMNS)
     for c in ("value", "adjusted", "df", "p_value", "observed", "expected"):
         out[c] = out[c].astype(float)
     out["ok"] = out["ok"].astype(bool)
     for c in ("check", "term", "statistic", "verdict"):
-        out[c] = out[c].astype(object)
+        out[c] = out[c].fillna("").astype(object)
     return out

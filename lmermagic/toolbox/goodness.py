@@ -57,12 +57,13 @@ def pieces(m: FittedModel) -> dict[str, Any]:
     cached = m.meta.get("_goodness")
     if cached is None:
         value = call("lmm_tb_goodness", m.r_object, m.r_data, r_options(m), what="R²")
-        cached = {k: _scalar(value[k]) for k in PIECES}
+        cached = {k: scalar(value[k]) for k in PIECES}
         m.meta["_goodness"] = cached
     return dict(cached)
 
 
-def _scalar(v: Any) -> Any:
+def scalar(v: Any) -> Any:
+    """One piece R returned as a Python scalar (NaN for none)."""
     if isinstance(v, (list, tuple)):
         v = v[0] if len(v) else None
     if hasattr(v, "item"):
@@ -70,31 +71,31 @@ def _scalar(v: Any) -> Any:
     return _NAN if v is None else v
 
 
-def _float(p: dict[str, Any], key: str) -> float:
-    v = p.get(key)
+def piece_float(p: dict[str, Any], key: str) -> float:
+    """``p[key]`` as a float; NaN where it is missing or not a number."""
     try:
-        out = float(v)  # type: ignore[arg-type]
+        return float(p.get(key))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return _NAN
-    return out
+
 
 
 def _distribution_variance(p: dict[str, Any]) -> float:
     family, link = str(p["family"]), str(p["link"])
-    sigma = _float(p, "sigma")
+    sigma = piece_float(p, "sigma")
     if family == "gaussian":
         return sigma ** 2 if link == "identity" else _NAN
     if family == "binomial":
-        return _BINOMIAL.get(link, _NAN) / _float(p, "trials")
+        return _BINOMIAL.get(link, _NAN) / piece_float(p, "trials")
     if family in ("poisson", "negative_binomial"):
-        theta = _float(p, "nb_theta") if family == "negative_binomial" else math.inf
+        theta = piece_float(p, "nb_theta") if family == "negative_binomial" else math.inf
         if link == "sqrt":
             # Nakagawa et al.'s square-root link: 0.25 times the scale
             # (1 for Poisson; performance takes theta for the negative binomial).
             return 0.25 * (theta if family == "negative_binomial" else 1.0)
         if link != "log":
             return _NAN
-        mu = math.exp(_float(p, "null_intercept") + 0.5 * _float(p, "null_var_random"))
+        mu = math.exp(piece_float(p, "null_intercept") + 0.5 * piece_float(p, "null_var_random"))
         return math.log1p(1.0 / mu + 1.0 / theta)
     if family == "Gamma":
         if link == "log":
@@ -109,9 +110,9 @@ def variances(p: dict[str, Any]) -> dict[str, float]:
     ``var_dispersion`` and ``var_residual`` (their sum)."""
     gaussian = p["family"] == "gaussian"
     dist = _distribution_variance(p)
-    dispersion = 0.0 if gaussian else _float(p, "var_observation")
-    return {"var_fixed": _float(p, "var_fixed"),
-            "var_random": _NAN if bool(p["singular"]) else _float(p, "var_random"),
+    dispersion = 0.0 if gaussian else piece_float(p, "var_observation")
+    return {"var_fixed": piece_float(p, "var_fixed"),
+            "var_random": _NAN if bool(p["singular"]) else piece_float(p, "var_random"),
             "var_distribution": dist, "var_dispersion": dispersion,
             "var_residual": dist + dispersion}
 
@@ -125,11 +126,17 @@ def from_pieces(p: dict[str, Any]) -> dict[str, float]:
     its distribution variance needs the null model's random variance, which it
     does not compute then).
     """
-    v = variances(p)
+    count = p["family"] in ("poisson", "negative_binomial") and p["link"] == "log"
+    return shares(variances(p), marginal_without_random=not count)
+
+
+def shares(v: dict[str, float], marginal_without_random: bool) -> dict[str, float]:
+    """``r2_marginal, r2_conditional, icc_adjusted, icc_unadjusted`` of the
+    variance components ``v``; without a random variance (NaN) all NaN but the
+    marginal R², ``fixed / (fixed + residual)`` if ``marginal_without_random``."""
     f, r, res = v["var_fixed"], v["var_random"], v["var_residual"]
     if math.isnan(r):
-        count = p["family"] in ("poisson", "negative_binomial") and p["link"] == "log"
-        marginal = _NAN if count else f / (f + res)
+        marginal = f / (f + res) if marginal_without_random else _NAN
         return {"r2_marginal": marginal, "r2_conditional": _NAN,
                 "icc_adjusted": _NAN, "icc_unadjusted": _NAN}
     total = f + r + res
@@ -192,8 +199,15 @@ def _series(m: FittedModel, keys: tuple[str, str], name: str, what: str) -> pd.S
     p = pieces(m)
     out = from_pieces(p)
     _warn(p, what)
+    return share_series(out, keys, name, variances(p))
+
+
+def share_series(out: dict[str, float], keys: tuple[str, str], name: str,
+                 components: dict[str, float]) -> pd.Series:
+    """``out``'s ``keys`` as a float Series named ``name``, the variance
+    ``components`` in its ``attrs["variances"]``."""
     s = pd.Series({k: out[k] for k in keys}, dtype=float, name=name)
-    s.attrs["variances"] = variances(p)
+    s.attrs["variances"] = components
     return s
 
 

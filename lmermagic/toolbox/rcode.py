@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import DataError
 from ..fitted import FittedModel
@@ -179,13 +179,26 @@ def _check_target(path: str) -> None:
                         "writable by this user.")
 
 
-def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
-           write: bool = False) -> str:
-    """A self-contained R script that reproduces the fit; see ``LmerModel.r_code``."""
-    check_model(m)
-    if "refit_of" in m.meta:
-        raise DataError("r_code(): this model was refitted to a new response, which is not "
-                        "in its data; write the response into the data and fit that instead.")
+class Fit(Protocol):
+    """What a script needs of a fit (lmer's, glmmTMB's and clmm's fields)."""
+
+    @property
+    def formula(self) -> str: ...
+    @property
+    def data_name(self) -> str: ...
+    @property
+    def versions(self) -> dict[str, str]: ...
+    @property
+    def request(self) -> Any: ...
+    @property
+    def r_data(self) -> Any: ...
+
+
+def script_data(m: Fit, path: str | os.PathLike[str] | None,
+                write: bool) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A script's data file (``path``, by default named after the data) and the
+    classes and levels of the model's columns; ``write=True`` writes them
+    there. A level that is the empty string is refused: a CSV file cannot keep it."""
     if path is None:
         path = f"{m.data_name}.csv" if is_r_name(m.data_name) else "data.csv"
     path = os.fspath(path)
@@ -198,13 +211,23 @@ def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
     if write:
         _check_target(path)
         call("lmm_tb_write_data", m.r_data, path, what="r_code()")
-    libs, fit, summary = _fit_call(m, spec)
-    extra = list(m.request.extra_functions)
+    return path, spec
+
+
+def script(m: Fit, path: str, spec: dict[str, dict[str, Any]], *, package: str,
+           libs: list[str], fit: str, summary: str = "summary(fit)", versions: str = "",
+           extra: list[str] | None = None) -> str:
+    """The script around a fit call ``fit``: a header (``versions`` after the
+    stack's, the data given to ``package``), ``libs``, a note on the
+    ``extra`` functions the formula may call, R's defaults, reading the data
+    from ``path`` as ``spec`` says, then ``fit`` and ``summary``."""
+    extra = list(m.request.extra_functions) if extra is None else extra
     lines = [
         _comment(m.formula),
-        _comment(f"fitted by lmermagic on '{m.data_name}'; {versions_line(m.versions)}"),
+        _comment(f"fitted by lmermagic on '{m.data_name}'; {versions_line(m.versions)}"
+                 + versions),
         _comment(f"Reads the columns the model uses from {r_string(path)}, as lmermagic "
-                 "gave them to lme4"),
+                 f"gave them to {package}"),
         "# (m.r_code(path, write=True) writes them there).",
         *(f"library({lib})" for lib in libs),
         *([_comment(f"The formula may call {', '.join(extra)} (allowed with --allow or "
@@ -219,3 +242,15 @@ def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
         summary,
     ]
     return "\n".join(lines) + "\n"
+
+
+def r_code(m: FittedModel, path: str | os.PathLike[str] | None = None,
+           write: bool = False) -> str:
+    """A self-contained R script that reproduces the fit; see ``LmerModel.r_code``."""
+    check_model(m)
+    if "refit_of" in m.meta:
+        raise DataError("r_code(): this model was refitted to a new response, which is not "
+                        "in its data; write the response into the data and fit that instead.")
+    where, spec = script_data(m, path, write)
+    libs, fit, summary = _fit_call(m, spec)
+    return script(m, where, spec, package="lme4", libs=libs, fit=fit, summary=summary)

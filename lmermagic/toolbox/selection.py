@@ -11,10 +11,16 @@ likelihoods its rows show (ML after R's refit).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["AICC_COLUMNS", "add_aicc_columns", "aicc", "akaike_weights"]
+from ..errors import DataError
+from ._common import table
+
+__all__ = ["AICC_COLUMNS", "add_aicc_columns", "aicc", "akaike_weights", "lr_table"]
 
 AICC_COLUMNS = ("aicc", "delta_aicc", "weight")
 
@@ -69,3 +75,28 @@ def add_aicc_columns(table: pd.DataFrame, k: np.ndarray, n: np.ndarray,
                 delta[rows], weight[rows] = akaike_weights(values[rows])
     out["delta_aicc"], out["weight"] = delta, weight
     return out
+
+
+def lr_table(value: dict[str, Any], labels: Sequence[str], nobs: int,
+             rename: dict[str, str] | None = None, data_name: str | None = None) -> pd.DataFrame:
+    """R's likelihood-ratio table of nested fits (``anova(m0, m1)``, rows named
+    ``model``; its columns renamed by ``rename``) with ``aicc, delta_aicc,
+    weight`` appended and R's heading kept, "Data: data" in it naming
+    ``data_name``; a DataError where R found the models' data differ (lmer's,
+    glmmTMB's and clmm's comparisons)."""
+    if "mismatch" in value:
+        raise DataError(
+            "all models must be fit to the same data (as R's anova() requires): "
+            f"{', '.join(value['mismatch'])} differ(s) from {labels[0]} in the rows or "
+            "values of the columns they share.")
+    df = table(value, index_name="model")
+    if rename:
+        df = df.rename(columns=rename)
+    heading = df.attrs["heading"]
+    # anova() refuses models fitted to different numbers of observations
+    df = add_aicc_columns(df, df["npar"].to_numpy(dtype=float), np.full(len(df), nobs),
+                          groups=[])
+    if data_name is not None:
+        heading = heading.replace("Data: data", f"Data: {data_name}", 1)
+    df.attrs["heading"] = heading
+    return df

@@ -10,15 +10,16 @@ import linecache
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from .. import clmm_tools
+from ..clmm_fit import ClmmFitted
 from ..errors import DataError
 from ..fitted import FittedModel
 from ..rbridge import get_r
 from ._anova import plan
 from ._common import call, check_model, lmertest_fit, r_options, table
-from .selection import add_aicc_columns
+from .selection import lr_table
 
 __all__ = ["anova", "compare", "drop1", "model_anova", "ranova"]
 
@@ -251,26 +252,16 @@ def compare(*models: FittedModel, names: Sequence[str] | None = None,
             while label in labels:
                 label, k = f"{base}_{k}", k + 1
             labels.append(label)
+    if any(m.kind == "glmmTMB" for m in models):
+        from ..tmb_toolbox import compare as compare_tmb
+
+        return compare_tmb(list(models), labels)
     value = call("lmm_tb_compare",
                  {lab: m.r_object for lab, m in zip(labels, models)},
                  {lab: m.r_data for lab, m in zip(labels, models)},
                  {lab: r_options(m) for lab, m in zip(labels, models)},
                  labels, refit, what="the model comparison")
-    if "mismatch" in value:
-        raise DataError(
-            f"all models must be fit to the same data (as R's anova() requires): "
-            f"{', '.join(value['mismatch'])} differ(s) from {labels[0]} in the rows or "
-            "values of the columns they share."
-        )
-    df = table(value, index_name="model")
-    heading = df.attrs["heading"]
-    # anova() refuses models fitted to different numbers of observations
-    df = add_aicc_columns(df, df["npar"].to_numpy(dtype=float), np.full(len(df), models[0].nobs),
-                          groups=[])
-    df.attrs["heading"] = heading
-    data_name = models[0].data_name
-    df.attrs["heading"] = df.attrs["heading"].replace("Data: data", f"Data: {data_name}", 1)
-    return df
+    return lr_table(value, labels, models[0].nobs, data_name=models[0].data_name)
 
 
 def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
@@ -287,11 +278,14 @@ def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
     >>> lmermagic.anova(m0, m1)             # LRT, rows 'm0', 'm1'
     >>> lmermagic.anova(small=m0, big=m1)   # rows 'small', 'big'
     """
-    named = {k: v for k, v in named_models.items() if isinstance(v, FittedModel)}
+    named = {k: v for k, v in named_models.items()
+             if isinstance(v, (FittedModel, ClmmFitted))}
     options = {k: v for k, v in named_models.items() if k not in named}
-    everything = list(models) + list(named.values())
+    everything: list[Any] = list(models) + list(named.values())
     if not everything:
         raise DataError("anova() needs a model: lmermagic.anova(m) or anova(m0, m1).")
+    if any(isinstance(m, ClmmFitted) for m in everything) and len(everything) == 1:
+        return clmm_tools.compare(everything, [])  # raises: ordinal has no such test
     if len(everything) == 1 and not named:
         bad = set(options) - {"type", "ddf", "engine", "statistic"}
         if bad:
@@ -311,4 +305,6 @@ def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
             label, k = f"{base}_{k}", k + 1
         labels.append(label)
     labels += list(named)
+    if any(isinstance(m, ClmmFitted) for m in everything):
+        return clmm_tools.compare(everything, labels)  # ordinal's anova.clm
     return compare(*everything, names=labels, refit=bool(options.get("refit", True)))

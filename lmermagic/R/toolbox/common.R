@@ -91,7 +91,7 @@ lmm_tb_prepare <- function(fit, data, opts, lme4 = FALSE) {
                                           opts$control)
     }
     if (lme4 && inherits(fit, "lmerModLmerTest")) {
-        fit <- methods::as(fit, "lmerMod")
+        fit <- lmm_compat_as_lmerMod(fit)
         cl[[1L]] <- quote(lme4::lmer)
     }
     fit@call <- cl

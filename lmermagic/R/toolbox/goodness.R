@@ -48,12 +48,9 @@ lmm_gf_singular <- function(fit) {
     any(abs(theta[lower == 0]) < .lmm_gf_tolerance)
 }
 
-# The null model of a fit: the same random-effect terms (and offset() terms)
-# with an intercept only, fitted by the same lme4 call on the rows the fit used.
-# A negative binomial model's null model keeps the model's theta (glmer with
-# that negative.binomial family), as performance's does: re-running glmer.nb
-# would estimate another theta.
-lmm_gf_null_fit <- function(fit, formula, data, opts) {
+# The null model's formula (lme4's and glmmTMB's): the response on the
+# formula's offset() terms and random-effect terms, or on 1 where it has none.
+lmm_gf_null_formula <- function(formula) {
     keep <- list()
     collect <- function(e) {
         if (is.call(e) && identical(e[[1L]], as.name("+"))) {
@@ -65,9 +62,19 @@ lmm_gf_null_fit <- function(fit, formula, data, opts) {
     fixed <- lmm_nobars(formula)
     if (length(fixed) == 3L) collect(fixed[[3L]])
     bars <- lapply(lmm_findbars(formula), function(b) call("(", b))
-    terms <- c(keep, bars)
+    rhs <- c(keep, bars)
     null <- formula
-    null[[3L]] <- Reduce(function(a, b) call("+", a, b), terms)
+    null[[3L]] <- if (length(rhs)) Reduce(function(a, b) call("+", a, b), rhs) else 1
+    null
+}
+
+# The null model of a fit: the same random-effect terms (and offset() terms)
+# with an intercept only, fitted by the same lme4 call on the rows the fit used.
+# A negative binomial model's null model keeps the model's theta (glmer with
+# that negative.binomial family), as performance's does: re-running glmer.nb
+# would estimate another theta.
+lmm_gf_null_fit <- function(fit, formula, data, opts) {
+    null <- lmm_gf_null_formula(formula)
     dropped <- attr(stats::model.frame(fit), "na.action")
     if (length(dropped)) data <- data[-as.integer(dropped), , drop = FALSE]
     nb <- identical(opts$kind, "glmer.nb")

@@ -31,17 +31,8 @@ lmm_tb_confint <- function(fit, data, opts, method, level) {
 # lmermagic's order (lmm_compat_varpars), which is Cv_to_Sv's. The refits of
 # the bootstrap skip the names (named = FALSE).
 lmm_tb_bootfun <- function(x, named = TRUE) {
-    th <- x@theta
-    nvec <- lengths(x@cnms)
     useSc <- as.logical(x@devcomp$dims[["useSc"]])
-    scaleTh <- lme4::isLMM(x) || lme4::isNLMM(x)
-    ss <- if (scaleTh) {
-        lme4:::Cv_to_Sv(th, n = nvec, s = stats::sigma(x))
-    } else if (useSc) {
-        c(lme4:::Cv_to_Sv(th, n = nvec), stats::sigma(x))
-    } else {
-        lme4:::Cv_to_Sv(th, n = nvec)
-    }
+    ss <- lmm_compat_sdcor(x, lme4::isLMM(x) || lme4::isNLMM(x), useSc)
     if (!named) return(c(unname(ss), unname(lme4::fixef(x))))
     c(stats::setNames(ss, lmm_compat_varpars(x)$sig), lme4::fixef(x))
 }
@@ -60,7 +51,7 @@ lmm_tb_boot_setup <- function(fit, data, opts, nsim, seed) {
         nm <- lmm_tb_parnames(fit)
         # refit() gives an lme4 fit either way; without lmerTest's class the
         # state also unserializes in a worker without lmerTest loaded.
-        if (inherits(fit, "lmerModLmerTest")) fit <- methods::as(fit, "lmerMod")
+        if (inherits(fit, "lmerModLmerTest")) fit <- lmm_compat_as_lmerMod(fit)
         list(state = list(fit = fit, sims = sims, control = control),
              t0 = unname(t0), names = names(t0), readable = nm$readable)
     })

@@ -53,7 +53,7 @@ lmm_tb_power_setup <- function(fit, data, term, effect, along, ns, nsim, seed) {
         params <- list(beta = beta, theta = lme4::getME(fit, "theta"))
         if (lme4::isLMM(fit)) params$sigma <- stats::sigma(fit)
         w <- stats::weights(fit)
-        if (inherits(fit, "lmerModLmerTest")) fit <- methods::as(fit, "lmerMod")
+        if (inherits(fit, "lmerModLmerTest")) fit <- lmm_compat_as_lmerMod(fit)
         out <- list(kept = kept, rows = list(), labels = list(), levels = list(), y = list(),
                     ncol = 1L, colnames = character())
         lmm_tb_with_seed(seed, function() {

@@ -76,22 +76,30 @@ lmm_tb_drop1 <- function(fit, data, opts) {
     })
 }
 
+# The labels of the data that differ from the first (in the number of rows or
+# in the columns they share with it): anova(m0, m1, ...) needs the same data.
+# Used by lme4's, glmmTMB's and clmm's comparisons.
+lmm_tb_mismatch <- function(datas, labels) {
+    same <- vapply(datas, function(d) {
+        common <- intersect(names(d), names(datas[[1L]]))
+        nrow(d) == nrow(datas[[1L]]) &&
+            identical(as.list(d[common]), as.list(datas[[1L]][common]))
+    }, logical(1L))
+    labels[!same]
+}
+
 # fits, datas, optss: lists, one element per model; names: the labels;
 # refit: refit REML fits with ML (lme4's default).
 lmm_tb_compare <- function(fits, datas, optss, names, refit) {
     lmm_tb_run(function() {
-        same <- vapply(datas, function(d) {
-            common <- intersect(names(d), names(datas[[1L]]))
-            nrow(d) == nrow(datas[[1L]]) &&
-                identical(as.list(d[common]), as.list(datas[[1L]][common]))
-        }, logical(1L))
         # lme4 checks that the calls name one data object; here every call
         # says `data`, so compare the data themselves.
-        if (!all(same)) return(list(mismatch = names[!same]))
+        bad <- lmm_tb_mismatch(datas, names)
+        if (length(bad)) return(list(mismatch = bad))
         mods <- lapply(seq_along(fits), function(i) {
             m <- lmm_tb_prepare(fits[[i]], datas[[i]], optss[[i]])
             # lmerTest's anova() hands several models to lme4's.
-            if (inherits(m, "lmerModLmerTest")) m <- methods::as(m, "lmerMod")
+            if (inherits(m, "lmerModLmerTest")) m <- lmm_compat_as_lmerMod(m)
             m
         })
         tab <- do.call(lme4:::anova.merMod,

@@ -133,8 +133,16 @@ class DiagnosticsDisplay:
             srt = np.sort(pearson)
             out["qq_residuals"] = pd.DataFrame({"x": normal_quantiles(srt.size), "y": srt})
             lines["qq_residuals"] = qq_line(srt)
-        t = ranef_table(m)
-        for (g, term), block in t.groupby(["group", "term"], sort=False):
+        return cls.with_ranef(out, smooths, lines, ranef_table(m), panel)
+
+    @classmethod
+    def with_ranef(cls, out: dict[str, pd.DataFrame], smooths: dict[str, pd.DataFrame],
+                   lines: dict[str, tuple[float, float]], ranef: pd.DataFrame,
+                   panel: str | None) -> DiagnosticsDisplay:
+        """The residual panels ``out`` and a normal Q-Q panel of each random-effect
+        term of ``ranef`` (columns group, term, condval); only ``panel`` if given
+        (lmer's and glmmTMB's diagnostics)."""
+        for (g, term), block in ranef.groupby(["group", "term"], sort=False):
             srt = np.sort(block["condval"].to_numpy(dtype=float))
             key = f"qq_ranef {g}: {term}"
             out[key] = pd.DataFrame({"x": normal_quantiles(srt.size), "y": srt})

@@ -33,8 +33,14 @@ class RanefDisplay:
     @classmethod
     def from_model(cls, m: FittedModel, group: str | None = None, term: str | None = None,
                    level: float = 0.95) -> RanefDisplay:
+        return cls.from_table(ranef_table(m), group=group, term=term, level=level)
+
+    @classmethod
+    def from_table(cls, t: pd.DataFrame, group: str | None = None, term: str | None = None,
+                   level: float = 0.95) -> RanefDisplay:
+        """From a table with lmer's ``ranef_table`` columns (group, term, level,
+        condval, condsd), e.g. a glmmTMB model's one component."""
         z = z_value(level)
-        t = ranef_table(m)
         for col, value in (("group", group), ("term", term)):
             if value is not None:
                 if value not in set(t[col]):
