@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark suite: `make bench` (full, ~30 min on 2 cores) or `make bench-quick`.
+# Benchmark suite: `make bench` (full, about 90 min on 2 cores) or `make bench-quick`.
 #
 #   bash benchmarks/run.sh [--quick] [extra bench.py options]
 #
@@ -16,7 +16,9 @@
 #    (skip it with --no-many);
 # 5. runs benchmarks/power.py (issue 20: m.power against R's plain power loop), which
 #    writes its section "Power by simulation (issue #20)" into that report (skip it with
-#    --no-power).
+#    --no-power);
+# 6. (full mode) profiles lme4's fit on InstEval and measures Kenward-Roger's cost on parts
+#    of it (issue 23): benchmarks/PROFILE.md.
 # Benchmarks never fail because something is slow: this script exits non-zero only
 # when it cannot run at all (no R, no project venv).
 set -uo pipefail
@@ -134,6 +136,26 @@ fi
 if [ -n "$POWER" ]; then
     "$PROJECT_PY" "$HERE/power.py" ${QUICK:+--quick} \
         || echo "benchmarks: the power run failed" >&2
+fi
+
+# ---------------------------------------------------------------- 3d. where lme4's time goes
+# issue 23: lme4's phases and deviance evaluations on InstEval, and what Kenward-Roger
+# costs on growing parts of it (benchmarks/PROFILE.md)
+if [ -z "$QUICK" ]; then
+    {
+        echo "# Where the time of a large fit goes"
+        echo
+        echo "Written by \`benchmarks/run.sh\` (\`make bench\`) on $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)."
+        echo
+        echo "## lme4 on InstEval: \`benchmarks/profile_fit.R\`"
+        echo
+        Rscript "$HERE/profile_fit.R" "$DATA/InstEval.csv" "y ~ service + (1|s) + (1|d) + (1|dept)" \
+            "s,d,studage,lectage,service,dept" 2>/dev/null || echo "(the profile failed)"
+        echo
+        echo "## Kenward-Roger on parts of InstEval: \`benchmarks/kenward_roger.R\`"
+        echo
+        Rscript "$HERE/kenward_roger.R" "$DATA/InstEval.csv" 2>/dev/null || echo "(the measurement failed)"
+    } > "$HERE/PROFILE.md.tmp" && mv "$HERE/PROFILE.md.tmp" "$HERE/PROFILE.md"
 fi
 
 # ---------------------------------------------------------------- 4. live status
