@@ -151,8 +151,12 @@ lmm_compat_family <- function(x) {
 # lme4 2.x's covariance terms (cs(1 | g), ...) stay in a fit's formula as calls
 # of their names, which are not functions of the formula's environment.
 lmm_compat_stored_calls <- function() {
+    # by lme4's version, read from its DESCRIPTION: asking its namespace for
+    # lme4_specials would load lme4 (and Matrix) when a disk entry is read, which
+    # a restored fit defers until a method needs them
+    covs <- if (utils::packageVersion("lme4") >= "2.0") lmm_cov_names else character()
     c(list(quote(MASS::negative.binomial(theta = 1))),
-      lapply(lmm_compat_cov_specials(), function(name) call(name)))
+      lapply(covs, function(name) call(name)))
 }
 
 # The packages whose S4 classes a fit holds (the fit's own class, lme4's

@@ -111,7 +111,7 @@ lmm_check_formula <- function(text, columns, allowed, one_sided = FALSE) {
     unknown <- setdiff(vars, c(columns, lmm_constants))
     covs <- unique(covs)
     # covariance terms this lme4 does not have (lme4 < 2.0 has none)
-    cov_missing <- setdiff(covs, lmm_compat_cov_specials())
+    cov_missing <- if (length(covs)) setdiff(covs, lmm_compat_cov_specials()) else character()
     list(ok = length(bad) == 0L && length(unknown) == 0L && length(cov_problems) == 0L &&
              length(cov_missing) == 0L,
          kind = "tree", bad = unique(bad), unknown = unknown,
