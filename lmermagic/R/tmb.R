@@ -176,23 +176,9 @@ lmm_tmb_tables <- function(fit) {
 # the formula's environment, which is the call's own (lmm_tmb_call).
 lmm_tmb_predict <- function(fit, data, newdata, type, se) {
     lmm_tb_run(function() {
-        bad <- character()
-        grouping <- names(fit$modelInfo$reTrms$cond$flist)
-        # a factor of the model: the new column gets the model's levels (new
-        # levels of a grouping factor are predicted at the population level)
-        for (col in intersect(names(newdata), names(data))) {
-            ref <- data[[col]]
-            if (!is.factor(ref)) next
-            new <- as.character(newdata[[col]])
-            lev <- levels(ref)
-            unknown <- setdiff(unique(new[!is.na(new)]), lev)
-            if (length(unknown) && !(col %in% grouping)) {
-                bad <- c(bad, sprintf("%s: %s", col, paste(unknown, collapse = ", ")))
-            }
-            newdata[[col]] <- factor(new, levels = c(lev, if (col %in% grouping) unknown),
-                                     ordered = is.ordered(ref))
-        }
-        if (length(bad)) return(list(bad_levels = bad))
+        fixed <- lmm_newdata_factors(newdata, data, names(fit$modelInfo$reTrms$cond$flist))
+        if (length(fixed$bad)) return(list(bad_levels = fixed$bad))
+        newdata <- fixed$newdata
         # predict.glmmTMB evaluates its model.frame() call in its caller's frame
         model.frame <- stats::model.frame
         p <- if (is.null(newdata)) stats::predict(fit, type = type, se.fit = se)

@@ -17,30 +17,10 @@ lmm_tb_predict <- function(fit, data, opts, newdata, re_form, allow_new, type, a
             f[[2L]] <- NULL
             f
         }
-        bad <- character()
         if (!is.null(newdata)) {
-            grouping <- names(lme4::getME(fit, "flist"))
-            # A fixed-effect factor or a grouping factor of the model: the
-            # new column becomes a factor with the model's levels.
-            for (col in intersect(names(newdata), names(data))) {
-                ref <- data[[col]]
-                if (!is.factor(ref)) next
-                new <- as.character(newdata[[col]])
-                lev <- levels(ref)
-                unknown <- setdiff(unique(new[!is.na(new)]), lev)
-                if (length(unknown)) {
-                    # New levels of a grouping factor: lme4 decides (they are
-                    # fine at population level or with allow.new.levels).
-                    if (col %in% grouping) {
-                        lev <- c(lev, unknown)
-                    } else {
-                        bad <- c(bad, sprintf("%s: %s", col,
-                                              paste(utils::head(unknown, 5L), collapse = ", ")))
-                    }
-                }
-                newdata[[col]] <- factor(new, levels = lev, ordered = is.ordered(ref))
-            }
-            if (length(bad)) return(list(bad_levels = bad))
+            fixed <- lmm_newdata_factors(newdata, data, names(lme4::getME(fit, "flist")))
+            if (length(fixed$bad)) return(list(bad_levels = fixed$bad))
+            newdata <- fixed$newdata
         }
         args <- list(fit, re.form = rf, type = type, allow.new.levels = allow_new)
         if (!is.null(newdata)) {
@@ -179,3 +159,29 @@ lmm_tb_simulate <- function(fit, nsim, seed) {
              dropped = if (is.null(dropped)) integer() else as.integer(dropped))
     })
 }
+
+# newdata's columns that are factors of the model get the model's levels. New
+# levels of a grouping factor are kept (predicted at the population level, or as
+# allow.new.levels says); those of any other factor are listed in bad (at most
+# five a column). Shared by lme4's and glmmTMB's predict.
+lmm_newdata_factors <- function(newdata, data, grouping) {
+    bad <- character()
+    for (col in intersect(names(newdata), names(data))) {
+        ref <- data[[col]]
+        if (!is.factor(ref)) next
+        new <- as.character(newdata[[col]])
+        lev <- levels(ref)
+        unknown <- setdiff(unique(new[!is.na(new)]), lev)
+        if (length(unknown)) {
+            if (col %in% grouping) {
+                lev <- c(lev, unknown)
+            } else {
+                bad <- c(bad, sprintf("%s: %s", col,
+                                      paste(utils::head(unknown, 5L), collapse = ", ")))
+            }
+        }
+        newdata[[col]] <- factor(new, levels = lev, ordered = is.ordered(ref))
+    }
+    list(newdata = newdata, bad = bad)
+}
+
