@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 # ever on --dist loadfile.
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n < 4 ? n : 4)))
 
-.PHONY: setup system demo test matrix bench bench-quick bench-many bench-power lint clean
+DOCS_STAMP := $(VENV)/.docs-installed
+
+.PHONY: setup system demo test docs docs-test matrix bench bench-quick bench-many bench-power lint clean
 
 setup: system $(STAMP)
 
@@ -37,6 +39,23 @@ test: setup
 	@$(PY) scripts/compat/record.py --suite host --line 3.5 --venv "$$(cd $(VENV) && pwd)" \
 	    --out build/compat/host --install-rc 0 --test-rc 0 \
 	    --install-seconds 0 --test-seconds 0
+
+# The documentation site, into build/site, from the executed notebooks `make demo` writes
+# (`make docs EXECUTE=1` runs the notebooks that have no executed copy newer than their
+# source). Any warning fails the build.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[docs,test]" \
+	    $$(Rscript -e 'if (getRversion() < "4.5") cat("-c constraints/r-before-4.5.txt")')
+	@touch $(DOCS_STAMP)
+
+docs: setup $(DOCS_STAMP)
+	$(PY) scripts/build_docs.py $(if $(EXECUTE),--execute)
+
+# The site in headless Chromium: every page, link and image, search, screenshots
+# (build/site-*.png). Runs the notebooks that have no executed copy first.
+docs-test: setup $(DOCS_STAMP)
+	$(PY) scripts/build_docs.py --execute
+	$(PY) -m pytest -p no:cacheprovider docs/site/test_site.py
 
 # The suite on Debian 13 and unstable (debootstrap roots, as root), both rpy2 lines.
 matrix:

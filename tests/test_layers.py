@@ -35,6 +35,13 @@ def test_every_long_file_is_justified_in_the_architecture_doc(layers):
         assert path in doc
 
 
+def test_docstrings_do_not_count_towards_the_line_limit(layers):
+    text = ('"""Module.\n\nMore."""\n\n\nclass A:\n    """One."""\n\n'
+            '    def f(self):\n        """Two\n        lines."""\n        return "x"\n')
+    assert layers.docstring_lines(text) == 3 + 1 + 2
+    assert layers.docstring_lines("x = 1\n'not a docstring'\n") == 0
+
+
 def test_the_walker_sees_deferred_and_type_checking_imports(layers, tmp_path):
     pkg = tmp_path / "lmermagic" / "toolbox"
     pkg.mkdir(parents=True)
