@@ -26,6 +26,14 @@ def clmm(
 ) -> ClmmModel:
     """Fit a cumulative link mixed model with R's ``ordinal::clmm``.
 
+    An ordinal regression with random effects, fitted by the Laplace
+    approximation: ``F^-1(P(Y <= j)) = theta_j - x'beta - z'b``, with
+    thresholds ``theta``, location effects ``beta`` and random effects ``b``.
+    The call equals R's ``ordinal::clmm(formula, data, link = link, threshold =
+    threshold)``. The formula is checked against lmermagic's allowlist before R
+    sees it; only the columns it uses cross to R. A fit with the same call and
+    column contents is taken from the session's fit cache.
+
     Parameters
     ----------
     formula : str
@@ -34,28 +42,62 @@ def clmm(
         must be a column of ``data``; every function an allowed one.
     data : pandas.DataFrame or polars.DataFrame
         The response column must be an ordered Categorical (its category
-        order is the order of the levels, lowest first): e.g.
+        order is the order of the levels, lowest first), e.g.
         ``data["rating"] = pd.Categorical(data["rating"], categories=[1, 2, 3,
-        4, 5], ordered=True)``. An unordered or numeric response is refused.
-        The frame is not changed; only the columns the formula uses go to R.
+        4, 5], ordered=True)``, or a polars ``Enum``. An unordered or numeric
+        response is refused. The frame is not changed.
     link : {"logit", "probit", "cloglog", "loglog", "cauchit"}
+        The link function (ordinal's ``link``); default ``"logit"``.
     threshold : {"flexible", "symmetric", "symmetric2", "equidistant"}
-        As ordinal's ``clmm(link=, threshold=)``.
-    allow_functions : sequence of str
+        The structure of the thresholds (ordinal's ``threshold``); default
+        ``"flexible"``, one free threshold per pair of adjacent levels.
+    allow_functions : list of str or tuple of str
         Functions to allow in the formula beyond the built-in allowlist.
     timeout : float, optional
-        Seconds after which R is stopped and LmerTimeoutError raised.
+        Seconds after which R is stopped and ``lmermagic.LmerTimeoutError``
+        raised.
 
     Returns
     -------
-    ClmmModel
+    lmermagic.ClmmModel
+        The fit; R's warnings are issued as Python warnings and kept in
+        ``m.warnings``.
+
+    Raises
+    ------
+    lmermagic.DataError
+        ``link`` or ``threshold`` is not one of ordinal's, the response is not
+        an ordered categorical (the message says how to make one), ``data`` is
+        empty or not a data frame, or R's checks of the data refused it.
+    lmermagic.FormulaError
+        The formula cannot be parsed, names a variable that is not a column,
+        or calls a function outside the allowlist
+        (``lmermagic.UnsafeFormulaError`` for code that could run).
+    lmermagic.RPackageMissingError
+        The R package ordinal is not installed.
+    lmermagic.FitError
+        ``clmm()`` stopped with an error (R's message is kept in
+        ``r_message``).
+    lmermagic.LmerTimeoutError
+        The fit took longer than ``timeout``.
+
+    See Also
+    --------
+    lmermagic.ClmmModel : The fitted model and its methods.
 
     Examples
     --------
+    ordinal's wine data: bitterness ratings 1 to 5 (an ordered Categorical)
+    by nine judges, as R's ``clmm(rating ~ temp + contact + (1 | judge), data
+    = wine)``:
+
+    >>> import lmermagic
     >>> wine = lmermagic.datasets.load("wine", package="ordinal")
     >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
-    >>> round(m.coefs.loc["tempwarm", "estimate"], 4)
-    3.063
+    >>> print(round(float(m.coefs.loc["tempwarm", "estimate"]), 2))
+    3.06
+    >>> print(round(float(m.varcorr.loc[0, "sdcor"]), 2))  # judge's SD
+    1.13
     """
     request = ClmmRequest.build(formula, link=link, threshold=threshold,
                                 extra_functions=tuple(allow_functions), timeout=timeout)

@@ -72,7 +72,11 @@ class ClmmFitted:
 
     @property
     def robj(self) -> Any:
-        """The underlying R model (an rpy2 object)."""
+        """The underlying R model: the rpy2 object of R class ``clmm``.
+
+        For R functions lmermagic does not wrap. Drop it in the thread that
+        uses R (rpy2's bookkeeping of R objects is not thread-safe).
+        """
         return self.r_object.sexp
 
 

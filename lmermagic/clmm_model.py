@@ -20,8 +20,20 @@ __all__ = ["ClmmModel"]
 class ClmmModel(ClmmFitted):
     """A cumulative link mixed model fitted with R's ``ordinal::clmm``.
 
+    :func:`lmermagic.clmm` returns one. The model is ``logit P(Y <= j) =
+    theta_j - x'beta - z'b`` (or another link): thresholds ``theta``, location
+    effects ``beta``, random effects ``b``. Tests are Wald z tests, as
+    ``summary(m)``.
+
     Attributes
     ----------
+    formula : str
+        The model's formula, as given.
+    link : str
+        The link: logit, probit, cloglog, loglog or cauchit.
+    threshold : str
+        The threshold structure: flexible, symmetric, symmetric2 or
+        equidistant.
     coefs : pandas.DataFrame
         Location effects indexed by R's term names, columns ``estimate,
         std_error, statistic, p_value, conf_low, conf_high``: Wald z tests as
@@ -31,12 +43,6 @@ class ClmmModel(ClmmFitted):
         ``1|2``, ``2|3``, ... (``threshold="flexible"``), ``threshold.1,
         spacing`` (``"equidistant"``), ``central.1, spacing.1``, ...
         (``"symmetric"``/``"symmetric2"``).
-    theta : pandas.Series
-        The thresholds themselves, one per pair of adjacent levels (``1|2``,
-        ...), whatever the threshold structure (ordinal's ``m$Theta``).
-    levels : list of str
-        The response levels, lowest first (levels without observations are
-        dropped by ordinal).
     varcorr : pandas.DataFrame
         ``group, var1, var2, vcov, sdcor`` as lmer's (``VarCorr(m)``; no
         residual row).
@@ -45,35 +51,155 @@ class ClmmModel(ClmmFitted):
     ranef_table : pandas.DataFrame
         ``group, term, level, condval, condsd``: the conditional modes and
         ``sqrt(condVar(m))``.
+    theta : pandas.Series
+        The thresholds themselves, one per pair of adjacent levels (``1|2``,
+        ...), whatever the threshold structure (ordinal's ``m$Theta``).
+    levels : list of str
+        The response levels, lowest first (levels without observations are
+        dropped by ordinal).
     fitted : pandas.Series
         ``fitted(m)``: the fitted probability of each observation's category,
         on the caller's index (NaN in rows dropped for missing values).
-    nobs, edf, neval : int
-        Observations, parameters (ordinal's ``edf``), the optimizer's
-        function evaluations (ordinal's ``niter`` before the parentheses).
+    nobs : int
+        Observations used.
     ngroups : dict of str to int
-    loglik, aic, bic : float
+        Number of levels of each grouping factor.
+    loglik : float
+        ``logLik(m)``.
+    edf : int
+        Number of estimated parameters (ordinal's ``edf``).
+    aic : float
+        ``AIC(m)``.
+    bic : float
+        ``BIC(m)``.
     cond_h : float
         The condition number of the Hessian, as ``summary(m)``'s ``cond.H``.
     max_grad : float
         The largest absolute gradient at the optimum (``max.grad``).
-    link, threshold, formula : str
+    neval : int
+        The optimizer's function evaluations (ordinal's ``niter`` before the
+        parentheses).
     converged : bool
+        The optimizer reported success and R gave no convergence warning.
     warnings : list of str
+        R's warnings and messages during the fit.
     dropped : pandas.Index
+        The caller's index labels of the rows dropped for missing values.
     missing : dict of str to int
+        Number of missing values per model column (columns with any).
+    data_name : str
+        The data's name, shown and used by ``r_code()``.
+    kind : str
+        ``"clmm"``.
+    r_object : object
+        lmermagic's handle on the R fit (``m.robj`` is the rpy2 object).
+    r_data : object
+        lmermagic's handle on the model's data in R.
+    request : object
+        The checked call (a ``ClmmRequest``): formula, link, threshold.
+    data : pandas.DataFrame or polars.DataFrame
+        The data as given to :func:`lmermagic.clmm` (not copied).
+    name : str or None
+        The model's name, if given.
+    meta : dict of str to object
+        Facts about the fit: ``cache`` (``"memory"`` or ``"miss"``),
+        ``r_fit_seconds``, ``niter_inner`` (ordinal's inner iterations).
     versions : dict of str to str
-        lmermagic, R, rpy2 and ordinal versions.
+        lmermagic, R, rpy2, lme4, Matrix and ordinal versions.
+
+    Examples
+    --------
+    >>> import lmermagic
+    >>> wine = lmermagic.datasets.load("wine", package="ordinal")
+    >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
+    >>> m.levels
+    ['1', '2', '3', '4', '5']
+    >>> list(m.thresholds.index), list(m.coefs.index)
+    (['1|2', '2|3', '3|4', '4|5'], ['tempwarm', 'contactyes'])
     """
 
     def predict_proba(self, newdata: Any = None) -> pd.DataFrame:
-        """Probability of each response level for ``newdata``, random effects at
-        zero (see :func:`lmermagic.clmm_tools.predict_proba`)."""
+        """Probability of each response level, random effects at zero.
+
+        For each row ``P(Y <= j) = F(theta_j - x'beta)`` with the fit's
+        thresholds (``m.theta``), location effects and the link's
+        distribution function ``F``: what ordinal's ``predict(<clm>, newdata,
+        type = "prob")`` gives for a clm with the clmm's fixed parameters, the
+        prediction for a new or typical group, not for the data's groups.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame or polars.DataFrame, optional
+            The predictors (a response column is not used); default: the
+            model's own data.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One column per response level (``m.levels``, in order), rows
+            summing to 1, on ``newdata``'s index (the caller's data's index by
+            default); rows with a missing predictor are NaN.
+
+        Raises
+        ------
+        lmermagic.DataError
+            ``newdata`` lacks a column the model uses, or has a level of a
+            factor the model was not fitted with.
+        lmermagic.FitError
+            R's prediction failed otherwise.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> import pandas as pd
+        >>> wine = lmermagic.datasets.load("wine", package="ordinal")
+        >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
+        >>> new = pd.DataFrame({"temp": ["cold", "warm"], "contact": ["no", "yes"]})
+        >>> p = m.predict_proba(new)
+        >>> list(p.columns)
+        ['1', '2', '3', '4', '5']
+        >>> [round(float(v), 2) for v in p.loc[1]]
+        [0.0, 0.03, 0.31, 0.43, 0.23]
+        """
         return clmm_tools.predict_proba(self, newdata)
 
     def predict(self, newdata: Any = None, type: str = "prob") -> pd.DataFrame | pd.Series:
-        """``type="prob"``: :meth:`predict_proba`; ``type="class"``: the most
-        probable level per row (an ordered Categorical Series)."""
+        """Predicted probabilities or the most probable level, random effects at zero.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame or polars.DataFrame, optional
+            The predictors; default: the model's own data.
+        type : {"prob", "class"}
+            ``"prob"``: the probabilities of :meth:`lmermagic.ClmmModel.predict_proba`;
+            ``"class"``: the most probable level of each row.
+
+        Returns
+        -------
+        pandas.DataFrame or pandas.Series
+            With ``"prob"``, one column per level; with ``"class"`` a Series
+            ``class`` of ordered Categorical dtype (categories ``m.levels``),
+            missing where a predictor is.
+
+        Raises
+        ------
+        ValueError
+            ``type`` is neither ``"prob"`` nor ``"class"``.
+        lmermagic.DataError
+            ``newdata`` lacks a column the model uses or has a new level.
+        lmermagic.FitError
+            R's prediction failed otherwise.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> import pandas as pd
+        >>> wine = lmermagic.datasets.load("wine", package="ordinal")
+        >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
+        >>> new = pd.DataFrame({"temp": ["cold", "warm"], "contact": ["no", "yes"]})
+        >>> list(m.predict(new, type="class"))
+        ['2', '4']
+        """
         prob = clmm_tools.predict_proba(self, newdata)
         if type == "prob":
             return prob
@@ -87,20 +213,137 @@ class ClmmModel(ClmmFitted):
 
     def tidy(self, conf_int: bool = True, conf_level: float = 0.95,
              exponentiate: bool = False) -> pd.DataFrame:
-        """One row per threshold and effect, as broom's ``tidy(m)`` in snake_case."""
+        """One row per threshold and effect, as broom's ``tidy(m)`` in snake_case.
+
+        Computed in lmermagic from ``m.thresholds`` and ``m.coefs`` (R's broom
+        is not needed); thresholds first, as R orders them.
+
+        Parameters
+        ----------
+        conf_int : bool
+            Add the Wald interval's bounds (broom's ``conf.int = TRUE``).
+        conf_level : float
+            Their confidence level, between 0 and 1.
+        exponentiate : bool
+            Apply ``exp`` to ``estimate`` and the bounds (odds ratios with the
+            logit link), as broom does.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, p_value`` (Wald z,
+            as ``coef(summary(m))``), with ``conf_int`` also ``conf_low,
+            conf_high``, then ``coef_type``: ``"intercept"`` for the
+            thresholds, ``"location"`` for the effects.
+
+        Raises
+        ------
+        lmermagic.DataError
+            ``conf_level`` is not a number between 0 and 1.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> wine = lmermagic.datasets.load("wine", package="ordinal")
+        >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
+        >>> t = m.tidy(exponentiate=True)
+        >>> list(t["coef_type"])
+        ['intercept', 'intercept', 'intercept', 'intercept', 'location', 'location']
+        >>> print(round(float(t.loc[4, "estimate"]), 1))  # odds ratio of tempwarm
+        21.4
+        """
         return clmm_tools.tidy(self, conf_int=conf_int, conf_level=conf_level,
                                exponentiate=exponentiate)
 
     def glance(self) -> pd.DataFrame:
-        """The fit statistics in one row, as broom's ``glance(m)`` in snake_case."""
+        """The fit statistics in one row, as broom's ``glance(m)`` in snake_case.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row: broom's ``edf, aic, bic, loglik, nobs``, then ``cond_h``
+            (the Hessian's condition number), ``max_grad``, ``converged`` and
+            ``n_warnings``.
+
+        Raises
+        ------
+        lmermagic.DataError
+            The model has no R fit attached (not made by :func:`lmermagic.clmm`).
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> wine = lmermagic.datasets.load("wine", package="ordinal")
+        >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
+        >>> g = m.glance()
+        >>> int(g.loc[0, "edf"]), int(g.loc[0, "nobs"])
+        (7, 72)
+        """
         return clmm_tools.glance(self)
 
     def r_code(self, path: str | os.PathLike[str] | None = None, write: bool = False) -> str:
-        """A self-contained R script reproducing this fit."""
+        """A self-contained R script reproducing this fit with ``ordinal::clmm``.
+
+        The script reads the model's columns from a CSV file, makes the
+        response an ordered factor with the fit's levels, sets R's options as
+        lmermagic does around a fit, then calls ``clmm()`` and ``summary()``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            The CSV file the script reads; default ``<data_name>.csv`` (or
+            ``data.csv``).
+        write : bool
+            Also write the model's columns to ``path``.
+
+        Returns
+        -------
+        str
+            The R script.
+
+        Raises
+        ------
+        lmermagic.DataError
+            A factor level is the empty string (a CSV file cannot keep it),
+            or with ``write=True`` the path is a directory or its folder does
+            not exist or is not writable.
+        lmermagic.FitError
+            R could not read the model's columns or write the file.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> wine = lmermagic.datasets.load("wine", package="ordinal")
+        >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
+        >>> code = m.r_code("wine.csv", write=True)
+        >>> "ordinal::clmm(" in code
+        True
+        """
         return clmm_tools.r_code(self, path, write=write)
 
     def summary(self) -> str:
-        """R's own ``summary()`` of the model, as text."""
+        """R's own ``summary(m)`` of the model, as text.
+
+        Returns
+        -------
+        str
+            ordinal's printed summary: link, threshold, fit statistics, random
+            effects, coefficients and thresholds.
+
+        Raises
+        ------
+        lmermagic.FitError
+            R could not print the summary.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> wine = lmermagic.datasets.load("wine", package="ordinal")
+        >>> m = lmermagic.clmm("rating ~ temp + contact + (1 | judge)", wine)
+        >>> print(m.summary())
+        Cumulative Link Mixed Model fitted with the Laplace approximation
+        ...
+        """
         return clmm_tools.summary_text(self)
 
     def _line(self) -> str:
