@@ -55,7 +55,7 @@ docs: setup $(DOCS_STAMP)
 # (build/site-*.png). Runs the notebooks that have no executed copy first.
 docs-test: setup $(DOCS_STAMP)
 	$(PY) scripts/build_docs.py --execute
-	$(PY) -m pytest -p no:cacheprovider docs/site/test_site.py
+	$(PY) -m pytest -p no:cacheprovider docs/site
 
 # The suite on Debian 13 and unstable (debootstrap roots, as root), both rpy2 lines.
 matrix:
