@@ -157,6 +157,9 @@ def main() -> int:
     copies = executed_copies(args.execute)
     src = BUILD / "site-src"
     stage(src, copies)
+    # a fresh build each time: the navigation of every page follows the home page's
+    for old in (args.out, BUILD / "site-doctrees"):
+        shutil.rmtree(old, ignore_errors=True)
     done = sphinx_build(src, args.out, BUILD / "site-doctrees")
     if done.returncode == 0:
         print(f"site: {args.out / 'index.html'}")

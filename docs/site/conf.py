@@ -64,5 +64,7 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "icon_links": [],
 }
+html_static_path = ["_static"]
+html_css_files = ["lmm.css"]
 html_show_sourcelink = False
 html_copy_source = False

@@ -62,7 +62,9 @@ def _default(action: argparse.Action) -> str:
     return repr(action.default)
 
 
-def _table(header: list[str], rows: list[list[str]], widths: list[int]) -> nodes.table:
+def _table(header: list[str], rows: list[list[str]], widths: list[int],
+           literal: tuple[int, ...] = (0, 2)) -> nodes.table:
+    """A table of text; the ``literal`` columns as code (names and defaults)."""
     table = nodes.table(classes=["lmm-table"])
     group = nodes.tgroup(cols=len(header))
     table += group
@@ -74,9 +76,12 @@ def _table(header: list[str], rows: list[list[str]], widths: list[int]) -> nodes
     group += body
     for target, cells in [(head, header), *((body, r) for r in rows)]:
         row = nodes.row()
-        for cell in cells:
+        for i, cell in enumerate(cells):
             entry = nodes.entry()
-            entry += nodes.paragraph(text=cell)
+            para = nodes.paragraph()
+            para += (nodes.literal(text=cell) if target is body and i in literal and cell
+                     else nodes.Text(cell))
+            entry += para
             row += entry
         target += row
     return table
