@@ -61,11 +61,12 @@ class FittedModel:
     def robj(self) -> Any:
         """The fitted R model itself, as an rpy2 object.
 
-        lme4's ``lmerMod`` or ``glmerMod`` for :class:`lmermagic.LmerModel`,
-        glmmTMB's ``glmmTMB`` object for :class:`lmermagic.TmbModel`: for R
-        functions lmermagic does not wrap, through rpy2 (``rpy2.robjects``).
-        R runs in one thread at a time: call R with it, and drop it, in the
-        thread that uses R.
+        For :class:`lmermagic.LmerModel` lme4's ``lmerMod`` (lmerTest's
+        ``lmerModLmerTest`` with Kenward-Roger df) or ``glmerMod``; for
+        :class:`lmermagic.TmbModel` glmmTMB's ``glmmTMB`` object. Use it to
+        call R functions lmermagic does not wrap, through rpy2
+        (``rpy2.robjects``); call them, and drop the object, in the thread
+        that uses R.
 
         Examples
         --------

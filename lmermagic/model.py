@@ -170,9 +170,10 @@ class LmerModel(FittedModel):
         lmermagic's handle of the data frame R fitted to.
     request : FitRequest
         What was fitted, with every option.
-    data : pandas.DataFrame or None
-        The caller's data (a reference, not a copy), for ``update()``; None
-        for a model loaded from a file.
+    data : pandas.DataFrame or polars.DataFrame
+        The caller's data (a reference, not a copy), for ``update()``; for a
+        model read by :func:`lmermagic.load_model`, the columns the model
+        uses, as saved.
     name : str or None
         The name given with the magic's ``-o`` (labels model comparisons).
     meta : dict
@@ -493,8 +494,8 @@ class LmerModel(FittedModel):
         Warns
         -----
         lmermagic.LmerWarning
-            Bootstrap refits gave warnings or failed (failed ones are left
-            out).
+            R's warnings (e.g. from the profile); bootstrap refits that gave
+            warnings or failed (failed ones are left out).
 
         Examples
         --------
@@ -566,7 +567,8 @@ class LmerModel(FittedModel):
             ``std_error``, ``df``, ``t_ratio`` (``z_ratio`` for glmer),
             ``p_value`` and ``p_adjust`` (the adjustment emmeans applied, also
             in ``attrs["adjust"]``). Degrees of freedom for lmer are emmeans'
-            default (Kenward-Roger); ``inf`` for glmer.
+            default ``lmer.df`` (Kenward-Roger, unless the model is too large
+            for it); ``inf`` for glmer.
 
         Raises
         ------
@@ -729,7 +731,7 @@ class LmerModel(FittedModel):
         ------
         lmermagic.DataError
             ``nsim`` is not a positive whole number, or ``seed`` not a whole
-            number within +/-2**31.
+            number within ``+/-2**31``.
         lmermagic.FitError
             R failed to simulate (R's message quoted).
 
@@ -813,8 +815,8 @@ class LmerModel(FittedModel):
             ``nsim``, ``seed``, ``test`` (one that does not fit the model
             kind, or Kenward-Roger for an ML fit), ``workers`` or
             ``backend``; ``along`` is not a grouping factor in the data, or
-            ``n`` without ``along``; the model has no data (loaded from a
-            file).
+            ``n`` without ``along``; the model's data is not a pandas
+            DataFrame.
         lmermagic.FitError
             R failed to set up the simulation (R's message quoted); a refit
             that fails counts in ``n_failed`` instead.
@@ -870,7 +872,8 @@ class LmerModel(FittedModel):
             Columns ``check, term, statistic, value, adjusted, df, p_value,
             observed, expected, ok, verdict`` (``docs/schema.md``). Checks:
             ``singular``, ``convergence`` (lme4's scaled gradient),
-            ``collinearity`` (one row per term: VIF and adjusted VIF),
+            ``collinearity`` (one row per term: VIF and adjusted VIF; one
+            row saying "not computed" with fewer than two terms),
             ``overdispersion`` (Poisson, negative binomial and binomial with
             trials), ``zero_inflation`` (counts), then DHARMa's
             ``sim_uniformity``, ``sim_dispersion``, ``sim_outliers`` and, for
@@ -960,13 +963,14 @@ class LmerModel(FittedModel):
         Returns
         -------
         lmermagic.LmerModel
-            The new fit (a glmer model when ``family`` is given).
+            The new fit (a glmer model when a ``family`` is given, an lmer
+            model with ``family=None``).
 
         Raises
         ------
         lmermagic.DataError
-            An unknown option or a bad value, or no data (a model loaded from
-            a file: give ``data=``).
+            An unknown option or a bad value, or the model has no data
+            attached (give ``data=``).
         lmermagic.FormulaError
             The new formula does not parse, names a column the data lacks, or
             calls a function outside the allowlist
@@ -993,9 +997,9 @@ class LmerModel(FittedModel):
         """Write the model to one file, which :func:`lmermagic.load_model` reads back.
 
         The file holds what was fitted (the options, the row index, the
-        versions), the tables and R's ``serialize()`` of the fit and its data;
-        it is written atomically (a temporary file renamed). The caller's
-        data frame is not saved: a loaded model has ``data=None``.
+        versions), the tables and R's ``serialize()`` of the fit and its data
+        (the columns the model uses, not the caller's whole data frame); it is
+        written atomically (a temporary file renamed).
 
         Parameters
         ----------
@@ -1525,9 +1529,10 @@ class LmerModel(FittedModel):
     def summary(self) -> str:
         """Print R's own ``summary(m)`` of the model, as text.
 
-        lmerTest's summary (with the model's Satterthwaite or Kenward-Roger
-        df) for lmer, lme4's for glmer and ``ddf="lme4"``; the versions the
-        numbers were computed with are on its last line.
+        lme4's summary; for lmer with Satterthwaite or Kenward-Roger df its
+        coefficient table has the df and p-value columns lmerTest's
+        ``summary(m, ddf = ...)`` prints. The versions the numbers were
+        computed with are on its last line.
 
         Returns
         -------
@@ -1546,7 +1551,7 @@ class LmerModel(FittedModel):
         >>> sleep = lmermagic.datasets.load("sleepstudy")
         >>> m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
         >>> print(m.summary())
-        Linear mixed model fit by REML. t-tests use Satterthwaite's method ['lmerMod']
+        Linear mixed model fit by REML...
         Formula: Reaction ~ Days + (Days | Subject)
         ...
         Number of obs: 180, groups:  Subject, 18
