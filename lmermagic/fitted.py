@@ -1,8 +1,9 @@
 """The fields of a fitted model: what R computed, as pandas objects.
 
-The base of :class:`lmermagic.model.LmerModel`, which adds the methods and the
-display. The modules below the model (the fit machinery, the toolbox) build and
-read these fields without knowing the methods that call them.
+The base of :class:`lmermagic.LmerModel` and :class:`lmermagic.TmbModel`, which
+add the methods and the display. The modules below the model (the fit machinery,
+the toolbox) build and read these fields without knowing the methods that call
+them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ __all__ = ["FittedModel"]
 
 @dataclass(frozen=True, eq=False, repr=False)
 class FittedModel:
-    """A fitted lme4 model's results; the fields are documented on
-    :class:`lmermagic.LmerModel`."""
+    """A fitted model's results; the fields are documented on
+    :class:`lmermagic.LmerModel` and :class:`lmermagic.TmbModel`."""
 
     formula: str
     kind: str
@@ -58,9 +59,40 @@ class FittedModel:
 
     @property
     def robj(self) -> Any:
-        """The underlying R model (an rpy2 object). Drop it in the thread that uses R."""
+        """The fitted R model itself, as an rpy2 object.
+
+        For :class:`lmermagic.LmerModel` lme4's ``lmerMod`` (lmerTest's
+        ``lmerModLmerTest`` with Kenward-Roger df) or ``glmerMod``; for
+        :class:`lmermagic.TmbModel` glmmTMB's ``glmmTMB`` object. Use it to
+        call R functions lmermagic does not wrap, through rpy2
+        (``rpy2.robjects``); call them, and drop the object, in the thread
+        that uses R.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> sleep = lmermagic.datasets.load("sleepstudy")
+        >>> m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+        >>> m.robj.rclass[0]
+        'lmerMod'
+        """
         return self.r_object.sexp
 
     @property
     def fixef(self) -> pd.Series:
+        """The fixed-effect estimates, as R's ``fixef(m)``.
+
+        A Series named ``fixef``, indexed by R's term names: the
+        ``estimate`` column of ``m.coefs``.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> sleep = lmermagic.datasets.load("sleepstudy")
+        >>> m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+        >>> print(m.fixef.round(2).to_string())
+        term
+        (Intercept)    251.41
+        Days            10.47
+        """
         return self.coefs["estimate"].rename("fixef")
