@@ -84,20 +84,66 @@ __all__ = [
 def shutdown_workers() -> None:
     """End the worker processes the session keeps warm between jobs.
 
-    lmer_many(workers=...), the bootstrap's workers= and isolated fits lend
-    processes from one pool; kept ones end by themselves after
+    ``lmer_many(workers=...)``, the bootstrap's ``workers=``, ``m.power(workers=...)``
+    and isolated fits (``isolate=True``) lend processes, each with its own R,
+    from one pool; kept ones end by themselves after
     ``lmermagic.workers.get_pool().idle_timeout`` seconds without work (300)
-    and at exit. The next job that needs workers starts new ones (about 2 s
-    each)."""
+    and at exit. Call this to free their memory now; the next job that needs
+    workers starts new ones (about 2 s each). A job under way in another
+    thread is not interrupted.
+
+    Raises
+    ------
+    OSError
+        Not expected: only if the operating system refuses to end or reap a
+        worker process (one that has already ended is fine).
+
+    Examples
+    --------
+    >>> import lmermagic
+    >>> lmermagic.shutdown_workers()
+    """
     from .pool import shutdown
 
     shutdown()
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register %lmer, %%lmer, %glmer, %%glmer, %lmer_many, %glmer_many (line
-    and cell), %lmer_power, %glmmtmb and %%glmmtmb, %clmm and %%clmm, and their Tab
-    completion (called by %load_ext)."""
+    """Register lmermagic's magics and their Tab completion in an IPython shell.
+
+    IPython calls this for ``%load_ext lmermagic``: it registers ``%lmer``,
+    ``%%lmer``, ``%glmer``, ``%%glmer``, ``%lmer_many``, ``%glmer_many`` (line
+    and cell), ``%lmer_power``, ``%glmmtmb`` and ``%%glmmtmb``, ``%clmm`` and
+    ``%%clmm``, makes ``%config LmerMagics`` reach their settings, and adds
+    the completion of formulas and options. R is not started here.
+
+    Parameters
+    ----------
+    ipython : IPython.core.interactiveshell.InteractiveShell
+        The shell to register the magics with (a notebook kernel's or a
+        terminal IPython's).
+
+    Raises
+    ------
+    AttributeError
+        ``ipython`` is not an IPython shell (it has no ``register_magics``).
+
+    Examples
+    --------
+    In a notebook or IPython, ``%load_ext lmermagic`` calls this. From Python,
+    with IPython's shell (skipped when the examples are tested: creating the
+    shell replaces ``sys.modules["__main__"]`` and makes the process-wide
+    ``InteractiveShell`` singleton, which the test suite's own shell shares):
+
+    >>> import lmermagic
+    >>> from IPython.core.interactiveshell import InteractiveShell
+    >>> shell = InteractiveShell.instance()  # doctest: +SKIP
+    >>> shell.run_line_magic("load_ext", "lmermagic")  # doctest: +SKIP
+    >>> shell.push({"sleep": lmermagic.datasets.load("sleepstudy")})  # doctest: +SKIP
+    >>> _ = shell.run_cell("%lmer -d sleep -o m Reaction ~ Days + (1 | Subject);")  # doctest: +SKIP
+    >>> shell.user_ns["m"].formula  # doctest: +SKIP
+    'Reaction ~ Days + (1 | Subject)'
+    """
     from .clmm_magics import ClmmMagics
     from .completion import register
     from .magics import LmerMagics

@@ -14,27 +14,48 @@ SEARCH_PACKAGES = ("lme4", "lmerTest", "geepack", "pbkrtest", "emmeans", "ordina
 
 
 def load(name: str, package: str | None = None) -> pd.DataFrame:
-    """Load a data set of an installed R package.
+    """Load a data set of an installed R package, as R's ``data(name, package = package)``.
 
     Parameters
     ----------
     name : str
-        The data set's name in R, e.g. ``"sleepstudy"``.
-    package : str, optional
-        The R package holding it (``"geepack"`` for ``dietox``). Without it,
-        lme4, lmerTest, geepack, pbkrtest, emmeans, ordinal (``wine``) and
-        datasets are searched.
+        The data set's name in R, e.g. ``"sleepstudy"``, ``"cbpp"``,
+        ``"dietox"``, ``"ham"``.
+    package : str or None, optional
+        The R package holding it (``"geepack"`` for ``dietox``). Default None:
+        the packages of ``lmermagic.datasets.SEARCH_PACKAGES`` are searched in
+        turn (lme4, lmerTest, geepack, pbkrtest, emmeans, ordinal for
+        ``wine``, then R's own datasets), skipping those not installed.
 
     Returns
     -------
     pandas.DataFrame
-        Factors become Categoricals with R's level order.
+        R's data frame (``as.data.frame()`` of the object), one column per R
+        column; factors become Categoricals with R's level order.
+
+    Raises
+    ------
+    lmermagic.DataError
+        ``name`` or ``package`` is not a non-empty string, or holds a NUL
+        character; or no package searched has a data set of that name.
+    lmermagic.RPackageMissingError
+        ``package`` is one lmermagic knows (lme4, lmerTest, emmeans, ...) and
+        is not installed in this R.
+    lmermagic.RNotAvailableError
+        R or rpy2 cannot be started (R starts at the first call that needs it).
 
     Examples
     --------
     >>> from lmermagic import datasets
-    >>> datasets.load("dietox", package="geepack").shape
-    (861, 7)
+    >>> sleep = datasets.load("sleepstudy")
+    >>> sleep.shape
+    (180, 3)
+    >>> list(sleep.columns)
+    ['Reaction', 'Days', 'Subject']
+    >>> str(sleep["Subject"].dtype)
+    'category'
+    >>> datasets.load("cbpp", package="lme4").shape
+    (56, 4)
     """
     from .rbridge import frame_to_pandas, get_r
 

@@ -83,20 +83,48 @@ def power_table(sims: pd.DataFrame, sizes: list[int], nsim: int, alpha: float) -
 class PowerResult:
     """Power of a test of one fixed effect, by simulation (from ``m.power()``).
 
+    What :meth:`lmermagic.LmerModel.power` returns: the power per design size
+    with its exact interval, every simulation behind it, a summary in words
+    (its repr) and the power curve (:meth:`lmermagic.PowerResult.plot`).
+
     Attributes
     ----------
     table : pandas.DataFrame
         One row per design size: ``n`` (levels of ``along``; without it, the
         model's number of observations), ``nsim``, ``successes`` (p < alpha),
         ``power`` = successes / (nsim - n_failed), ``conf_low``/``conf_high``
-        (95 % Clopper-Pearson interval of the power), ``n_failed`` (refits
-        without a p-value: left out of the denominator), ``n_singular`` and
-        ``n_not_converged`` (among the refits that gave a p-value: counted in).
+        (95 % Clopper-Pearson interval of the power, as R's ``binom.test``),
+        ``n_failed`` (refits without a p-value: left out of the denominator),
+        ``n_singular`` and ``n_not_converged`` (among the refits that gave a
+        p-value: counted in).
     simulations : pandas.DataFrame
         One row per simulation: ``n, sim, estimate, std_error, statistic, df,
-        p_value, singular, converged, failed, message``.
+        p_value, singular, converged, failed, message`` (the term's test in
+        that refit; ``message`` says why a failed one failed).
     meta : dict
-        term, effect, test, alpha, along, seed, backend, workers, seconds.
+        term, effect, test, alpha, along, seed, backend, workers, seconds,
+        kind.
+
+    Examples
+    --------
+    >>> import lmermagic
+    >>> sleep = lmermagic.datasets.load("sleepstudy")
+    >>> m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> pr = m.power("Days", effect=5, along="Subject", n=[6, 12], nsim=10, seed=1,
+    ...              progress=False)
+    >>> pr.table["n"].tolist()
+    [6, 12]
+    >>> list(pr.table.columns)
+    ['n', 'nsim', 'successes', 'power', 'conf_low', 'conf_high', 'n_failed',
+     'n_singular', 'n_not_converged']
+    >>> pr.simulations.shape
+    (20, 11)
+    >>> pr.meta["term"], pr.meta["test"]
+    ('Days', 'satterthwaite')
+
+    A real study takes the default ``nsim=1000``:
+
+    >>> pr = m.power("Days", effect=5, along="Subject", n=[6, 12, 18])  # doctest: +SKIP
     """
 
     table: pd.DataFrame
@@ -105,12 +133,38 @@ class PowerResult:
 
     @property
     def smallest_n(self) -> int | None:
-        """The smallest n whose estimated power reaches 80 %, or None."""
+        """The smallest n of ``table`` whose estimated power reaches 80 %, or None
+        if none does."""
         hit = self.table[self.table["power"] >= TARGET]
         return None if hit.empty else int(hit["n"].min())
 
     def summary(self) -> str:
-        """The result in words."""
+        """The result in words: the power and its interval, or along a grouping
+        factor the smallest tried n that reaches 80 % power.
+
+        Returns
+        -------
+        str
+            One sentence naming the term, the effect, the test, alpha and the
+            simulations per size.
+
+        Raises
+        ------
+        TypeError
+            ``meta`` lacks ``effect`` or ``alpha`` (a PowerResult built by
+            hand, not by ``m.power()``).
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> sleep = lmermagic.datasets.load("sleepstudy")
+        >>> m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+        >>> pr = m.power("Days", effect=5, along="Subject", n=[6, 12], nsim=10, seed=1,
+        ...              progress=False)
+        >>> print(pr.summary())
+        power to detect 'Days' = 5 (satterthwaite test, alpha = 0.05, 10 simulations per
+        size): ...
+        """
         m = self.meta
         t = self.table
         what = (f"power to detect {m.get('term')!r} = {m.get('effect'):.4g} "
@@ -142,8 +196,35 @@ class PowerResult:
                 f"{self.table.to_html(index=False)}</div>")
 
     def plot(self, ax: Any = None) -> Any:
-        """The power curve over n with its 95 % intervals and the 80 % line (a
-        matplotlib Figure; ``ax=`` draws into the caller's axes)."""
+        """Draw the power curve over n with its 95 % intervals and the 80 % line.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Draw into these axes; default None: a new figure of its own.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure drawn (``ax``'s figure when ``ax`` is given).
+
+        Raises
+        ------
+        lmermagic.OptionalDependencyError
+            matplotlib is not installed.
+
+        Examples
+        --------
+        >>> import lmermagic
+        >>> sleep = lmermagic.datasets.load("sleepstudy")
+        >>> m = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+        >>> pr = m.power("Days", effect=5, along="Subject", n=[6, 12], nsim=10, seed=1,
+        ...              progress=False)
+        >>> fig = pr.plot()
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> _ = pr.plot(ax=ax)
+        """
         from .plots._draw import panels
 
         t = self.table

@@ -28,18 +28,27 @@ _BOOLS = {"converged", "singular"}
 
 @dataclass
 class ManyModels:
-    """The tables of many fitted models, one row per model and term.
+    """The tables of many fitted models, from :func:`lmermagic.lmer_many` and
+    :func:`lmermagic.glmer_many`.
+
+    One table per kind of result, each led by the key columns that name the
+    model and holding every model's rows: the long tables a ``for`` loop over
+    R's ``summary()``, ``glance()`` and ``as.data.frame(VarCorr())`` would
+    stack. ``len(mm)`` is the number of models.
 
     Attributes
     ----------
     key : list of str
         The columns that name a model: ``response``, the ``by`` columns, or
         ``model`` (a formula grid).
-    coefs : DataFrame
+    coefs : pandas.DataFrame
         The key, then ``term, estimate, std_error, df, statistic, p_value,
-        p_adjusted, conf_low, conf_high``. ``p_adjusted`` is R's
-        ``p.adjust`` of each term's p-values across the models.
-    glance : DataFrame
+        p_adjusted, conf_low, conf_high``: each fitted model's fixed effects,
+        as ``m.coefs`` (lmerTest's t tests for lmer, lme4's z tests for
+        glmer; ``conf_low``/``conf_high`` 95 % Wald limits, estimate +-
+        1.96 standard errors). ``p_adjusted`` is R's ``p.adjust`` of each
+        term's p-values across the models.
+    glance : pandas.DataFrame
         The key, then ``nobs, sigma, loglik, aic, bic, deviance, converged,
         singular, n_warnings, r2_marginal, r2_conditional, icc``, then ``aicc,
         delta_aicc, weight``: one row per fitted model. ``r2_marginal,
@@ -50,20 +59,42 @@ class ManyModels:
         for a formula grid ``delta_aicc`` the difference from the smallest
         AICc and ``weight`` the Akaike weight among the formulas of each
         subset, NaN otherwise.
-    varcorr : DataFrame
+    varcorr : pandas.DataFrame
         The key, then ``group, var1, var2, vcov, sdcor`` (R's
         ``as.data.frame(VarCorr(m))``).
-    errors : DataFrame
-        The key, then ``error_type, message``: one row per model that failed.
-    warnings : DataFrame
+    errors : pandas.DataFrame
+        The key, then ``error_type, message``: one row per model that failed
+        (R's error class and message, or ``WorkerDied`` for the models of a
+        worker process that died).
+    warnings : pandas.DataFrame
         The key, then ``message``: R's warnings and messages, per model.
     meta : dict
         backend, workers (asked for), workers_used (the worker processes
         that fitted models: 0 when every model was fitted here),
         workers_reason (why, in words), workers_estimate (the estimates in
-        seconds behind the choice), chunk_size, seconds, p_adjust, kind.
+        seconds behind the choice), chunk_size, seconds, p_adjust, kind, ddf.
+    n_models : int
+        The number of models asked for, fitted or failed (also ``len(mm)``).
     models : dict
-        With ``keep_models=True``: key -> the fitted LmerModel.
+        With ``keep_models=True``: key -> the fitted
+        :class:`lmermagic.LmerModel` (a tuple key with several key columns);
+        empty otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lmermagic
+    >>> sleep = lmermagic.datasets.load("sleepstudy")
+    >>> sleep["log_rt"] = np.log(sleep["Reaction"])
+    >>> mm = lmermagic.lmer_many("~ Days + (Days | Subject)", sleep,
+    ...                          responses=["Reaction", "log_rt"], progress=False)
+    >>> mm.key, len(mm), mm.n_failed
+    (['response'], 2, 0)
+    >>> mm.coefs[["response", "term"]].values.tolist()
+    [['Reaction', '(Intercept)'], ['Reaction', 'Days'], ['log_rt', '(Intercept)'],
+     ['log_rt', 'Days']]
+    >>> mm.glance["converged"].tolist()
+    [True, True]
     """
 
     key: list[str]
@@ -86,13 +117,62 @@ class ManyModels:
 
     @property
     def n_failed(self) -> int:
+        """The number of models that failed: the rows of ``errors`` (the rest
+        of the ``n_models`` have a row in ``glance``)."""
         return len(self.errors)
 
     def tidy(self, conf_int: bool = True, conf_level: float = 0.95) -> pd.DataFrame:
-        """Each model's ``m.tidy()`` (broom.mixed's table: fixed effects, then
-        the variance parameters ``sd__(Intercept)``, ``cor__(Intercept).Days``,
-        ``sd__Observation``), stacked under the key, with ``p_adjusted`` after
-        ``p_value``."""
+        """Each model's ``m.tidy()`` (broom.mixed's table), stacked under the key.
+
+        Computed in Python from ``coefs`` and ``varcorr``, as broom.mixed's
+        ``tidy(m)`` with its default ``effects = c("fixed", "ran_pars")``: the
+        fixed effects, then the variance parameters (``sd__(Intercept)``,
+        ``cor__(Intercept).Days``, ``sd__Observation``). Failed models have
+        no rows.
+
+        Parameters
+        ----------
+        conf_int : bool, optional
+            Add ``conf_low, conf_high`` (default True): for the fixed
+            effects Wald limits with a t quantile at each row's df (lmer with
+            Satterthwaite df) or a normal quantile (glmer, ``ddf="lme4"``);
+            NaN for the variance parameters.
+        conf_level : float, optional
+            Confidence level of the limits, in (0, 1); default 0.95.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The key, then ``effect`` (``"fixed"`` or ``"ran_pars"``),
+            ``group`` (the grouping factor or ``"Residual"``; missing for the
+            fixed effects), ``term``, ``estimate``, ``std_error``, ``statistic``,
+            ``df``, ``p_value``, ``p_adjusted`` (as in ``coefs``; NaN for
+            the variance parameters), and ``conf_low, conf_high`` with
+            ``conf_int``.
+
+        Raises
+        ------
+        lmermagic.DataError
+            ``conf_level`` is not between 0 and 1.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import lmermagic
+        >>> sleep = lmermagic.datasets.load("sleepstudy")
+        >>> sleep["log_rt"] = np.log(sleep["Reaction"])
+        >>> mm = lmermagic.lmer_many("~ Days + (Days | Subject)", sleep,
+        ...                          responses=["Reaction", "log_rt"], progress=False)
+        >>> t = mm.tidy()
+        >>> list(t.columns)
+        ['response', 'effect', 'group', 'term', 'estimate', 'std_error', 'statistic',
+         'df', 'p_value', 'p_adjusted', 'conf_low', 'conf_high']
+        >>> t["term"].tolist()[:6]
+        ['(Intercept)', 'Days', 'sd__(Intercept)', 'cor__(Intercept).Days', 'sd__Days',
+         'sd__Observation']
+        >>> mm.tidy(conf_int=False).shape
+        (12, 10)
+        """
         kind, ddf = self.meta.get("kind", "lmer"), self.meta.get("ddf", "satterthwaite")
         coefs = self.coefs.set_index("term")
         c_at = _bounds(self._coef_ids, self.n_models)

@@ -267,16 +267,76 @@ def compare(*models: FittedModel, names: Sequence[str] | None = None,
 def anova(*models: FittedModel, **named_models: Any) -> pd.DataFrame:
     """R's ``anova()``: F tests for one model, a likelihood-ratio comparison for several.
 
-    ``anova(m)`` is :func:`model_anova` (``type=``, ``ddf=``, ``engine=``,
-    ``statistic=`` may be given);
-    ``anova(m0, m1, ...)`` is :func:`compare`, rows labelled with the variable
-    names; ``anova(null=m0, full=m1)`` labels them with the keywords.
+    ``anova(m)`` tests the model's fixed-effect terms as ``m.anova()`` does
+    (lmerTest's ``anova(m)`` for an lmer fit: Type III, Satterthwaite df).
+    ``anova(m0, m1, ...)`` compares the models as R's ``anova(m0, m1, ...)``
+    (lme4's ``anova.merMod``; glmmTMB's and ordinal's for their fits): REML
+    fits are refitted with ML first (unless ``refit=False``), rows are sorted
+    by the number of parameters, and each row is tested against the one above
+    it.
+
+    Parameters
+    ----------
+    *models : lmermagic.LmerModel, lmermagic.TmbModel or lmermagic.ClmmModel
+        One model to test, or two or more fitted to the same data to compare.
+        Each is labelled by its ``name`` (the magic's ``-o``), else by the
+        caller's variable bound to it, else ``model1``, ``model2``, ...
+    **named_models : model, or an option (int, str or bool)
+        Models given by keyword, labelled with the keyword
+        (``anova(null=m0, full=m1)``). Other keywords are options: for one
+        model ``type``, ``ddf``, ``engine`` and ``statistic``, as for
+        :meth:`lmermagic.LmerModel.anova`; for several ``refit`` (bool,
+        default True: refit REML fits with ML, R's ``refit = TRUE``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        For one model, one row per term (index ``term``): lmerTest's
+        ``sum_sq, mean_sq, num_df, den_df, f_value, p_value`` for an lmer
+        fit; for a glmer fit emmeans' ``joint_tests`` (``num_df, den_df,
+        f_ratio, chisq, p_value``) or, with ``type=2``/``3``, car's
+        ``Anova`` (see :meth:`lmermagic.LmerModel.anova`). For several, one
+        row per model (index: the labels, in R's order): ``npar, aic, bic,
+        loglik, deviance, chisq, df, p_value`` (R's; ``chisq``, ``df`` and
+        ``p_value`` missing in the first row), then ``aicc, delta_aicc,
+        weight`` (MuMIn's AICc of each row, its difference from the
+        smallest, the Akaike weights); ``attrs["heading"]`` has R's heading
+        with each model's formula. ordinal's table has no ``bic`` and
+        ``deviance``.
+
+    Raises
+    ------
+    lmermagic.DataError
+        No model is given; a keyword is neither a model nor an option the
+        call takes; an option has a value it does not take; one clmm model
+        (ordinal has no tests of a single clmm fit); glmmTMB and lme4 fits
+        mixed; an object that is not a lmermagic model; or tests of the
+        terms of a model that has none besides the intercept.
+    lmermagic.FitError
+        R's ``anova`` (or car's, emmeans') stopped with an error, e.g. for
+        models fitted to different rows.
+    lmermagic.RPackageMissingError
+        The R package the test needs (lmerTest, pbkrtest, car, emmeans) is
+        not installed.
 
     Examples
     --------
-    >>> lmermagic.anova(m1)                 # Type III F tests
-    >>> lmermagic.anova(m0, m1)             # LRT, rows 'm0', 'm1'
-    >>> lmermagic.anova(small=m0, big=m1)   # rows 'small', 'big'
+    >>> import lmermagic
+    >>> sleep = lmermagic.datasets.load("sleepstudy")
+    >>> m0 = lmermagic.lmer("Reaction ~ 1 + (Days | Subject)", sleep)
+    >>> m1 = lmermagic.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> f = lmermagic.anova(m1)                 # Type III F tests (lmerTest)
+    >>> list(f.columns)
+    ['sum_sq', 'mean_sq', 'num_df', 'den_df', 'f_value', 'p_value']
+    >>> print(round(float(f.loc["Days", "f_value"]), 1))
+    45.9
+    >>> lr = lmermagic.anova(m0, m1)            # LRT after ML refits
+    >>> list(lr.index)
+    ['m0', 'm1']
+    >>> print(round(float(lr.loc["m1", "chisq"]), 1))
+    23.5
+    >>> lmermagic.anova(small=m0, big=m1, refit=False).index.tolist()
+    ['small', 'big']
     """
     named = {k: v for k, v in named_models.items()
              if isinstance(v, (FittedModel, ClmmFitted))}
