@@ -76,7 +76,7 @@ bench-power: setup
 	$(PY) benchmarks/power.py
 
 lint: setup
-	$(VENV)/bin/ruff check lmermagic tests
+	$(VENV)/bin/ruff check lmermagic tests scripts docs/site benchmarks
 	$(VENV)/bin/mypy lmermagic
 
 clean:

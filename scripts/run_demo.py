@@ -187,7 +187,7 @@ def execute(
         client.execute()
     except CellExecutionError as exc:
         result.error = str(exc)
-    except Exception as exc:  # noqa: BLE001 -- kernel died, timeout: report as a failing cell
+    except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
 
     if result.error is None and check_dietox:
