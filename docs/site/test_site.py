@@ -14,7 +14,7 @@ import base64
 import functools
 import http.server
 import json
-import os
+import sys
 import threading
 import time
 import urllib.parse
@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+import chromium  # noqa: E402  (tests/chromium.py: the browser of the JupyterLab tests too)
+
 SITE = ROOT / "build" / "site"
 BUILD = ROOT / "build"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 NOT_PAGES = ("_static", "_sources", "_images")
 
 # Everything a page shows a reader: its links, images and anchors, read in the browser.
@@ -69,22 +70,7 @@ def server(site: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        raise RuntimeError(f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium "
-                           "chromium-driver (make docs-test does it through "
-                           "scripts/setup-system.sh)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--window-size=1400,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = chromium.start(tmp_path_factory.mktemp("chromium"))
     driver.set_page_load_timeout(60)
     try:
         yield driver
