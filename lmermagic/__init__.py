@@ -20,7 +20,9 @@ from .request import ALLOWED_FUNCTIONS
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import clear_cache, glmer, glmer_many, lmer, lmer_many, load_model
+    from .api import glmer, lmer
+    from .many_api import glmer_many, lmer_many
+    from .stored import clear_cache, load_model
     from .clmm_api import clmm
     from .clmm_model import ClmmModel
     from .model import LmerModel
@@ -31,8 +33,8 @@ if TYPE_CHECKING:
     from .toolbox.power import PowerResult
 
 # pandas and numpy load on first use, so that `%load_ext lmermagic` stays fast.
-_LAZY = {"lmer": "api", "glmer": "api", "lmer_many": "api", "glmer_many": "api",
-         "clear_cache": "api", "load_model": "api", "LmerModel": "model", "anova": "toolbox",
+_LAZY = {"lmer": "api", "glmer": "api", "lmer_many": "many_api", "glmer_many": "many_api",
+         "clear_cache": "stored", "load_model": "stored", "LmerModel": "model", "anova": "toolbox",
          "ManyModels": "toolbox.many_tables", "clmm": "clmm_api", "ClmmModel": "clmm_model",
          "PowerResult": "toolbox.power", "glmmtmb": "tmb", "TmbModel": "tmb_model"}
 

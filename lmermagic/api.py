@@ -1,6 +1,5 @@
-"""The Python API: ``lmer`` and ``glmer``. The magics call these. ``lmer_many`` and
-``glmer_many`` (many_api.py), ``load_model`` and ``clear_cache`` (stored.py) are
-re-exported here."""
+"""The Python API: ``lmer``, ``glmer`` and ``fit``. The magics call these; many_api.py's
+batches refit their kept models with ``fit``."""
 
 from __future__ import annotations
 
@@ -11,12 +10,10 @@ from . import warmstart
 from .errors import DataError
 from .fitting import issue_warnings
 from .isolation import fit_any
-from .many_api import glmer_many, lmer_many
 from .model import LmerModel
 from .request import FitRequest
-from .stored import clear_cache, load_model
 
-__all__ = ["clear_cache", "fit", "glmer", "glmer_many", "lmer", "lmer_many", "load_model"]
+__all__ = ["fit", "glmer", "lmer"]
 
 
 def lmer(

@@ -8,8 +8,8 @@ import warnings
 from typing import Any
 
 from . import convert
+from .api import fit
 from .errors import DataError
-from .isolation import fit_any
 from .model import LmerModel
 from .rbridge import time_limit
 from .request import FitRequest
@@ -309,6 +309,5 @@ def _keep(plan: Plan, mm: ManyModels, df: Any) -> dict[Any, LmerModel]:
         request = dataclasses.replace(plan.request, formula=plan.formulas[i])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the batch's warnings table has them
-            # api.fit's work: api imports this module, which cannot import it back
-            out[key[0] if len(key) == 1 else key] = LmerModel(**fit_any(request, data))
+            out[key[0] if len(key) == 1 else key] = fit(request, data)
     return out

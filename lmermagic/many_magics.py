@@ -1,6 +1,6 @@
 """The IPython magics ``%lmer_many``, ``%%lmer_many``, ``%glmer_many`` and
 ``%%glmer_many``: many models in one cell, glue only (parse, hand to
-:func:`lmermagic.api.lmer_many`, push the result)."""
+:func:`lmermagic.lmer_many`, push the result)."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class ManyMagics(Magics):
     def _fit(self, kind: str, args: argparse.Namespace, formula: str | dict[str, str],
              data: Any) -> ManyModels | None:
         from . import convert
-        from .api import glmer_many, lmer_many
+        from .many_api import glmer_many, lmer_many
 
         settings = self._settings()
         columns = list(convert.as_pandas(data, args.data).columns)
