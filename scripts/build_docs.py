@@ -124,9 +124,8 @@ def stage(src: Path, copies: list[Path]) -> None:
         cards.append(card + ":::\n")
     intro = (SITE / "gallery.md").read_text(encoding="utf-8")
     grid = "::::{grid} 1 2 2 3\n:gutter: 3\n\n" + "\n".join(cards) + "::::\n"
-    names = "\n".join(c.stem for c in copies)
     (gallery / "index.md").write_text(
-        intro + "\n" + grid + f"\n```{{toctree}}\n:hidden:\n\n{names}\n```\n", encoding="utf-8")
+        intro + "\n" + grid + _toctree([c.stem for c in copies]), encoding="utf-8")
     # README.md is the home page, index.md: the one page that links to it says so.
     readme = src / "README.md"
     home = src / "index.md"

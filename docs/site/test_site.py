@@ -26,6 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+import build_docs  # noqa: E402
 import chromium  # noqa: E402  (tests/chromium.py: the browser of the JupyterLab tests too)
 
 SITE = ROOT / "build" / "site"
@@ -168,7 +170,8 @@ def test_gallery_page_shows_the_notebooks_plots(notebook: Path, browser: Any,
     plots = sum("image/png" in out.get("data", {}) for cell in executed["cells"]
                 for out in cell.get("outputs", []))
     page = _open(browser, f"{server}docs/examples/{notebook.stem}.html")
-    assert page["title"].startswith(_title(executed))
+    # the page's title is the notebook's, up to its first inline code
+    assert page["title"].startswith(build_docs.notebook_title(executed).split("`")[0][:20])
     # scrolled into view, each plot is decoded by the browser
     widths = browser.execute_script("""return (async () => {
         const out = [];
@@ -181,14 +184,6 @@ def test_gallery_page_shows_the_notebooks_plots(notebook: Path, browser: Any,
     n_code = sum(c["cell_type"] == "code" for c in executed["cells"])
     shown = browser.execute_script("return document.querySelectorAll('div.cell').length")
     assert shown >= n_code
-
-
-def _title(nb: dict[str, Any]) -> str:
-    for cell in nb["cells"]:
-        for line in "".join(cell["source"]).splitlines():
-            if cell["cell_type"] == "markdown" and line.startswith("# "):
-                return line[2:].strip().split("`")[0][:20]
-    return ""
 
 
 def test_search_finds_emmeans(browser: Any, server: str) -> None:
