@@ -110,6 +110,18 @@ def shutdown_workers() -> None:
     shutdown()
 
 
+def _magics_classes() -> list[type]:
+    """The magics classes %load_ext registers, LmerMagics (the %config one) first; the
+    documentation site's magics and %config pages are made from the same list."""
+    from .clmm_magics import ClmmMagics
+    from .magics import LmerMagics
+    from .many_magics import ManyMagics
+    from .power_magics import PowerMagics
+    from .tmb_magics import TmbMagics
+
+    return [LmerMagics, ManyMagics, PowerMagics, TmbMagics, ClmmMagics]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register lmermagic's magics and their Tab completion in an IPython shell.
 
@@ -146,20 +158,13 @@ def load_ipython_extension(ipython: Any) -> None:
     >>> shell.user_ns["m"].formula  # doctest: +SKIP
     'Reaction ~ Days + (1 | Subject)'
     """
-    from .clmm_magics import ClmmMagics
     from .completion import register
-    from .magics import LmerMagics
-    from .many_magics import ManyMagics
-    from .power_magics import PowerMagics
-    from .tmb_magics import TmbMagics
 
-    magics = LmerMagics(shell=ipython)
-    ipython.register_magics(magics)
-    ipython.register_magics(ManyMagics(shell=ipython))
-    ipython.register_magics(PowerMagics(shell=ipython))
-    ipython.register_magics(TmbMagics(shell=ipython))
-    ipython.register_magics(ClmmMagics(shell=ipython))
+    instances = [cls(shell=ipython) for cls in _magics_classes()]
+    for instance in instances:
+        ipython.register_magics(instance)
     # %config LmerMagics.timeout = ... reaches the instance through this list.
+    magics = instances[0]
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     register(ipython)

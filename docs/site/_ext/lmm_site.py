@@ -24,18 +24,10 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from lmermagic import _magics_classes
+
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _magics_classes() -> list[type]:
-    from lmermagic.clmm_magics import ClmmMagics
-    from lmermagic.magics import LmerMagics
-    from lmermagic.many_magics import ManyMagics
-    from lmermagic.power_magics import PowerMagics
-    from lmermagic.tmb_magics import TmbMagics
-
-    return [LmerMagics, ManyMagics, PowerMagics, TmbMagics, ClmmMagics]
 
 
 def _help_text(doc: str) -> str:
