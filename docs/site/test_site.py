@@ -159,11 +159,7 @@ def test_no_missing_image(crawl: dict[str, dict[str, Any]], server: str) -> None
     assert not missing, "\n".join(missing)
 
 
-def _gallery() -> list[Path]:
-    return sorted((ROOT / "docs" / "examples").glob("*.ipynb"))
-
-
-@pytest.mark.parametrize("notebook", _gallery(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", build_docs.run_demo.gallery(), ids=lambda p: p.stem)
 def test_gallery_page_shows_the_notebooks_plots(notebook: Path, browser: Any,
                                                 server: str) -> None:
     executed = json.loads((BUILD / notebook.name).read_text(encoding="utf-8"))
